@@ -1,0 +1,428 @@
+/**
+ * Parses and validates the `buildx-host:*` stack configuration.
+ *
+ * Every key is checked and every problem is reported in one error, each line naming the key,
+ * what is wrong and a valid example, so a bad stack fails at preview time before any host is touched.
+ * Nothing here touches Pulumi: the host lab builds its configuration with the same function.
+ */
+
+/** The raw `buildx-host:*` values as `pulumi config` stores them (arrays arrive as JSON text). */
+export type RawConfig = Readonly<Record<string, string | undefined>>;
+
+export type HostMode = "ec2" | "existing";
+export type CpuArchitecture = "amd64" | "arm64";
+export type UbuntuRelease = "22.04" | "24.04";
+
+/** A person who gets their own account on the host, in the docker group, with their SSH key. */
+export interface TeamMember {
+    readonly name: string;
+    readonly sshPublicKey: string;
+}
+
+/** BuildKit garbage-collection limits, written to buildkitd.toml (`reservedSpace`, `maxUsedSpace`, `minFreeSpace`). */
+export interface BuildkitGcLimits {
+    readonly reservedSpace: string;
+    readonly maxUsedSpace: string;
+    readonly minFreeSpace: string;
+}
+
+/** Settings of mode "ec2": the instance Pulumi creates. */
+export interface Ec2Settings {
+    readonly instanceType: string;
+    readonly architecture: CpuArchitecture;
+    readonly ubuntuRelease: UbuntuRelease;
+    /** Canonical's image serial (e.g. "20251015") to pin the AMI; undefined means the newest at creation. */
+    readonly ubuntuAmiSerial?: string;
+    readonly rootVolumeSizeGb: number;
+    readonly allowedSshCidrs: readonly string[];
+    readonly subnetId?: string;
+    /** True when `loginPrivateKey` is set, so no key is generated. */
+    readonly loginKeyProvided: boolean;
+}
+
+/** Settings of mode "existing": a server reached over SSH. The private key is read as a secret elsewhere. */
+export interface ExistingHostSettings {
+    readonly address: string;
+    readonly port: number;
+    readonly user: string;
+    /** The host's SSH public key ("ssh-ed25519 AAAA…"), pinned on every connection. */
+    readonly hostPublicKey: string;
+}
+
+/** The validated configuration, defaults filled. */
+export interface BuildHostConfig {
+    readonly mode: HostMode;
+    readonly ec2?: Ec2Settings;
+    readonly existingHost?: ExistingHostSettings;
+    readonly team: readonly TeamMember[];
+    readonly dockerAptRepo: string;
+    readonly dockerCeVersion?: string;
+    readonly platforms: readonly string[];
+    readonly builderName: string;
+    readonly buildkitImage: string;
+    readonly buildkitGc: BuildkitGcLimits;
+    readonly hostReadyTimeoutMinutes: number;
+}
+
+/** Config keys whose values are secrets: read with `getSecret`, never echoed in an error. */
+export const SECRET_KEYS = ["loginPrivateKey", "existingHostPrivateKey"] as const;
+
+/** Defaults; Pulumi.yaml declares the same values (a unit test keeps the two equal). */
+export const DEFAULTS = {
+    hostMode: "ec2",
+    instanceType: "c7i.xlarge",
+    ubuntuRelease: "24.04",
+    rootVolumeSizeGb: 100,
+    allowOpenSsh: false,
+    dockerAptRepo: "https://download.docker.com/linux",
+    platforms: ["linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"],
+    builderName: "buildx-host",
+    buildkitImage: "moby/buildkit:v0.34.2",
+    buildkitGcReservedSpace: "10GB",
+    buildkitGcMaxUsedSpace: "80GB",
+    buildkitGcMinFreeSpace: "20GB",
+    existingHostPort: 22,
+    hostReadyTimeoutMinutes: 15,
+} as const;
+
+/** The platforms QEMU can emulate for a build, mapped to the emulator's binfmt name. */
+export const EMULATED_PLATFORMS: Readonly<Record<string, string>> = {
+    "linux/amd64": "x86_64",
+    "linux/arm64": "aarch64",
+    "linux/arm/v7": "arm",
+    "linux/arm/v6": "arm",
+    "linux/ppc64le": "ppc64le",
+    "linux/s390x": "s390x",
+    "linux/riscv64": "riscv64",
+    "linux/386": "i386",
+    "linux/mips64le": "mips64el",
+};
+
+/** Every key this project reads; anything else under `buildx-host:` is a typo. */
+const KNOWN_KEYS = [
+    "hostMode", "instanceType", "architecture", "ubuntuRelease", "ubuntuAmiSerial", "rootVolumeSizeGb",
+    "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey", "team", "dockerAptRepo",
+    "dockerCeVersion", "platforms", "builderName", "buildkitImage", "buildkitGcReservedSpace",
+    "buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "existingHostAddress", "existingHostPort",
+    "existingHostUser", "existingHostPrivateKey", "existingHostPublicKey", "hostReadyTimeoutMinutes",
+] as const;
+
+/** Raised with every configuration problem at once. */
+export class ConfigError extends Error {
+    constructor(readonly problems: readonly string[]) {
+        super(`Invalid buildx-host configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+            problems.map(p => `  - ${p}`).join("\n"));
+        this.name = "ConfigError";
+    }
+}
+
+const LINUX_USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+/** Accounts the host already has or this project uses itself. */
+const RESERVED_USER_NAMES = new Set(["root", "ubuntu", "admin", "debian", "docker", "daemon", "bin", "sys", "nobody", "sshd", "syslog"]);
+const SSH_KEY_TYPES = new Set([
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+]);
+const SIZE = /^\d+(\.\d+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$|^\d{1,2}%$/;
+const KEY_EXAMPLE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q alice@laptop";
+
+/**
+ * Checks that `line` is an OpenSSH public key: a known type followed by base64 whose embedded
+ * type name matches it (the first field of the decoded blob).
+ */
+export function isSshPublicKey(line: string): boolean {
+    const [type, blob] = line.trim().split(/\s+/);
+    if (!type || !blob || !SSH_KEY_TYPES.has(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+        return false;
+    }
+    const bytes = Buffer.from(blob, "base64");
+    if (bytes.length < 4) {
+        return false;
+    }
+    const nameLength = bytes.readUInt32BE(0);
+    return bytes.length >= 4 + nameLength && bytes.subarray(4, 4 + nameLength).toString("latin1") === type;
+}
+
+/** True for an IPv4 or IPv6 CIDR block such as "203.0.113.0/24" or "2001:db8::/32". */
+export function isCidr(value: string): boolean {
+    const match = /^([^/]+)\/(\d{1,3})$/.exec(value);
+    if (!match) {
+        return false;
+    }
+    const [, address, prefix] = match;
+    if (isIpv4(address)) {
+        return Number(prefix) <= 32;
+    }
+    return isIpv6(address) && Number(prefix) <= 128;
+}
+
+function isIpv4(address: string): boolean {
+    const parts = address.split(".");
+    return parts.length === 4 && parts.every(p => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+}
+
+function isIpv6(address: string): boolean {
+    if (!/^[0-9a-fA-F:]+$/.test(address) || (address.match(/::/g) ?? []).length > 1) {
+        return false;
+    }
+    const groups = address.split(":").filter(g => g !== "");
+    return groups.every(g => g.length <= 4) && (address.includes("::") ? groups.length < 8 : groups.length === 8);
+}
+
+/** CIDRs that open SSH to the whole internet. */
+export function isOpenToWorld(cidr: string): boolean {
+    return /^0\.0\.0\.0\/0$/.test(cidr) || /^::\/0$/.test(cidr);
+}
+
+/** The CPU architecture an EC2 instance type implies: Graviton families (a1, m7g, c7gn, …) are arm64. */
+export function architectureOfInstanceType(instanceType: string): CpuArchitecture {
+    const family = instanceType.split(".")[0];
+    return family === "a1" || /^[a-z]+\d+g[a-z]*$/.test(family) ? "arm64" : "amd64";
+}
+
+/** Collects problems while reading keys, so that all of them are reported together. */
+class Reader {
+    readonly problems: string[] = [];
+
+    constructor(private readonly raw: RawConfig) {}
+
+    problem(key: string, why: string, example: string): void {
+        this.problems.push(`buildx-host:${key} ${why}. Example: pulumi config set ${example}`);
+    }
+
+    has(key: string): boolean {
+        const value = this.raw[key];
+        return value !== undefined && value.trim() !== "";
+    }
+
+    string(key: string, fallback?: string): string | undefined {
+        return this.has(key) ? this.raw[key]!.trim() : fallback;
+    }
+
+    oneOf<T extends string>(key: string, allowed: readonly T[], fallback: T, example: string): T {
+        const value = this.string(key, fallback)!;
+        if (!(allowed as readonly string[]).includes(value)) {
+            this.problem(key, `must be one of ${allowed.map(a => `"${a}"`).join(", ")}, not "${value}"`, example);
+            return fallback;
+        }
+        return value as T;
+    }
+
+    integer(key: string, fallback: number, min: number, max: number, example: string): number {
+        const value = this.string(key);
+        if (value === undefined) {
+            return fallback;
+        }
+        if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+            this.problem(key, `must be a whole number from ${min} to ${max}, not "${value}"`, example);
+            return fallback;
+        }
+        return Number(value);
+    }
+
+    boolean(key: string, fallback: boolean, example: string): boolean {
+        const value = this.string(key);
+        if (value === undefined) {
+            return fallback;
+        }
+        if (value !== "true" && value !== "false") {
+            this.problem(key, `must be true or false, not "${value}"`, example);
+            return fallback;
+        }
+        return value === "true";
+    }
+
+    /** A list stored as a JSON array of strings (`pulumi config set --path 'key[0]' …` writes one). */
+    stringList(key: string, fallback: readonly string[], example: string): readonly string[] {
+        const value = this.string(key);
+        if (value === undefined) {
+            return fallback;
+        }
+        let parsed: unknown;
+        try {
+            parsed = JSON.parse(value);
+        } catch {
+            parsed = undefined;
+        }
+        if (!Array.isArray(parsed) || !parsed.every(item => typeof item === "string")) {
+            this.problem(key, "must be a list of strings", example);
+            return fallback;
+        }
+        return parsed.map(item => item.trim());
+    }
+
+    matching(key: string, pattern: RegExp, why: string, example: string, fallback?: string): string | undefined {
+        const value = this.string(key, fallback);
+        if (value !== undefined && !pattern.test(value)) {
+            this.problem(key, `${why}, not "${value}"`, example);
+            return fallback;
+        }
+        return value;
+    }
+}
+
+function readEc2Settings(r: Reader): Ec2Settings {
+    const instanceType = r.matching("instanceType", /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/,
+        "must be an EC2 instance type", "instanceType c7i.xlarge", DEFAULTS.instanceType)!;
+    const impliedArchitecture = architectureOfInstanceType(instanceType);
+    const architecture = r.oneOf<CpuArchitecture>("architecture", ["amd64", "arm64"], impliedArchitecture,
+        "architecture arm64");
+    if (architecture !== impliedArchitecture) {
+        r.problem("architecture", `is "${architecture}" but instance type ${instanceType} is ${impliedArchitecture}; ` +
+            "leave it unset to derive it, or pick a matching instance type", `instanceType ${architecture === "arm64" ? "c7g.xlarge" : "c7i.xlarge"}`);
+    }
+
+    const allowOpenSsh = r.boolean("allowOpenSsh", DEFAULTS.allowOpenSsh, "allowOpenSsh true");
+    const cidrExample = "--path 'allowedSshCidrs[0]' 203.0.113.0/24";
+    const allowedSshCidrs = r.stringList("allowedSshCidrs", [], cidrExample);
+    if (!r.has("allowedSshCidrs")) {
+        r.problem("allowedSshCidrs", "is required in ec2 mode: list the networks allowed to reach SSH", cidrExample);
+    } else if (allowedSshCidrs.length === 0) {
+        r.problem("allowedSshCidrs", "must list at least one network", cidrExample);
+    }
+    for (const cidr of allowedSshCidrs) {
+        if (!isCidr(cidr)) {
+            r.problem("allowedSshCidrs", `has "${cidr}", which is not a CIDR block`, cidrExample);
+        } else if (isOpenToWorld(cidr) && !allowOpenSsh) {
+            r.problem("allowedSshCidrs", `has "${cidr}", which opens SSH to the whole internet; ` +
+                "set allowOpenSsh to true to accept that explicitly", cidrExample);
+        }
+    }
+
+    return {
+        instanceType,
+        architecture,
+        ubuntuRelease: r.oneOf<UbuntuRelease>("ubuntuRelease", ["24.04", "22.04"], DEFAULTS.ubuntuRelease, "ubuntuRelease 22.04"),
+        ubuntuAmiSerial: r.matching("ubuntuAmiSerial", /^\d{8}(\.\d+)?$/, "must be a Canonical image serial",
+            "ubuntuAmiSerial 20251015"),
+        rootVolumeSizeGb: r.integer("rootVolumeSizeGb", DEFAULTS.rootVolumeSizeGb, 20, 16384, "rootVolumeSizeGb 200"),
+        allowedSshCidrs,
+        subnetId: r.matching("subnetId", /^subnet-[0-9a-f]{8,17}$/, "must be a subnet id", "subnetId subnet-0123456789abcdef0"),
+        loginKeyProvided: readPrivateKeyPresence(r, "loginPrivateKey", false),
+    };
+}
+
+function readExistingHostSettings(r: Reader): ExistingHostSettings {
+    const address = r.matching("existingHostAddress", /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/,
+        "must be a host name or IP address", "existingHostAddress build1.example.com");
+    if (address === undefined) {
+        r.problem("existingHostAddress", "is required in existing mode", "existingHostAddress build1.example.com");
+    }
+    const user = r.matching("existingHostUser", LINUX_USER_NAME, "must be a Linux user name", "existingHostUser ubuntu");
+    if (user === undefined) {
+        r.problem("existingHostUser", "is required in existing mode: a user with passwordless sudo", "existingHostUser ubuntu");
+    }
+    const hostPublicKey = r.string("existingHostPublicKey");
+    const hostKeyExample = "existingHostPublicKey \"$(ssh-keyscan -t ed25519 build1.example.com | cut -d' ' -f2-)\"";
+    if (hostPublicKey === undefined) {
+        r.problem("existingHostPublicKey", "is required in existing mode: the host's SSH public key, pinned on every connection", hostKeyExample);
+    } else if (!isSshPublicKey(hostPublicKey)) {
+        r.problem("existingHostPublicKey", "is not an SSH public key", hostKeyExample);
+    }
+    readPrivateKeyPresence(r, "existingHostPrivateKey", true);
+    return {
+        address: address ?? "",
+        port: r.integer("existingHostPort", DEFAULTS.existingHostPort, 1, 65535, "existingHostPort 2222"),
+        user: user ?? "",
+        hostPublicKey: (hostPublicKey ?? "").split(/\s+/).slice(0, 2).join(" "),
+    };
+}
+
+/** Checks a secret private key's shape without ever echoing it. */
+function readPrivateKeyPresence(r: Reader, key: typeof SECRET_KEYS[number], required: boolean): boolean {
+    const example = `--secret ${key} < ~/.ssh/id_ed25519`;
+    const value = r.string(key);
+    if (value === undefined) {
+        if (required) {
+            r.problem(key, "is required in existing mode", example);
+        }
+        return false;
+    }
+    if (!/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/.test(value)) {
+        r.problem(key, "is not a PEM/OpenSSH private key (value not shown)", example);
+    }
+    return true;
+}
+
+function readTeam(r: Reader): readonly TeamMember[] {
+    const example = `--path 'team[0]' "alice ${KEY_EXAMPLE}"`;
+    const seen = new Set<string>();
+    const team: TeamMember[] = [];
+    for (const entry of r.stringList("team", [], example)) {
+        const [name, ...keyFields] = entry.split(/\s+/);
+        const sshPublicKey = keyFields.join(" ");
+        if (!LINUX_USER_NAME.test(name) || RESERVED_USER_NAMES.has(name)) {
+            r.problem("team", `member "${name}" is not a usable Linux user name (lowercase letters, digits, _ and -, ` +
+                "at most 32, not a system account)", example);
+        } else if (seen.has(name)) {
+            r.problem("team", `lists member "${name}" twice`, example);
+        } else if (!isSshPublicKey(sshPublicKey)) {
+            r.problem("team", `member "${name}" has no valid SSH public key after the name`, example);
+        } else {
+            seen.add(name);
+            team.push({ name, sshPublicKey });
+        }
+    }
+    return team;
+}
+
+function readPlatforms(r: Reader): readonly string[] {
+    const example = "--path 'platforms[0]' linux/arm64";
+    const platforms = r.stringList("platforms", DEFAULTS.platforms, example);
+    const unknown = platforms.filter(p => !(p in EMULATED_PLATFORMS));
+    if (unknown.length > 0) {
+        r.problem("platforms", `has ${unknown.map(p => `"${p}"`).join(", ")}; supported: ${Object.keys(EMULATED_PLATFORMS).join(", ")}`, example);
+    }
+    if (platforms.length === 0) {
+        r.problem("platforms", "must list at least one platform to emulate", example);
+    }
+    return [...new Set(platforms)];
+}
+
+/** Parses and validates the configuration; throws one ConfigError listing every problem. */
+export function parseConfig(raw: RawConfig): BuildHostConfig {
+    const r = new Reader(raw);
+    for (const key of Object.keys(raw)) {
+        if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
+            const suggestion = KNOWN_KEYS.find(k => k.toLowerCase() === key.toLowerCase());
+            r.problems.push(`buildx-host:${key} is not a setting of this project` +
+                (suggestion ? `; did you mean ${suggestion}?` : `; known settings: ${KNOWN_KEYS.join(", ")}`));
+        }
+    }
+
+    const mode = r.oneOf<HostMode>("hostMode", ["ec2", "existing"], DEFAULTS.hostMode, "hostMode existing");
+    const config: BuildHostConfig = {
+        mode,
+        ec2: mode === "ec2" ? readEc2Settings(r) : undefined,
+        existingHost: mode === "existing" ? readExistingHostSettings(r) : undefined,
+        team: readTeam(r),
+        dockerAptRepo: r.matching("dockerAptRepo", /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%/-]*)?$/,
+            "must be an http(s) URL of a Docker apt repository root", "dockerAptRepo https://download.docker.com/linux",
+            DEFAULTS.dockerAptRepo)!.replace(/\/+$/, ""),
+        dockerCeVersion: r.matching("dockerCeVersion", /^(\d+:)?[0-9][A-Za-z0-9.+~-]*$/,
+            "must be an exact apt version as `apt-cache madison docker-ce` prints it",
+            "dockerCeVersion '5:28.5.2-1~ubuntu.24.04~noble'"),
+        platforms: readPlatforms(r),
+        builderName: r.matching("builderName", /^[a-z0-9][a-z0-9_-]{0,62}$/,
+            "must be lowercase letters, digits, _ and - (a buildx builder name)", "builderName team-builder",
+            DEFAULTS.builderName)!,
+        buildkitImage: r.matching("buildkitImage", /^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/,
+            "must be an image pinned by a version tag (not latest) or a digest", "buildkitImage moby/buildkit:v0.34.2",
+            DEFAULTS.buildkitImage)!,
+        buildkitGc: {
+            reservedSpace: r.matching("buildkitGcReservedSpace", SIZE, "must be a size like 10GB or a percentage like 10%",
+                "buildkitGcReservedSpace 10GB", DEFAULTS.buildkitGcReservedSpace)!,
+            maxUsedSpace: r.matching("buildkitGcMaxUsedSpace", SIZE, "must be a size like 80GB or a percentage like 60%",
+                "buildkitGcMaxUsedSpace 80GB", DEFAULTS.buildkitGcMaxUsedSpace)!,
+            minFreeSpace: r.matching("buildkitGcMinFreeSpace", SIZE, "must be a size like 20GB or a percentage like 20%",
+                "buildkitGcMinFreeSpace 20GB", DEFAULTS.buildkitGcMinFreeSpace)!,
+        },
+        hostReadyTimeoutMinutes: r.integer("hostReadyTimeoutMinutes", DEFAULTS.hostReadyTimeoutMinutes, 1, 120,
+            "hostReadyTimeoutMinutes 20"),
+    };
+
+    if (r.problems.length > 0) {
+        throw new ConfigError(r.problems);
+    }
+    return config;
+}

@@ -1,0 +1,125 @@
+/**
+ * The host steps: which script runs, in which order, with which parameters.
+ *
+ * This is the single definition both the Pulumi components and the host lab use, so the lab runs
+ * exactly what `pulumi up` runs. Pure: no Pulumi calls.
+ */
+import { createHash } from "crypto";
+import { readFileSync } from "fs";
+import * as path from "path";
+
+import { BuildHostConfig } from "./config";
+
+export const STEP_NAMES = [
+    "wait-for-host",
+    "docker-engine",
+    "experimental-mode",
+    "qemu-binfmt",
+    "buildx-builder",
+    "team-access",
+] as const;
+
+export type StepName = typeof STEP_NAMES[number];
+
+/** One host step: a script from components/scripts and the environment it runs with. */
+export interface HostStepDefinition {
+    readonly name: StepName;
+    readonly scriptPath: string;
+    readonly script: string;
+    readonly environment: Readonly<Record<string, string>>;
+    /** Environment of the delete run, for steps that own something on the host to remove. */
+    readonly deleteEnvironment?: Readonly<Record<string, string>>;
+}
+
+export const SCRIPTS_DIR = path.join(__dirname, "scripts");
+
+function loadStep(name: StepName, environment: Record<string, string>,
+                  deleteEnvironment?: Record<string, string>): HostStepDefinition {
+    const scriptPath = path.join(SCRIPTS_DIR, `${name}.sh`);
+    return { name, scriptPath, script: readFileSync(scriptPath, "utf8"), environment, deleteEnvironment };
+}
+
+/** The steps in the order they run, with their parameters taken from the configuration. */
+export function hostStepDefinitions(config: BuildHostConfig, loginUser: string): HostStepDefinition[] {
+    const builderEnvironment = {
+        BUILDER_NAME: config.builderName,
+        BUILDER_USER: loginUser,
+        BUILDKIT_IMAGE: config.buildkitImage,
+        BUILDKIT_GC_RESERVED_SPACE: config.buildkitGc.reservedSpace,
+        BUILDKIT_GC_MAX_USED_SPACE: config.buildkitGc.maxUsedSpace,
+        BUILDKIT_GC_MIN_FREE_SPACE: config.buildkitGc.minFreeSpace,
+    };
+    return [
+        loadStep("wait-for-host", { WAIT_TIMEOUT_SECONDS: String(config.hostReadyTimeoutMinutes * 60) }),
+        loadStep("docker-engine", {
+            DOCKER_APT_REPO: config.dockerAptRepo,
+            DOCKER_CE_VERSION: config.dockerCeVersion ?? "",
+            DOCKER_GROUP_USERS: loginUser,
+        }),
+        loadStep("experimental-mode", {}),
+        loadStep("qemu-binfmt", { QEMU_PLATFORMS: config.platforms.join(" ") }),
+        loadStep("buildx-builder", { ...builderEnvironment, BUILDER_ACTION: "create" },
+            { ...builderEnvironment, BUILDER_ACTION: "delete" }),
+        loadStep("team-access", {
+            TEAM_MEMBERS: config.team.map(member => `${member.name} ${member.sshPublicKey}`).join("\n"),
+        }),
+    ];
+}
+
+/** Quotes a value for a POSIX shell: single quotes, with embedded single quotes spliced in. */
+export function shellQuote(value: string): string {
+    return `'${value.replace(/'/g, `'"'"'`)}'`;
+}
+
+/**
+ * The command that runs a step's script, fed on stdin, as root with its parameters.
+ * Parameters travel as `env` assignments because sshd's AcceptEnv usually drops SSH environment requests.
+ */
+export function stepCommand(environment: Readonly<Record<string, string>>): string {
+    const assignments = Object.entries(environment).map(([name, value]) => `${name}=${shellQuote(value)}`);
+    return ["sudo", "-n", "env", ...assignments, "bash", "-s"].join(" ");
+}
+
+export function sha256(text: string): string {
+    return createHash("sha256").update(text).digest("hex");
+}
+
+/** What re-runs a step: its own script and parameters, and the fingerprint of the step before it. */
+export interface StepTriggers {
+    readonly scriptSha256: string;
+    readonly parametersSha256: string;
+    readonly upstreamSha256: string;
+}
+
+/**
+ * Triggers for every step, in order. Each step carries the previous step's fingerprint, so a change
+ * to one step re-runs it and the steps after it (they may depend on what it did), never those before.
+ */
+export function stepTriggers(steps: readonly HostStepDefinition[]): StepTriggers[] {
+    let upstreamSha256 = sha256("");
+    return steps.map(step => {
+        const triggers = {
+            scriptSha256: sha256(step.script),
+            parametersSha256: sha256(JSON.stringify(step.environment)),
+            upstreamSha256,
+        };
+        upstreamSha256 = sha256(JSON.stringify(triggers));
+        return triggers;
+    });
+}
+
+/** A step's report: the JSON object on the last line of its stdout. */
+export type StepReport = Readonly<Record<string, unknown>> & { readonly step: string; readonly changed: boolean };
+
+export function parseStepReport(stepName: string, stdout: string): StepReport {
+    const lastLine = stdout.trim().split("\n").pop() ?? "";
+    try {
+        const report = JSON.parse(lastLine) as StepReport;
+        if (report && typeof report === "object" && report.step === stepName && typeof report.changed === "boolean") {
+            return report;
+        }
+    } catch {
+        // Falls through to the error below, which shows what the step printed instead.
+    }
+    throw new Error(`host step ${stepName} did not end with its JSON report; last line was: ${lastLine.slice(0, 200)}`);
+}

@@ -124,7 +124,7 @@ const SSH_KEY_TYPES = new Set([
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 ]);
 const SIZE = /^\d+(\.\d+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$|^\d{1,2}%$/;
-const KEY_EXAMPLE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q alice@laptop";
+const KEY_EXAMPLE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 
 /**
  * Checks that `line` is an OpenSSH public key: a known type followed by base64 whose embedded
@@ -269,7 +269,7 @@ function readEc2Settings(r: Reader): Ec2Settings {
         "architecture arm64");
     if (architecture !== impliedArchitecture) {
         r.problem("architecture", `is "${architecture}" but instance type ${instanceType} is ${impliedArchitecture}; ` +
-            "leave it unset to derive it, or pick a matching instance type", `instanceType ${architecture === "arm64" ? "c7g.xlarge" : "c7i.xlarge"}`);
+            "leave it unset to derive it, or pick a matching instance type", `architecture ${impliedArchitecture}`);
     }
 
     const allowOpenSsh = r.boolean("allowOpenSsh", DEFAULTS.allowOpenSsh, "allowOpenSsh true");
@@ -285,7 +285,7 @@ function readEc2Settings(r: Reader): Ec2Settings {
             r.problem("allowedSshCidrs", `has "${cidr}", which is not a CIDR block`, cidrExample);
         } else if (isOpenToWorld(cidr) && !allowOpenSsh) {
             r.problem("allowedSshCidrs", `has "${cidr}", which opens SSH to the whole internet; ` +
-                "set allowOpenSsh to true to accept that explicitly", cidrExample);
+                "set allowOpenSsh to true to accept that explicitly", "allowOpenSsh true");
         }
     }
 

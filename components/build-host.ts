@@ -1,0 +1,154 @@
+import * as pulumi from "@pulumi/pulumi";
+
+import { BuildHostConfig } from "./config";
+import { Ec2Host } from "./ec2-host";
+import {
+    buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet, knownHostsLine, sshEndpoint,
+} from "./endpoint";
+import { HostStep } from "./host-step";
+import { hostStepDefinitions, StepName, StepReport, stepTriggers } from "./steps";
+
+/** Arguments of the build host. */
+export interface BuildHostArgs {
+    /** The validated configuration (`parseConfig`). */
+    readonly config: BuildHostConfig;
+    /** Mode "ec2": the login private key to use instead of a generated one (secret). */
+    readonly loginPrivateKey?: pulumi.Input<string>;
+    /** Mode "existing": the private key of `existingHost.user` (secret). */
+    readonly existingHostPrivateKey?: pulumi.Input<string>;
+    /** Tags for every AWS resource (mode "ec2"). */
+    readonly tags?: Readonly<Record<string, string>>;
+}
+
+/** Tool versions on the host, from the step reports. */
+export interface HostVersions {
+    readonly docker: string;
+    readonly buildx: string;
+    readonly buildkit: string;
+    readonly qemu: string;
+    readonly kernel: string;
+}
+
+/**
+ * A shared multi-architecture buildx builder: an EC2 instance (or an existing server) taken through the
+ * host steps in order, each after the one before, and the outputs clients paste to attach to it.
+ */
+export class BuildHost extends pulumi.ComponentResource {
+    /** Public IP (mode "ec2"; the configured address in mode "existing"). */
+    public readonly publicIp: pulumi.Output<string>;
+    /** Public DNS name (mode "ec2"; the configured address in mode "existing"). */
+    public readonly publicDns: pulumi.Output<string>;
+    public readonly sshEndpoint: pulumi.Output<string>;
+    public readonly knownHostsLine: pulumi.Output<string>;
+    /** The login private key (secret); undefined in mode "existing", where it is the user's own. */
+    public readonly loginPrivateKey?: pulumi.Output<string>;
+    public readonly dockerContextCommand: pulumi.Output<string>;
+    public readonly buildxCreateCommand: pulumi.Output<string>;
+    public readonly githubActionsSnippet: pulumi.Output<string>;
+    /** Each team member's own docker context command. */
+    public readonly teamDockerContextCommands: pulumi.Output<Record<string, string>>;
+    public readonly platforms: pulumi.Output<string[]>;
+    public readonly versions: pulumi.Output<HostVersions>;
+    /** Klauser's preflight checks and the per-platform emulation proof, as the QEMU step reported them. */
+    public readonly preflight: pulumi.Output<unknown>;
+    public readonly steps: Readonly<Record<StepName, HostStep>>;
+
+    constructor(name: string, args: BuildHostArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("buildx-host:index:BuildHost", name, {}, opts);
+        const { config } = args;
+
+        let host: pulumi.Output<string>;
+        let port: number;
+        let user: string;
+        let privateKey: pulumi.Output<string>;
+        let hostPublicKey: pulumi.Output<string>;
+        if (config.mode === "ec2") {
+            const ec2Host = new Ec2Host(`${name}-ec2`, {
+                settings: config.ec2!,
+                loginPrivateKey: args.loginPrivateKey,
+                tags: args.tags ?? {},
+            }, { parent: this });
+            host = ec2Host.address;
+            port = 22;
+            user = ec2Host.loginUser;
+            privateKey = ec2Host.loginPrivateKey;
+            hostPublicKey = ec2Host.hostPublicKey;
+            this.publicIp = ec2Host.publicIp;
+            this.publicDns = ec2Host.publicDns;
+            this.loginPrivateKey = ec2Host.loginPrivateKey;
+        } else {
+            const existing = config.existingHost!;
+            if (args.existingHostPrivateKey === undefined) {
+                throw new Error("BuildHost: existingHostPrivateKey is required in existing mode");
+            }
+            host = pulumi.output(existing.address);
+            port = existing.port;
+            user = existing.user;
+            privateKey = pulumi.secret(args.existingHostPrivateKey);
+            hostPublicKey = pulumi.output(existing.hostPublicKey);
+            this.publicIp = host;
+            this.publicDns = host;
+        }
+
+        const connection = { host, port, user, privateKey, hostKey: hostPublicKey };
+        const definitions = hostStepDefinitions(config, user);
+        const triggers = stepTriggers(definitions);
+        const steps: Partial<Record<StepName, HostStep>> = {};
+        let previous: HostStep | undefined;
+        definitions.forEach((definition, index) => {
+            const waitsForBoot = definition.name === "wait-for-host";
+            previous = new HostStep(`${name}-${definition.name}`, {
+                definition,
+                triggers: triggers[index],
+                // A new instance refuses SSH until it has booted: keep dialling, bounded by the step's timeout.
+                connection: waitsForBoot ? { ...connection, dialErrorLimit: -1, perDialTimeout: 30 } : connection,
+                timeout: waitsForBoot ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,
+            }, { parent: this, dependsOn: previous ? [previous] : [] });
+            steps[definition.name] = previous;
+        });
+        this.steps = steps as Record<StepName, HostStep>;
+
+        const parts: pulumi.Output<EndpointParts> = pulumi.all([host, hostPublicKey]).apply(([address, key]) => ({
+            host: address, port, user, hostPublicKey: key, builderName: config.builderName,
+        }));
+        this.sshEndpoint = parts.apply(p => sshEndpoint(p));
+        this.knownHostsLine = parts.apply(knownHostsLine);
+        this.dockerContextCommand = parts.apply(p => dockerContextCommand(p));
+        this.buildxCreateCommand = parts.apply(buildxCreateCommand);
+        this.githubActionsSnippet = parts.apply(githubActionsSnippet);
+        this.teamDockerContextCommands = parts.apply(p => Object.fromEntries(
+            config.team.map(member => [member.name, dockerContextCommand(p, member.name)])));
+
+        const reports = this.steps;
+        const field = (report: StepReport, key: string): string => String(report[key] ?? "unknown");
+        this.platforms = reports["buildx-builder"].report.apply(r => (r.platforms as string[] | undefined) ?? []);
+        this.versions = pulumi.all([
+            reports["wait-for-host"].report, reports["docker-engine"].report,
+            reports["qemu-binfmt"].report, reports["buildx-builder"].report,
+        ]).apply(([wait, docker, qemu, builder]) => ({
+            docker: field(docker, "dockerVersion"),
+            buildx: field(builder, "buildxVersion"),
+            buildkit: field(builder, "buildkitVersion"),
+            qemu: field(qemu, "qemuVersion"),
+            kernel: field(wait, "kernel"),
+        }));
+        this.preflight = reports["qemu-binfmt"].report.apply(r => ({
+            preflight: r.preflight, emulators: r.emulators, platforms: r.platforms,
+        }));
+
+        this.registerOutputs({
+            publicIp: this.publicIp,
+            publicDns: this.publicDns,
+            sshEndpoint: this.sshEndpoint,
+            knownHostsLine: this.knownHostsLine,
+            loginPrivateKey: this.loginPrivateKey,
+            dockerContextCommand: this.dockerContextCommand,
+            buildxCreateCommand: this.buildxCreateCommand,
+            githubActionsSnippet: this.githubActionsSnippet,
+            teamDockerContextCommands: this.teamDockerContextCommands,
+            platforms: this.platforms,
+            versions: this.versions,
+            preflight: this.preflight,
+        });
+    }
+}

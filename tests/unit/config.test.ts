@@ -1,0 +1,201 @@
+import { readFileSync } from "fs";
+import * as yaml from "js-yaml";
+import * as path from "path";
+
+import {
+    architectureOfInstanceType, ConfigError, DEFAULTS, isCidr, isSshPublicKey, parseConfig, RawConfig,
+} from "../../components/config";
+
+const ROOT = path.join(__dirname, "..", "..");
+const ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
+const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n";
+
+const EC2: RawConfig = { allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) };
+const EXISTING: RawConfig = {
+    hostMode: "existing",
+    existingHostAddress: "build1.example.com",
+    existingHostUser: "builder",
+    existingHostPrivateKey: PRIVATE_KEY,
+    existingHostPublicKey: HOST_KEY,
+};
+
+function problemsOf(raw: RawConfig): readonly string[] {
+    try {
+        parseConfig(raw);
+    } catch (error) {
+        if (error instanceof ConfigError) {
+            return error.problems;
+        }
+        throw error;
+    }
+    throw new Error("expected a ConfigError");
+}
+
+describe("parseConfig defaults", () => {
+    test("ec2 mode fills every default", () => {
+        const config = parseConfig(EC2);
+        expect(config.mode).toBe("ec2");
+        expect(config.ec2).toEqual({
+            instanceType: "c7i.xlarge", architecture: "amd64", ubuntuRelease: "24.04", ubuntuAmiSerial: undefined,
+            rootVolumeSizeGb: 100, allowedSshCidrs: ["203.0.113.0/24"], subnetId: undefined, loginKeyProvided: false,
+        });
+        expect(config.existingHost).toBeUndefined();
+        expect(config.platforms).toEqual(["linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"]);
+        expect(config.buildkitImage).toBe("moby/buildkit:v0.34.2");
+        expect(config.buildkitGc).toEqual({ reservedSpace: "10GB", maxUsedSpace: "80GB", minFreeSpace: "20GB" });
+        expect(config.dockerAptRepo).toBe("https://download.docker.com/linux");
+        expect(config.team).toEqual([]);
+    });
+
+    test("existing mode needs no AWS settings and keeps the host key without its comment", () => {
+        const config = parseConfig({ ...EXISTING, existingHostPublicKey: `${HOST_KEY} root@build1`, existingHostPort: "2222" });
+        expect(config.ec2).toBeUndefined();
+        expect(config.existingHost).toEqual({ address: "build1.example.com", port: 2222, user: "builder", hostPublicKey: HOST_KEY });
+    });
+
+    test("Graviton instance types derive arm64, others amd64", () => {
+        for (const type of ["c7g.xlarge", "m7gd.2xlarge", "t4g.small", "a1.large", "c7gn.medium", "im4gn.large", "c8g.4xlarge"]) {
+            expect([type, architectureOfInstanceType(type)]).toEqual([type, "arm64"]);
+        }
+        for (const type of ["c7i.xlarge", "m7a.large", "t3.micro", "g5.xlarge", "p4d.24xlarge", "inf2.xlarge"]) {
+            expect([type, architectureOfInstanceType(type)]).toEqual([type, "amd64"]);
+        }
+        expect(parseConfig({ ...EC2, instanceType: "m7g.large" }).ec2!.architecture).toBe("arm64");
+    });
+
+    test("team entries become members, a trailing slash leaves the repo URL", () => {
+        const config = parseConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`]), dockerAptRepo: "https://mirror.example.com/docker/" });
+        expect(config.team).toEqual([{ name: "alice", sshPublicKey: ALICE_KEY }]);
+        expect(config.dockerAptRepo).toBe("https://mirror.example.com/docker");
+    });
+
+    test("0.0.0.0/0 is accepted with the explicit opt-in", () => {
+        const config = parseConfig({ ...EC2, allowedSshCidrs: JSON.stringify(["0.0.0.0/0", "::/0"]), allowOpenSsh: "true" });
+        expect(config.ec2!.allowedSshCidrs).toEqual(["0.0.0.0/0", "::/0"]);
+    });
+});
+
+describe("parseConfig rejects bad input, naming the key and showing an example", () => {
+    /** [what is wrong, raw config, the key the message must name first, text the message must show] */
+    const cases: [string, RawConfig, string, string?][] = [
+        ["unknown host mode", { ...EC2, hostMode: "lxd" }, "hostMode"],
+        ["malformed instance type", { ...EC2, instanceType: "huge" }, "instanceType"],
+        ["unsupported Ubuntu release", { ...EC2, ubuntuRelease: "20.04" }, "ubuntuRelease"],
+        ["unknown architecture", { ...EC2, architecture: "sparc" }, "architecture"],
+        ["architecture disagreeing with the instance type", { ...EC2, architecture: "arm64" }, "architecture"],
+        ["bad AMI serial", { ...EC2, ubuntuAmiSerial: "latest" }, "ubuntuAmiSerial"],
+        ["root volume not a number", { ...EC2, rootVolumeSizeGb: "big" }, "rootVolumeSizeGb"],
+        ["root volume too small", { ...EC2, rootVolumeSizeGb: "8" }, "rootVolumeSizeGb"],
+        ["no allowedSshCidrs in ec2 mode", {}, "allowedSshCidrs"],
+        ["empty allowedSshCidrs", { allowedSshCidrs: "[]" }, "allowedSshCidrs"],
+        ["allowedSshCidrs not a list", { allowedSshCidrs: "203.0.113.0/24" }, "allowedSshCidrs"],
+        ["invalid CIDR", { allowedSshCidrs: JSON.stringify(["203.0.113.300/24"]) }, "allowedSshCidrs"],
+        ["0.0.0.0/0 without opt-in", { allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]) }, "allowedSshCidrs", "allowOpenSsh true"],
+        ["::/0 without opt-in", { allowedSshCidrs: JSON.stringify(["::/0"]) }, "allowedSshCidrs", "allowOpenSsh true"],
+        ["allowOpenSsh not a boolean", { ...EC2, allowOpenSsh: "yes" }, "allowOpenSsh"],
+        ["malformed subnet id", { ...EC2, subnetId: "my-subnet" }, "subnetId"],
+        ["login key not a private key", { ...EC2, loginPrivateKey: "ssh-ed25519 AAAA" }, "loginPrivateKey"],
+        ["team member with an invalid user name", { ...EC2, team: JSON.stringify([`Alice ${ALICE_KEY}`]) }, "team"],
+        ["team member named like a system account", { ...EC2, team: JSON.stringify([`root ${ALICE_KEY}`]) }, "team"],
+        ["team member with a broken key", { ...EC2, team: JSON.stringify(["alice ssh-ed25519 AAAAnotakey"]) }, "team"],
+        ["team member without a key", { ...EC2, team: JSON.stringify(["alice"]) }, "team"],
+        ["team member listed twice", { ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `alice ${ALICE_KEY}`]) }, "team"],
+        ["docker repo not a URL", { ...EC2, dockerAptRepo: "download.docker.com" }, "dockerAptRepo"],
+        ["docker-ce version with spaces", { ...EC2, dockerCeVersion: "28 latest" }, "dockerCeVersion"],
+        ["unsupported platform", { ...EC2, platforms: JSON.stringify(["linux/arm64", "windows/amd64"]) }, "platforms"],
+        ["no platforms", { ...EC2, platforms: "[]" }, "platforms"],
+        ["builder name with capitals", { ...EC2, builderName: "Team Builder" }, "builderName"],
+        ["BuildKit image not pinned", { ...EC2, buildkitImage: "moby/buildkit:latest" }, "buildkitImage"],
+        ["BuildKit image without a tag", { ...EC2, buildkitImage: "moby/buildkit" }, "buildkitImage"],
+        ["GC size without a unit", { ...EC2, buildkitGcMaxUsedSpace: "80" }, "buildkitGcMaxUsedSpace"],
+        ["timeout zero", { ...EC2, hostReadyTimeoutMinutes: "0" }, "hostReadyTimeoutMinutes"],
+        ["misspelt key", { ...EC2, instancetype: "c7i.large" }, "instancetype", "did you mean instanceType?"],
+        ["existing mode without an address", { ...EXISTING, existingHostAddress: undefined }, "existingHostAddress"],
+        ["existing mode with a bad address", { ...EXISTING, existingHostAddress: "bad host!" }, "existingHostAddress"],
+        ["existing mode port out of range", { ...EXISTING, existingHostPort: "70000" }, "existingHostPort"],
+        ["existing mode without a user", { ...EXISTING, existingHostUser: undefined }, "existingHostUser"],
+        ["existing mode without a private key", { ...EXISTING, existingHostPrivateKey: undefined }, "existingHostPrivateKey"],
+        ["existing mode without the host key", { ...EXISTING, existingHostPublicKey: undefined }, "existingHostPublicKey"],
+        ["existing mode with a bad host key", { ...EXISTING, existingHostPublicKey: "ssh-ed25519 AAAAC3Nza" }, "existingHostPublicKey"],
+    ];
+
+    // Every row has four cells: jest would take a missing fourth argument for a `done` callback.
+    test.each(cases.map(([what, raw, key, shown]) => [what, raw, key, shown ?? ""] as const))("%s", (_, raw, key, shown) => {
+        const problem = problemsOf(raw).find(p => p.startsWith(`buildx-host:${key} `));
+        expect(problem).toBeDefined();
+        expect(problem).toContain(shown || "Example: pulumi config set ");
+        if (!shown) {
+            expect(problem).toMatch(new RegExp(`Example: pulumi config set (--secret |--path ')?${key}`));
+        }
+    });
+
+    test(`covers at least 15 distinct bad inputs (${cases.length})`, () => {
+        expect(new Set(cases.map(([, , key]) => key)).size).toBeGreaterThanOrEqual(15);
+    });
+
+    test("reports every problem at once", () => {
+        const problems = problemsOf({ hostMode: "ec2", instanceType: "huge", ubuntuRelease: "18.04", builderName: "A B", platforms: "[\"linux/vax\"]" });
+        expect(problems.length).toBeGreaterThanOrEqual(5);
+        const message = (() => { try { parseConfig({ instanceType: "huge" }); } catch (e) { return (e as Error).message; } return ""; })();
+        expect(message).toMatch(/^Invalid buildx-host configuration \(2 problems\):\n {2}- /);
+    });
+
+    test("never echoes a secret", () => {
+        const secret = "-----BEGIN SOMETHING-----supersecretmaterial";
+        const problems = problemsOf({ ...EXISTING, existingHostPrivateKey: secret });
+        expect(problems.join("\n")).not.toContain("supersecretmaterial");
+        expect(problems.join("\n")).toContain("existingHostPrivateKey");
+    });
+});
+
+describe("validators", () => {
+    test("CIDR blocks", () => {
+        for (const good of ["10.0.0.0/8", "203.0.113.7/32", "0.0.0.0/0", "2001:db8::/32", "::/0", "fe80::1/128"]) {
+            expect([good, isCidr(good)]).toEqual([good, true]);
+        }
+        for (const bad of ["10.0.0.0", "10.0.0.0/33", "256.0.0.0/8", "2001:db8::/129", "2001::db8::/32", "a.b.c.d/8", "/24"]) {
+            expect([bad, isCidr(bad)]).toEqual([bad, false]);
+        }
+    });
+
+    test("SSH public keys must carry their own type inside the blob", () => {
+        expect(isSshPublicKey(ALICE_KEY)).toBe(true);
+        expect(isSshPublicKey(HOST_KEY)).toBe(true);
+        expect(isSshPublicKey(ALICE_KEY.replace("ssh-ed25519", "ssh-rsa"))).toBe(false);
+        expect(isSshPublicKey("ssh-ed25519")).toBe(false);
+        expect(isSshPublicKey("ssh-ed25519 !!!")).toBe(false);
+    });
+});
+
+describe("project files", () => {
+    const project = yaml.load(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as any;
+
+    test("Pulumi.yaml declares the same defaults as config.ts", () => {
+        for (const [key, value] of Object.entries(DEFAULTS)) {
+            expect([key, project.config[key]?.default]).toEqual([key, value]);
+        }
+    });
+
+    test("Pulumi.yaml describes every setting", () => {
+        for (const [key, declaration] of Object.entries<any>(project.config)) {
+            expect([key, typeof declaration.description]).toEqual([key, "string"]);
+        }
+    });
+
+    test("Pulumi.yaml declares exactly the settings parseConfig knows", () => {
+        const unknown = problemsOf(Object.fromEntries(Object.keys(project.config).map(k => [k, "\u0000"])))
+            .filter(p => p.includes("is not a setting"));
+        expect(unknown).toEqual([]);
+    });
+
+    test("the example stack Pulumi.dev.yaml is valid", () => {
+        const stack = (yaml.load(readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8")) as any).config;
+        const raw = Object.fromEntries(Object.entries<any>(stack)
+            .filter(([key]) => key.startsWith("buildx-host:"))
+            .map(([key, value]) => [key.slice("buildx-host:".length), typeof value === "string" ? value : JSON.stringify(value)]));
+        const config = parseConfig(raw);
+        expect(config.team.map(m => m.name)).toEqual(["alice", "ci"]);
+        expect(stack["aws:region"]).toMatch(/^[a-z]{2}-[a-z]+-\d$/);
+    });
+});

@@ -1,0 +1,135 @@
+/**
+ * Pulumi mocks that record every registered resource with its inputs and dependencies, and answer
+ * the invokes and commands the program makes with realistic values.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+export interface RecordedResource {
+    readonly type: string;
+    readonly name: string;
+    /** Inputs as the mocks see them (secrets unwrapped). */
+    inputs: Record<string, any>;
+    /** Inputs as sent to the engine: secret values are wrapped with the secret signature. */
+    wireInputs: Record<string, any>;
+    /** URNs this resource was registered as depending on. */
+    dependencies: string[];
+    urn: string;
+}
+
+/** The key Pulumi's wire format uses to mark a secret value. */
+export const SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d";
+
+export interface Recorder {
+    readonly resources: RecordedResource[];
+    readonly invokes: { token: string; inputs: Record<string, any> }[];
+    ofType(type: string): RecordedResource[];
+    named(name: string): RecordedResource;
+}
+
+/** A report each step would print as its last line, so outputs can be computed. */
+export const STEP_REPORTS: Record<string, object> = {
+    "wait-for-host": { step: "wait-for-host", changed: false, os: "ubuntu", osVersion: "24.04", codename: "noble", arch: "amd64", kernel: "6.8.0-1021-aws", cloudInit: "done" },
+    "docker-engine": { step: "docker-engine", changed: true, dockerVersion: "28.5.2", buildxVersion: "v0.29.1" },
+    "experimental-mode": { step: "experimental-mode", changed: true, restarted: true, experimental: true },
+    "qemu-binfmt": {
+        step: "qemu-binfmt", changed: false, qemuVersion: "8.2.2",
+        preflight: { kernel: "6.8.0-1021-aws", kernelOk: true, binfmtMounted: true, updateBinfmts: null, persistence: "systemd-binfmt" },
+        emulators: { "qemu-aarch64": { flags: "POCF", fixBinary: true, static: true, fixed: false } },
+        platforms: { "linux/arm64": { emulator: "qemu-aarch64", output: "aarch64", ok: true } },
+    },
+    "buildx-builder": { step: "buildx-builder", changed: true, action: "created", platforms: ["linux/amd64", "linux/arm64"], buildkitVersion: "v0.34.2", buildxVersion: "v0.29.1" },
+    "team-access": { step: "team-access", changed: true, members: ["alice"], added: ["alice"], updated: [], removed: [] },
+};
+
+export function installMocks(): Recorder {
+    const resources: RecordedResource[] = [];
+    const invokes: Recorder["invokes"] = [];
+    pulumi.runtime.setMocks({
+        newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
+            const record = resources.find(r => r.type === args.type && r.name === args.name);
+            if (record) {
+                record.inputs = args.inputs;
+            }
+            const state: Record<string, any> = { ...args.inputs };
+            switch (args.type) {
+                case "tls:index/privateKey:PrivateKey":
+                    state.privateKeyOpenssh = `-----BEGIN OPENSSH PRIVATE KEY-----\n${args.name}\n-----END OPENSSH PRIVATE KEY-----\n`;
+                    state.publicKeyOpenssh = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${args.name.length}fake${args.name}\n`;
+                    break;
+                case "aws:ec2/instance:Instance":
+                    state.publicIp = "198.51.100.7";
+                    state.publicDns = "ec2-198-51-100-7.eu-west-1.compute.amazonaws.com";
+                    break;
+                case "aws:ec2/keyPair:KeyPair":
+                    state.keyName = `${args.name}-key`;
+                    break;
+                case "command:remote:Command": {
+                    const step = Object.keys(STEP_REPORTS).find(s => args.name.endsWith(`-${s}-run`));
+                    state.stdout = `progress line\n${JSON.stringify(step ? STEP_REPORTS[step] : {})}\n`;
+                    state.stderr = "";
+                    break;
+                }
+            }
+            return { id: `${args.name}-id`, state };
+        },
+        call(args: pulumi.runtime.MockCallArgs): Record<string, any> {
+            invokes.push({ token: args.token, inputs: args.inputs });
+            switch (args.token) {
+                case "aws:ec2/getAmi:getAmi":
+                    return { id: "ami-0123456789abcdef0", name: "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20251015" };
+                case "aws:ec2/getVpc:getVpc":
+                    return { id: "vpc-default" };
+                case "aws:ec2/getSubnet:getSubnet":
+                    return { id: args.inputs.id, vpcId: "vpc-of-subnet" };
+                case "tls:index/getPublicKey:getPublicKey":
+                    return { publicKeyOpenssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIgivenkey\n" };
+                default:
+                    return {};
+            }
+        },
+    }, "buildx-host", "test", false);
+
+    // The mock callbacks do not see dependencies or secrecy: record them from the monitor's requests.
+    const monitor = (pulumi.runtime as any).getMonitor();
+    const registerResource = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (request: any, callback: (err: any, response: any) => void) => {
+        resources.push({
+            type: request.getType(),
+            name: request.getName(),
+            inputs: {},
+            wireInputs: request.getObject()?.toJavaScript() ?? {},
+            dependencies: request.getDependenciesList(),
+            urn: monitor.newUrn(request.getParent(), request.getType(), request.getName()),
+        });
+        return registerResource(request, callback);
+    };
+
+    return {
+        resources,
+        invokes,
+        ofType: type => resources.filter(r => r.type === type),
+        named: name => {
+            const found = resources.find(r => r.name === name);
+            if (!found) {
+                throw new Error(`no resource named ${name}; have ${resources.map(r => r.name).join(", ")}`);
+            }
+            return found;
+        },
+    };
+}
+
+/** Resolves an output (test-only: mocks resolve everything). */
+export function valueOf<T>(output: pulumi.Output<T>): Promise<T> {
+    return new Promise(resolve => output.apply(value => { resolve(value); return value; }));
+}
+
+export function isSecret<T>(output: pulumi.Output<T>): Promise<boolean> {
+    return (output as any).isSecret as Promise<boolean>;
+}
+
+/** Waits until every registration the program started has reached the mocks. */
+export async function settle(): Promise<void> {
+    for (let i = 0; i < 20; i++) {
+        await new Promise(resolve => setImmediate(resolve));
+    }
+}

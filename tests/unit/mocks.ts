@@ -41,6 +41,20 @@ export const STEP_REPORTS: Record<string, object> = {
     "team-access": { step: "team-access", changed: true, members: ["alice"], added: ["alice"], updated: [], removed: [] },
 };
 
+/** Replaces every wire-format secret wrapper with the value it holds. */
+export function unwrapSecrets(value: any): any {
+    if (Array.isArray(value)) {
+        return value.map(unwrapSecrets);
+    }
+    if (value !== null && typeof value === "object") {
+        if (SECRET_SIGNATURE_KEY in value) {
+            return unwrapSecrets(value.value);
+        }
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+    }
+    return value;
+}
+
 export function installMocks(): Recorder {
     const resources: RecordedResource[] = [];
     const invokes: Recorder["invokes"] = [];
@@ -48,7 +62,7 @@ export function installMocks(): Recorder {
         newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, any> } {
             const record = resources.find(r => r.type === args.type && r.name === args.name);
             if (record) {
-                record.inputs = args.inputs;
+                record.inputs = unwrapSecrets(args.inputs);
             }
             const state: Record<string, any> = { ...args.inputs };
             switch (args.type) {

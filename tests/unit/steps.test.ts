@@ -1,0 +1,122 @@
+import { execFileSync } from "child_process";
+
+import { parseConfig } from "../../components/config";
+import {
+    hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand, stepTriggers,
+} from "../../components/steps";
+
+const CONFIG = parseConfig({
+    allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]),
+    team: JSON.stringify([
+        "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop",
+        "bob ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF bob@ci",
+    ]),
+    dockerCeVersion: "5:28.5.2-1~ubuntu.24.04~noble",
+});
+
+describe("host step definitions", () => {
+    const steps = hostStepDefinitions(CONFIG, "ubuntu");
+
+    test("run in the program's order, one script each", () => {
+        expect(steps.map(s => s.name)).toEqual([...STEP_NAMES]);
+        expect(steps.map(s => s.scriptPath.split("/").slice(-2).join("/"))).toEqual(
+            STEP_NAMES.map(name => `scripts/${name}.sh`));
+        for (const step of steps) {
+            expect(step.script).toMatch(/^#!\/usr\/bin\/env bash\n/);
+            expect(step.script).toContain("set -euo pipefail");
+        }
+    });
+
+    test("pass the configuration as the scripts' documented environment", () => {
+        const env = Object.fromEntries(steps.map(s => [s.name, s.environment]));
+        expect(env["wait-for-host"]).toEqual({ WAIT_TIMEOUT_SECONDS: "900" });
+        expect(env["docker-engine"]).toEqual({
+            DOCKER_APT_REPO: "https://download.docker.com/linux",
+            DOCKER_CE_VERSION: "5:28.5.2-1~ubuntu.24.04~noble",
+            DOCKER_GROUP_USERS: "ubuntu",
+        });
+        expect(env["qemu-binfmt"]).toEqual({ QEMU_PLATFORMS: "linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64" });
+        expect(env["buildx-builder"]).toEqual({
+            BUILDER_ACTION: "create",
+            BUILDER_NAME: "buildx-host",
+            BUILDER_USER: "ubuntu",
+            BUILDKIT_IMAGE: "moby/buildkit:v0.34.2",
+            BUILDKIT_GC_RESERVED_SPACE: "10GB",
+            BUILDKIT_GC_MAX_USED_SPACE: "80GB",
+            BUILDKIT_GC_MIN_FREE_SPACE: "20GB",
+        });
+        expect(env["team-access"].TEAM_MEMBERS.split("\n").map(line => line.split(" ")[0])).toEqual(["alice", "bob"]);
+    });
+
+    test("every variable a step passes is one its script documents and reads", () => {
+        for (const step of steps) {
+            for (const name of Object.keys({ ...step.environment, ...step.deleteEnvironment })) {
+                expect([step.name, name, step.script.includes(`${name}:-`) || step.script.includes(`${name}=`)])
+                    .toEqual([step.name, name, true]);
+            }
+        }
+    });
+
+    test("only the builder step undoes something on delete", () => {
+        expect(steps.filter(s => s.deleteEnvironment).map(s => s.name)).toEqual(["buildx-builder"]);
+        expect(steps.find(s => s.name === "buildx-builder")!.deleteEnvironment!.BUILDER_ACTION).toBe("delete");
+    });
+});
+
+describe("stepCommand", () => {
+    test("runs the script from stdin as root with env assignments", () => {
+        expect(stepCommand({ A: "1", B: "two words" })).toBe("sudo -n env A='1' B='two words' bash -s");
+    });
+
+    test("quoting survives a real shell, whatever the value holds", () => {
+        const nasty = "it's $(rm -rf /) `id` \"q\" \\ ; & | \n second line";
+        const printed = execFileSync("bash", ["-c", `printf %s ${shellQuote(nasty)}`]).toString();
+        expect(printed).toBe(nasty);
+        const command = stepCommand({ VALUE: nasty }).replace("sudo -n env", "env").replace("bash -s", "bash -c 'printf %s \"$VALUE\"'");
+        expect(execFileSync("bash", ["-c", command]).toString()).toBe(nasty);
+    });
+});
+
+describe("stepTriggers", () => {
+    const steps = hostStepDefinitions(CONFIG, "ubuntu");
+    const before = stepTriggers(steps);
+
+    test("editing one script changes only that step's script hash, and re-runs it and the steps after it", () => {
+        const edited = steps.map(s => s.name === "experimental-mode" ? { ...s, script: `${s.script}\n# edited\n` } : s);
+        const after = stepTriggers(edited);
+        const index = STEP_NAMES.indexOf("experimental-mode");
+        after.forEach((triggers, i) => {
+            expect(triggers.scriptSha256 !== before[i].scriptSha256).toBe(i === index);
+            expect(triggers.parametersSha256).toBe(before[i].parametersSha256);
+            const fingerprintChanged = JSON.stringify(triggers) !== JSON.stringify(before[i]);
+            expect([STEP_NAMES[i], fingerprintChanged]).toEqual([STEP_NAMES[i], i >= index]);
+        });
+    });
+
+    test("changing one parameter changes that step's parameter hash only", () => {
+        const changed = stepTriggers(hostStepDefinitions({ ...CONFIG, builderName: "other" }, "ubuntu"));
+        const index = STEP_NAMES.indexOf("buildx-builder");
+        changed.forEach((triggers, i) => {
+            expect(triggers.parametersSha256 !== before[i].parametersSha256).toBe(i === index);
+            expect(triggers.scriptSha256).toBe(before[i].scriptSha256);
+        });
+    });
+
+    test("the same inputs give the same triggers", () => {
+        expect(stepTriggers(hostStepDefinitions(CONFIG, "ubuntu"))).toEqual(before);
+    });
+});
+
+describe("parseStepReport", () => {
+    test("reads the JSON object on the last line", () => {
+        expect(parseStepReport("docker-engine", "apt noise\n{\"step\":\"docker-engine\",\"changed\":false}\n"))
+            .toEqual({ step: "docker-engine", changed: false });
+    });
+
+    test("fails clearly when the last line is not the step's report", () => {
+        expect(() => parseStepReport("docker-engine", "E: Unable to locate package docker-ce"))
+            .toThrow(/docker-engine did not end with its JSON report; last line was: E: Unable/);
+        expect(() => parseStepReport("docker-engine", "{\"step\":\"qemu-binfmt\",\"changed\":true}"))
+            .toThrow(/did not end with its JSON report/);
+    });
+});

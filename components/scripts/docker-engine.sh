@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# docker-engine.sh — host step 2 (DockerEngine): Docker Engine from Docker's apt repository.
+#
+# Installs docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin and docker-compose-plugin
+# from "$DOCKER_APT_REPO/<os id>" (key in /etc/apt/keyrings/docker.asc, deb822 source in
+# /etc/apt/sources.list.d/docker.sources), optionally pinned to one version and held, enables and
+# starts containerd and docker, and adds users to the docker group. Installed packages are not
+# upgraded on later runs unless the pin changes: an unpinned host keeps the version it got first.
+#
+# Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
+#
+# Environment (default in brackets):
+#   DOCKER_APT_REPO           Docker's repo root; "/<os id>" is appended [https://download.docker.com/linux]
+#   DOCKER_CE_VERSION         exact apt version for docker-ce and docker-ce-cli, e.g.
+#                             5:27.5.1-1~ubuntu.24.04~noble; both are then held. Empty: newest at
+#                             install time, and a hold this script placed earlier is released [""]
+#   DOCKER_GROUP_USERS        space-separated existing users to add to the docker group [""]
+#   APT_LOCK_TIMEOUT_SECONDS  how long apt waits for the dpkg lock [300]
+#
+# Conflicting packages (docker.io docker-doc docker-compose docker-compose-v2 podman-docker
+# containerd runc) are removed when installed, except those the target packages themselves
+# need: a package in the dependency closure of the five target packages (as apt sees them in the
+# configured repo) is kept. With Docker's real repo nothing there depends on them, so they go; a
+# mirror or stand-in repo whose docker-ce depends on the distro's docker.io keeps it, and a
+# second run never removes what the first installed.
+#
+# Output: progress on stderr; the last stdout line is
+#   {"step":"docker-engine","changed":bool,"repo":"<url>","packages":{"docker-ce":"<version>",...},
+#    "dockerVersion":"…","buildxVersion":"…","held":bool,"removed":[…],"groupAdded":[…]}
+set -euo pipefail
+
+DOCKER_APT_REPO="${DOCKER_APT_REPO:-https://download.docker.com/linux}"
+DOCKER_CE_VERSION="${DOCKER_CE_VERSION:-}"
+DOCKER_GROUP_USERS="${DOCKER_GROUP_USERS:-}"
+APT_LOCK_TIMEOUT_SECONDS="${APT_LOCK_TIMEOUT_SECONDS:-300}"
+
+readonly STEP=docker-engine
+readonly KEYRING=/etc/apt/keyrings/docker.asc
+readonly SOURCE_FILE=/etc/apt/sources.list.d/docker.sources
+# The file Docker's older install instructions wrote; left active it clashes with ours on Signed-By.
+readonly LEGACY_SOURCE_FILE=/etc/apt/sources.list.d/docker.list
+# Records that this script placed the hold, so an unpinned run releases only its own hold.
+readonly HOLD_MARKER=/var/lib/buildx-host/docker-engine.held
+readonly TARGET_PACKAGES=(docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin)
+readonly PINNED_PACKAGES=(docker-ce docker-ce-cli)
+readonly CONFLICTING_PACKAGES=(docker.io docker-doc docker-compose docker-compose-v2 podman-docker containerd runc)
+readonly PREREQUISITE_PACKAGES=(ca-certificates curl gnupg)
+readonly DOCKER_READY_SECONDS=60
+
+CHANGED=false
+APT_UPDATED=false
+REMOVED=()
+GROUP_ADDED=()
+
+log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+changed() { CHANGED=true; log "$*"; }
+
+json_string() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//$'\n'/\\n}"
+  s="${s//$'\r'/\\r}"
+  s="${s//$'\t'/\\t}"
+  printf '"%s"' "${s}"
+}
+
+json_array() {
+  local item out="" sep=""
+  for item in "$@"; do
+    out+="${sep}$(json_string "${item}")"
+    sep=","
+  done
+  printf '[%s]' "${out}"
+}
+
+apt_get() {
+  local try
+  for try in 1 2 3; do
+    if DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_SECONDS}" \
+      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >&2; then
+      return 0
+    fi
+    log "apt-get $* failed (try ${try} of 3)"
+    ((try == 3)) || sleep $((try * 10))
+  done
+  die "apt-get $* failed 3 times; see the apt output above (network, repository or dpkg state)"
+}
+
+apt_update() {
+  apt_get update
+  APT_UPDATED=true
+}
+
+# Prints the installed version, or nothing when the package is not installed.
+installed_version() {
+  dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' "$1" 2>/dev/null | awk '$1 ~ /^[hi]i/ { print $2 }'
+}
+
+is_installed() { [[ -n "$(installed_version "$1")" ]]; }
+
+validate_input() {
+  local user
+  [[ "${APT_LOCK_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \
+    || die "APT_LOCK_TIMEOUT_SECONDS must be a whole number of seconds, not '${APT_LOCK_TIMEOUT_SECONDS}'"
+  [[ "${DOCKER_APT_REPO}" =~ ^https?://[^[:space:]]+$ ]] \
+    || die "DOCKER_APT_REPO must be an http(s) URL, not '${DOCKER_APT_REPO}'"
+  DOCKER_APT_REPO="${DOCKER_APT_REPO%/}"
+  [[ -z "${DOCKER_CE_VERSION}" || "${DOCKER_CE_VERSION}" =~ ^[A-Za-z0-9.+~:-]+$ ]] \
+    || die "DOCKER_CE_VERSION '${DOCKER_CE_VERSION}' is not an apt version string (like 5:27.5.1-1~ubuntu.24.04~noble)"
+  for user in ${DOCKER_GROUP_USERS}; do
+    id -u "${user}" >/dev/null 2>&1 \
+      || die "DOCKER_GROUP_USERS names '${user}', which is not a user on this host; create it first or drop it"
+  done
+}
+
+read_platform() {
+  # shellcheck disable=SC1091 # the host's file, not ours
+  OS_ID="$(. /etc/os-release && echo "${ID:-}")"
+  # shellcheck disable=SC1091
+  OS_CODENAME="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  ARCH="$(dpkg --print-architecture)"
+  case "${OS_ID}" in
+    ubuntu | debian) ;;
+    *) die "Docker's apt repository has no '${OS_ID}' tree; this step supports Ubuntu and Debian" ;;
+  esac
+  [[ -n "${OS_CODENAME}" ]] || die "/etc/os-release has no VERSION_CODENAME; cannot pick the Docker apt suite"
+  REPO_URL="${DOCKER_APT_REPO}/${OS_ID}"
+}
+
+ensure_prerequisites() {
+  local missing=() pkg
+  for pkg in "${PREREQUISITE_PACKAGES[@]}"; do
+    is_installed "${pkg}" || missing+=("${pkg}")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing prerequisites: ${missing[*]}"
+  apt_update
+  apt_get install "${missing[@]}"
+  CHANGED=true
+}
+
+# Fetches the repository key and installs it when its bytes differ; sets KEY_CHANGED.
+install_repo_key() {
+  local tmp gnupg_home
+  KEY_CHANGED=false
+  tmp="$(mktemp)"
+  gnupg_home="$(mktemp -d)"
+  if ! curl -fsSL --retry 3 --connect-timeout 20 -o "${tmp}" "${REPO_URL}/gpg"; then
+    rm -rf "${tmp}" "${gnupg_home}"
+    die "could not download ${REPO_URL}/gpg; check DOCKER_APT_REPO and that the host reaches it"
+  fi
+  if ! GNUPGHOME="${gnupg_home}" gpg --batch --quiet --show-keys "${tmp}" >/dev/null 2>&1; then
+    rm -rf "${tmp}" "${gnupg_home}"
+    die "${REPO_URL}/gpg is not an OpenPGP public key; check DOCKER_APT_REPO"
+  fi
+  rm -rf "${gnupg_home}"
+  install -d -m 0755 /etc/apt/keyrings
+  if cmp -s "${tmp}" "${KEYRING}" && [[ "$(stat -c %a "${KEYRING}")" == 644 ]]; then
+    rm -f "${tmp}"
+    log "repository key ${KEYRING} is current"
+    return
+  fi
+  chmod 0644 "${tmp}"
+  mv -f "${tmp}" "${KEYRING}"
+  KEY_CHANGED=true
+  changed "installed repository key ${KEYRING} from ${REPO_URL}/gpg"
+}
+
+render_source() {
+  cat <<SOURCE
+# Docker's apt repository, written by buildx-host (docker-engine.sh); changes here are overwritten.
+Types: deb
+URIs: ${REPO_URL}
+Suites: ${OS_CODENAME}
+Components: stable
+Architectures: ${ARCH}
+Signed-By: ${KEYRING}
+SOURCE
+}
+
+# Writes the deb822 source when it differs; sets SOURCE_CHANGED.
+write_source() {
+  local tmp
+  SOURCE_CHANGED=false
+  if [[ -f "${LEGACY_SOURCE_FILE}" ]]; then
+    mv -f "${LEGACY_SOURCE_FILE}" "${LEGACY_SOURCE_FILE}.disabled-by-buildx-host"
+    changed "disabled ${LEGACY_SOURCE_FILE} (now ${LEGACY_SOURCE_FILE}.disabled-by-buildx-host): ${SOURCE_FILE} replaces it"
+  fi
+  tmp="$(mktemp "${SOURCE_FILE}.XXXXXX")"
+  render_source >"${tmp}"
+  if cmp -s "${tmp}" "${SOURCE_FILE}"; then
+    rm -f "${tmp}"
+    log "apt source ${SOURCE_FILE} is current"
+    return
+  fi
+  chmod 0644 "${tmp}"
+  mv -f "${tmp}" "${SOURCE_FILE}"
+  SOURCE_CHANGED=true
+  changed "wrote apt source ${SOURCE_FILE} (${REPO_URL} ${OS_CODENAME} stable, ${ARCH})"
+}
+
+# True when every target package is installed (at the pinned version where one is set).
+targets_satisfied() {
+  local pkg version
+  for pkg in "${TARGET_PACKAGES[@]}"; do
+    version="$(installed_version "${pkg}")"
+    [[ -n "${version}" ]] || return 1
+    if [[ -n "${DOCKER_CE_VERSION}" && " ${PINNED_PACKAGES[*]} " == *" ${pkg} "* ]]; then
+      [[ "${version}" == "${DOCKER_CE_VERSION}" ]] || return 1
+    fi
+  done
+}
+
+# True when apt's lists know the target packages from the configured repo.
+lists_know_targets() {
+  local pkg
+  for pkg in "${TARGET_PACKAGES[@]}"; do
+    apt-cache policy "${pkg}" 2>/dev/null | grep -qF "${REPO_URL}" || return 1
+  done
+}
+
+refresh_lists() {
+  if [[ "${KEY_CHANGED}" == true || "${SOURCE_CHANGED}" == true ]] || ! lists_know_targets \
+    || { ! targets_satisfied && [[ "${APT_UPDATED}" == false ]]; }; then
+    apt_update
+    lists_know_targets || die "after apt-get update, ${REPO_URL} (${OS_CODENAME}, stable, ${ARCH}) still offers not all of: ${TARGET_PACKAGES[*]}; check DOCKER_APT_REPO and that Docker publishes this release"
+  else
+    log "apt lists are current; no apt-get update"
+  fi
+}
+
+check_pinned_version() {
+  local pkg
+  [[ -n "${DOCKER_CE_VERSION}" ]] || return 0
+  for pkg in "${PINNED_PACKAGES[@]}"; do
+    apt-cache madison "${pkg}" | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | grep -qxF "${DOCKER_CE_VERSION}" \
+      || die "${pkg} version '${DOCKER_CE_VERSION}' is not in ${REPO_URL}; available: $(apt-cache madison "${pkg}" | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | head -n 5 | paste -sd' ') …"
+  done
+}
+
+# Names of the packages the targets need, recursively, as apt's candidates say (every
+# alternative included, so it errs on the side of keeping a package).
+dependency_closure() {
+  apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances "${TARGET_PACKAGES[@]}" 2>/dev/null \
+    | awk '/^[^ ]/ { gsub(/[<>]/, ""); print }' | sort -u
+}
+
+remove_conflicting_packages() {
+  local installed=() pkg closure remove=()
+  for pkg in "${CONFLICTING_PACKAGES[@]}"; do
+    is_installed "${pkg}" && installed+=("${pkg}")
+  done
+  ((${#installed[@]})) || return 0
+  closure="$(dependency_closure)"
+  for pkg in "${installed[@]}"; do
+    if grep -qxF "${pkg}" <<<"${closure}"; then
+      log "keeping ${pkg}: the packages from ${REPO_URL} depend on it"
+    else
+      remove+=("${pkg}")
+    fi
+  done
+  ((${#remove[@]})) || return 0
+  log "removing conflicting distro packages: ${remove[*]}"
+  apt_get remove "${remove[@]}"
+  REMOVED=("${remove[@]}")
+  changed "removed ${remove[*]}"
+}
+
+install_packages() {
+  local args=() pkg
+  if targets_satisfied; then
+    log "packages installed: $(for pkg in "${TARGET_PACKAGES[@]}"; do printf '%s=%s ' "${pkg}" "$(installed_version "${pkg}")"; done)"
+    return
+  fi
+  for pkg in "${TARGET_PACKAGES[@]}"; do
+    if [[ -n "${DOCKER_CE_VERSION}" && " ${PINNED_PACKAGES[*]} " == *" ${pkg} "* ]]; then
+      args+=("${pkg}=${DOCKER_CE_VERSION}")
+    else
+      args+=("${pkg}")
+    fi
+  done
+  log "installing ${args[*]}"
+  # A pin may move down or across a hold this script placed.
+  apt_get install --allow-downgrades --allow-change-held-packages "${args[@]}"
+  targets_satisfied || die "apt-get finished but not all of ${TARGET_PACKAGES[*]} are installed as asked"
+  changed "installed ${args[*]}"
+}
+
+is_held() { apt-mark showhold "$1" 2>/dev/null | grep -qxF "$1"; }
+
+apply_hold() {
+  local pkg
+  if [[ -n "${DOCKER_CE_VERSION}" ]]; then
+    for pkg in "${PINNED_PACKAGES[@]}"; do
+      is_held "${pkg}" && continue
+      apt-mark hold "${pkg}" >&2
+      changed "held ${pkg} at ${DOCKER_CE_VERSION}"
+    done
+    if [[ ! -f "${HOLD_MARKER}" ]]; then
+      install -d -m 0755 "$(dirname "${HOLD_MARKER}")"
+      printf '%s\n' "${PINNED_PACKAGES[@]}" >"${HOLD_MARKER}"
+    fi
+  elif [[ -f "${HOLD_MARKER}" ]]; then
+    for pkg in "${PINNED_PACKAGES[@]}"; do
+      is_held "${pkg}" || continue
+      apt-mark unhold "${pkg}" >&2
+      changed "released the hold on ${pkg} (no version pinned any more)"
+    done
+    rm -f "${HOLD_MARKER}"
+  fi
+}
+
+ensure_services() {
+  local unit
+  for unit in containerd.service docker.service; do
+    if ! systemctl is-enabled --quiet "${unit}" 2>/dev/null; then
+      systemctl enable "${unit}" >&2 2>&1
+      changed "enabled ${unit}"
+    fi
+    if ! systemctl is-active --quiet "${unit}"; then
+      systemctl start "${unit}" >&2 2>&1 || die "could not start ${unit}; see 'journalctl -u ${unit}'"
+      changed "started ${unit}"
+    fi
+  done
+}
+
+wait_for_docker() {
+  local deadline=$((SECONDS + DOCKER_READY_SECONDS))
+  until docker info >/dev/null 2>&1 </dev/null; do
+    ((SECONDS < deadline)) || die "dockerd does not answer after ${DOCKER_READY_SECONDS}s; see 'journalctl -u docker'"
+    sleep 1
+  done
+}
+
+add_group_users() {
+  local user
+  [[ -n "${DOCKER_GROUP_USERS// /}" ]] || return 0
+  getent group docker >/dev/null || die "the docker group does not exist although docker-ce is installed; reinstall docker-ce"
+  for user in ${DOCKER_GROUP_USERS}; do
+    if id -nG "${user}" | tr ' ' '\n' | grep -qxF docker; then
+      continue
+    fi
+    usermod -aG docker "${user}"
+    GROUP_ADDED+=("${user}")
+    changed "added ${user} to the docker group"
+  done
+}
+
+print_result() {
+  local pkg packages="" sep="" held=false buildx
+  for pkg in "${TARGET_PACKAGES[@]}"; do
+    packages+="${sep}\"${pkg}\":$(json_string "$(installed_version "${pkg}")")"
+    sep=","
+  done
+  is_held docker-ce && held=true
+  buildx="$(docker buildx version </dev/null 2>/dev/null | awk '{ print $2; exit }' || true)"
+  printf '{"step":"%s","changed":%s,"repo":%s,"packages":{%s},"dockerVersion":%s,"buildxVersion":%s,"held":%s,"removed":%s,"groupAdded":%s}\n' \
+    "${STEP}" "${CHANGED}" "$(json_string "${REPO_URL}")" "${packages}" \
+    "$(json_string "$(docker version -f '{{.Server.Version}}' </dev/null)")" "$(json_string "${buildx}")" \
+    "${held}" "$(json_array "${REMOVED[@]}")" "$(json_array "${GROUP_ADDED[@]}")"
+}
+
+main() {
+  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
+  exec </dev/null
+  validate_input
+  read_platform
+  log "host: ${OS_ID} ${OS_CODENAME} ${ARCH}; repository ${REPO_URL}"
+  ensure_prerequisites
+  install_repo_key
+  write_source
+  refresh_lists
+  check_pinned_version
+  remove_conflicting_packages
+  install_packages
+  apply_hold
+  ensure_services
+  wait_for_docker
+  add_group_users
+  print_result
+}
+
+main "$@"

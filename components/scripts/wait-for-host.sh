@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# wait-for-host.sh — host step 1 (WaitForHost): wait until the host is ready to be provisioned.
+#
+# Refuses an unsupported OS, waits for cloud-init to finish (when it is installed) and for the
+# dpkg/apt locks to be free, all within one deadline. Changes nothing on the host.
+#
+# Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
+#
+# Environment (default in brackets):
+#   WAIT_TIMEOUT_SECONDS   how long cloud-init and the package locks may take, together [900]
+#
+# Output: progress on stderr; the last stdout line is
+#   {"step":"wait-for-host","changed":false,"os":"debian","osVersion":"13","codename":"trixie",
+#    "arch":"amd64","kernel":"<uname -r>","cloudInit":"done"|"disabled"|"absent","waitedSeconds":N}
+set -euo pipefail
+
+WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-900}"
+
+readonly STEP=wait-for-host
+# apt and dpkg take these with fcntl(F_SETLK); a process holding one shows up in /proc/locks.
+readonly PACKAGE_LOCKS=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock)
+
+log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+json_string() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//$'\n'/\\n}"
+  s="${s//$'\r'/\\r}"
+  s="${s//$'\t'/\\t}"
+  printf '"%s"' "${s}"
+}
+
+validate_input() {
+  [[ "${WAIT_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \
+    || die "WAIT_TIMEOUT_SECONDS must be a whole number of seconds, not '${WAIT_TIMEOUT_SECONDS}'"
+}
+
+seconds_left() {
+  local left=$((DEADLINE - SECONDS))
+  ((left > 0)) || left=0
+  echo "${left}"
+}
+
+# Sets OS_ID, OS_VERSION, OS_CODENAME from /etc/os-release and fails on a release we do not support.
+read_os_release() {
+  [[ -r /etc/os-release ]] || die "/etc/os-release is missing: cannot tell which distribution this is"
+  # shellcheck disable=SC1091 # the host's file, not ours
+  OS_ID="$(. /etc/os-release && echo "${ID:-}")"
+  # shellcheck disable=SC1091
+  OS_VERSION="$(. /etc/os-release && echo "${VERSION_ID:-}")"
+  # shellcheck disable=SC1091
+  OS_CODENAME="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  case "${OS_ID} ${OS_VERSION}" in
+    "ubuntu 22.04" | "ubuntu 24.04" | "debian 12" | "debian 13") ;;
+    *) die "unsupported OS '${OS_ID} ${OS_VERSION}' (${OS_CODENAME:-no codename}): supported are Ubuntu 22.04, Ubuntu 24.04, Debian 12 and Debian 13; use one of those images" ;;
+  esac
+  [[ -n "${OS_CODENAME}" ]] || die "/etc/os-release has no VERSION_CODENAME; the Docker apt source needs it"
+}
+
+# Sets CLOUD_INIT to done, disabled or absent; fails on error or when the deadline passes.
+wait_for_cloud_init() {
+  local rc=0 status
+  if ! command -v cloud-init >/dev/null 2>&1; then
+    CLOUD_INIT=absent
+    log "cloud-init is not installed"
+    return
+  fi
+  log "waiting for cloud-init to finish (at most $(seconds_left)s)"
+  timeout "$(seconds_left)" cloud-init status --wait >/dev/null </dev/null || rc=$?
+  if ((rc == 124)); then
+    die "cloud-init did not finish within ${WAIT_TIMEOUT_SECONDS}s; see /var/log/cloud-init-output.log on the host, or raise the timeout"
+  fi
+  status="$(cloud-init status </dev/null 2>/dev/null | sed -n 's/^status: *//p' || true)"
+  case "${status}" in
+    done)
+      # rc 2 is cloud-init's "done, with recoverable errors" (23.4+): the host is usable.
+      ((rc != 2)) || log "warning: cloud-init finished with recoverable errors: $(cloud-init status --long </dev/null 2>&1 | tr '\n' ' ')"
+      CLOUD_INIT="done"
+      ;;
+    disabled)
+      CLOUD_INIT=disabled
+      log "cloud-init is installed but disabled on this host"
+      ;;
+    error)
+      die "cloud-init failed: $(cloud-init status --long </dev/null 2>&1 | tr '\n' ' '); see /var/log/cloud-init.log and /var/log/cloud-init-output.log, fix the user data and recreate the host"
+      ;;
+    *) die "cloud-init reports status '${status:-unknown}' (exit ${rc}); run 'cloud-init status --long' on the host" ;;
+  esac
+  log "cloud-init: ${CLOUD_INIT}"
+}
+
+# Prints the PIDs holding a package lock, one per line; nothing when all are free. A lock counts
+# when /proc/locks lists its inode and the holder has that very path open (fuser may be missing).
+package_lock_holders() {
+  local lock pid inode fd target inodes=" "
+  for lock in "${PACKAGE_LOCKS[@]}"; do
+    [[ -e "${lock}" ]] && inodes+="$(stat -c %i "${lock}") "
+  done
+  while read -r pid inode; do
+    [[ "${inodes}" == *" ${inode} "* ]] || continue
+    # An open-file-description lock shows no PID (-1): count it, its holder cannot be named.
+    [[ "${pid}" != -1 ]] || { echo "unknown"; continue; }
+    for fd in /proc/"${pid}"/fd/*; do
+      target="$(readlink "${fd}" 2>/dev/null)" || continue
+      for lock in "${PACKAGE_LOCKS[@]}"; do
+        [[ "${target}" != "${lock}" ]] || { echo "${pid}"; continue 3; }
+      done
+    done
+  done < <(awk '$2 != "->" { split($6, id, ":"); print $5, id[3] }' /proc/locks | sort -u)
+}
+
+# "PID (command), ..." for the PIDs given.
+describe_pids() {
+  local pid described=()
+  for pid in "$@"; do
+    described+=("${pid} ($(ps -o comm= -p "${pid}" 2>/dev/null || echo '?'))")
+  done
+  local IFS=,
+  echo "${described[*]}"
+}
+
+wait_for_package_locks() {
+  local holders announced=0
+  while holders="$(package_lock_holders | sort -u | paste -sd' ')" && [[ -n "${holders}" ]]; do
+    # shellcheck disable=SC2086 # one word per PID
+    if ((SECONDS >= DEADLINE)); then
+      die "the dpkg/apt locks are still held after ${WAIT_TIMEOUT_SECONDS}s by $(describe_pids ${holders}); wait for that package run to end or stop it, then retry"
+    fi
+    if ((!announced)); then
+      # shellcheck disable=SC2086
+      log "dpkg/apt locks held by $(describe_pids ${holders}); waiting (at most $(seconds_left)s)"
+      announced=1
+    fi
+    sleep 3
+  done
+  log "dpkg/apt locks are free"
+}
+
+print_result() {
+  printf '{"step":"%s","changed":false,"os":%s,"osVersion":%s,"codename":%s,"arch":%s,"kernel":%s,"cloudInit":"%s","waitedSeconds":%d}\n' \
+    "${STEP}" "$(json_string "${OS_ID}")" "$(json_string "${OS_VERSION}")" "$(json_string "${OS_CODENAME}")" \
+    "$(json_string "$(dpkg --print-architecture)")" "$(json_string "$(uname -r)")" "${CLOUD_INIT}" "${SECONDS}"
+}
+
+main() {
+  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
+  exec </dev/null
+  validate_input
+  DEADLINE=$((SECONDS + WAIT_TIMEOUT_SECONDS))
+  read_os_release
+  log "host: ${OS_ID} ${OS_VERSION} (${OS_CODENAME}), $(dpkg --print-architecture), kernel $(uname -r)"
+  wait_for_cloud_init
+  wait_for_package_locks
+  print_result
+}
+
+main "$@"

@@ -25,6 +25,7 @@ export type StepName = typeof STEP_NAMES[number];
 export interface HostStepDefinition {
     readonly name: StepName;
     readonly scriptPath: string;
+    /** What runs, fed on stdin: the shared functions (scripts/lib/common.sh), then the step's script. */
     readonly script: string;
     readonly environment: Readonly<Record<string, string>>;
     /** Environment of the delete run, for steps that own something on the host to remove. */
@@ -32,11 +33,13 @@ export interface HostStepDefinition {
 }
 
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
+export const COMMON_LIBRARY_PATH = path.join(SCRIPTS_DIR, "lib", "common.sh");
 
 function loadStep(name: StepName, environment: Record<string, string>,
                   deleteEnvironment?: Record<string, string>): HostStepDefinition {
     const scriptPath = path.join(SCRIPTS_DIR, `${name}.sh`);
-    return { name, scriptPath, script: readFileSync(scriptPath, "utf8"), environment, deleteEnvironment };
+    const script = `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${readFileSync(scriptPath, "utf8")}`;
+    return { name, scriptPath, script, environment, deleteEnvironment };
 }
 
 /** The steps in the order they run, with their parameters taken from the configuration. */

@@ -29,6 +29,12 @@
 #    "buildkitVersion":"…","buildxVersion":"…"}
 set -euo pipefail
 
+# The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
+if ! declare -F log >/dev/null; then
+  # shellcheck source=lib/common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+fi
+
 BUILDER_ACTION="${BUILDER_ACTION:-create}"
 BUILDER_NAME="${BUILDER_NAME:-buildx-host}"
 BUILDER_USER="${BUILDER_USER:-${SUDO_USER:-root}}"
@@ -53,30 +59,6 @@ ACTION=""
 PLATFORMS=()
 BUILDKIT_VERSION=""
 
-log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-json_string() {
-  local s="$1"
-  s="${s//\\/\\\\}"
-  s="${s//\"/\\\"}"
-  s="${s//$'\n'/\\n}"
-  s="${s//$'\r'/\\r}"
-  s="${s//$'\t'/\\t}"
-  printf '"%s"' "${s}"
-}
-
-json_or_null() { if [[ -n "$1" ]]; then json_string "$1"; else printf 'null'; fi; }
-
-json_array() {
-  local item out="" sep=""
-  for item in "$@"; do
-    out+="${sep}$(json_string "${item}")"
-    sep=","
-  done
-  printf '[%s]' "${out}"
-}
-
 validate_disk_space() {
   local name="$1" value="$2"
   [[ "${value}" =~ ^[0-9]+%$ || "${value}" =~ ^[0-9]+(\.[0-9]+)?\ ?[kKmMgGtTpP]?[iI]?[bB]?$ ]] \
@@ -96,8 +78,6 @@ validate_input() {
   validate_disk_space BUILDKIT_GC_MAX_USED_SPACE "${BUILDKIT_GC_MAX_USED_SPACE}"
   validate_disk_space BUILDKIT_GC_MIN_FREE_SPACE "${BUILDKIT_GC_MIN_FREE_SPACE}"
 }
-
-docker_answers() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
 
 user_home() { getent passwd "${BUILDER_USER}" | cut -d: -f6; }
 

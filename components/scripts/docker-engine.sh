@@ -29,6 +29,12 @@
 #    "dockerVersion":"…","buildxVersion":"…","held":bool,"removed":[…],"groupAdded":[…]}
 set -euo pipefail
 
+# The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
+if ! declare -F log >/dev/null; then
+  # shellcheck source=lib/common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+fi
+
 DOCKER_APT_REPO="${DOCKER_APT_REPO:-https://download.docker.com/linux}"
 DOCKER_CE_VERSION="${DOCKER_CE_VERSION:-}"
 DOCKER_GROUP_USERS="${DOCKER_GROUP_USERS:-}"
@@ -52,53 +58,10 @@ APT_UPDATED=false
 REMOVED=()
 GROUP_ADDED=()
 
-log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-changed() { CHANGED=true; log "$*"; }
-
-json_string() {
-  local s="$1"
-  s="${s//\\/\\\\}"
-  s="${s//\"/\\\"}"
-  s="${s//$'\n'/\\n}"
-  s="${s//$'\r'/\\r}"
-  s="${s//$'\t'/\\t}"
-  printf '"%s"' "${s}"
-}
-
-json_array() {
-  local item out="" sep=""
-  for item in "$@"; do
-    out+="${sep}$(json_string "${item}")"
-    sep=","
-  done
-  printf '[%s]' "${out}"
-}
-
-apt_get() {
-  local try
-  for try in 1 2 3; do
-    if DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_SECONDS}" \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >&2; then
-      return 0
-    fi
-    log "apt-get $* failed (try ${try} of 3)"
-    ((try == 3)) || sleep $((try * 10))
-  done
-  die "apt-get $* failed 3 times; see the apt output above (network, repository or dpkg state)"
-}
-
 apt_update() {
   apt_get update
   APT_UPDATED=true
 }
-
-# Prints the installed version, or nothing when the package is not installed.
-installed_version() {
-  dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' "$1" 2>/dev/null | awk '$1 ~ /^[hi]i/ { print $2 }'
-}
-
-is_installed() { [[ -n "$(installed_version "$1")" ]]; }
 
 validate_input() {
   local user
@@ -327,14 +290,6 @@ ensure_services() {
   done
 }
 
-wait_for_docker() {
-  local deadline=$((SECONDS + DOCKER_READY_SECONDS))
-  until docker info >/dev/null 2>&1 </dev/null; do
-    ((SECONDS < deadline)) || die "dockerd does not answer after ${DOCKER_READY_SECONDS}s; see 'journalctl -u docker'"
-    sleep 1
-  done
-}
-
 add_group_users() {
   local user
   [[ -n "${DOCKER_GROUP_USERS// /}" ]] || return 0
@@ -378,7 +333,7 @@ main() {
   install_packages
   apply_hold
   ensure_services
-  wait_for_docker
+  wait_for_docker "${DOCKER_READY_SECONDS}" || die "dockerd does not answer after ${DOCKER_READY_SECONDS}s; see 'journalctl -u docker'"
   add_group_users
   print_result
 }

@@ -19,6 +19,12 @@
 #   {"step":"experimental-mode","changed":bool,"restarted":bool,"experimental":true,"daemonJson":"…"}
 set -euo pipefail
 
+# The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
+if ! declare -F log >/dev/null; then
+  # shellcheck source=lib/common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+fi
+
 DAEMON_JSON="${DAEMON_JSON:-/etc/docker/daemon.json}"
 APT_LOCK_TIMEOUT_SECONDS="${APT_LOCK_TIMEOUT_SECONDS:-300}"
 
@@ -28,31 +34,6 @@ readonly DOCKER_READY_SECONDS=90
 CHANGED=false
 RESTARTED=false
 
-log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-json_string() {
-  local s="$1"
-  s="${s//\\/\\\\}"
-  s="${s//\"/\\\"}"
-  s="${s//$'\n'/\\n}"
-  s="${s//$'\r'/\\r}"
-  s="${s//$'\t'/\\t}"
-  printf '"%s"' "${s}"
-}
-
-apt_get() {
-  local try
-  for try in 1 2 3; do
-    if DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_SECONDS}" "$@" </dev/null >&2; then
-      return 0
-    fi
-    log "apt-get $* failed (try ${try} of 3)"
-    ((try == 3)) || sleep $((try * 10))
-  done
-  die "apt-get $* failed 3 times; see the apt output above"
-}
-
 validate_input() {
   [[ "${APT_LOCK_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \
     || die "APT_LOCK_TIMEOUT_SECONDS must be a whole number of seconds, not '${APT_LOCK_TIMEOUT_SECONDS}'"
@@ -61,11 +42,7 @@ validate_input() {
 }
 
 ensure_jq() {
-  command -v jq >/dev/null 2>&1 && return 0
-  log "installing jq"
-  apt-cache show jq >/dev/null 2>&1 || apt_get update
-  apt_get install jq
-  CHANGED=true
+  command -v jq >/dev/null 2>&1 || apt_install jq
 }
 
 # Prints the file as one JSON object (missing or empty file: {}); fails naming jq's complaint.
@@ -101,16 +78,6 @@ write_daemon_config() {
   mv -f "${tmp}" "${DAEMON_JSON}"
 }
 
-docker_answers() { docker info >/dev/null 2>&1 </dev/null; }
-
-wait_for_docker() {
-  local deadline=$((SECONDS + DOCKER_READY_SECONDS))
-  until docker_answers; do
-    ((SECONDS < deadline)) || return 1
-    sleep 1
-  done
-}
-
 # Restarts docker and waits for it; on failure sets RESTART_ERROR and shows the daemon's last words.
 restart_docker() {
   log "restarting docker to apply ${DAEMON_JSON}"
@@ -118,7 +85,7 @@ restart_docker() {
   systemctl reset-failed docker.service >/dev/null 2>&1 || true
   if ! systemctl restart docker.service >&2 2>&1; then
     RESTART_ERROR="'systemctl restart docker' failed"
-  elif ! wait_for_docker; then
+  elif ! wait_for_docker "${DOCKER_READY_SECONDS}"; then
     RESTART_ERROR="dockerd did not answer within ${DOCKER_READY_SECONDS}s"
   else
     return 0
@@ -156,7 +123,7 @@ enable_experimental() {
 
 verify_experimental() {
   local server
-  if ! wait_for_docker; then
+  if ! wait_for_docker "${DOCKER_READY_SECONDS}"; then
     die "the docker daemon does not answer; start it ('systemctl start docker') and see 'journalctl -u docker'"
   fi
   server="$(docker version -f '{{.Server.Experimental}}' </dev/null)"

@@ -40,6 +40,12 @@
 # The exit status is 1 when any platform's proof failed (the JSON is printed first).
 set -euo pipefail
 
+# The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
+if ! declare -F log >/dev/null; then
+  # shellcheck source=lib/common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+fi
+
 QEMU_PLATFORMS="${QEMU_PLATFORMS:-linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64}"
 APT_LOCK_TIMEOUT_SECONDS="${APT_LOCK_TIMEOUT_SECONDS:-300}"
 
@@ -77,44 +83,6 @@ declare -A EMULATOR_OF=()
 declare -A EMULATOR_JSON=()
 declare -A PLATFORM_JSON=()
 declare -A MECHANISMS=()
-
-log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-changed() { CHANGED=true; log "$*"; }
-
-json_string() {
-  local s="$1"
-  s="${s//\\/\\\\}"
-  s="${s//\"/\\\"}"
-  s="${s//$'\n'/\\n}"
-  s="${s//$'\r'/\\r}"
-  s="${s//$'\t'/\\t}"
-  printf '"%s"' "${s}"
-}
-
-json_or_null() { if [[ -n "$1" ]]; then json_string "$1"; else printf 'null'; fi; }
-
-apt_get() {
-  local try
-  for try in 1 2 3; do
-    if DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_SECONDS}" "$@" >&2; then
-      return 0
-    fi
-    log "apt-get $* failed (try ${try} of 3)"
-    ((try == 3)) || sleep $((try * 10))
-  done
-  die "apt-get $* failed 3 times; see the apt output above"
-}
-
-is_installed() {
-  dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^[hi]i'
-}
-
-apt_install() {
-  apt-cache show "$@" >/dev/null 2>&1 || apt_get update
-  apt_get install "$@"
-  changed "installed $*"
-}
 
 # The qemu-<name> emulator a platform needs.
 qemu_name_for() {

@@ -24,6 +24,12 @@
 # that lost access this run.
 set -euo pipefail
 
+# The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
+if ! declare -F log >/dev/null; then
+  # shellcheck source=lib/common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+fi
+
 TEAM_MEMBERS="${TEAM_MEMBERS:-}"
 
 readonly STEP=team-access
@@ -40,18 +46,6 @@ ADDED=()
 UPDATED=()
 REMOVED=()
 declare -A KEYS_OF=()
-
-log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-json_array() {
-  local item out="" sep=""
-  for item in "$@"; do
-    out+="${sep}\"${item}\""
-    sep=","
-  done
-  printf '[%s]' "${out}"
-}
 
 contains() {
   local wanted="$1" item

@@ -14,24 +14,17 @@
 #    "arch":"amd64","kernel":"<uname -r>","cloudInit":"done"|"disabled"|"absent","waitedSeconds":N}
 set -euo pipefail
 
+# The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
+if ! declare -F log >/dev/null; then
+  # shellcheck source=lib/common.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+fi
+
 WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-900}"
 
 readonly STEP=wait-for-host
 # apt and dpkg take these with fcntl(F_SETLK); a process holding one shows up in /proc/locks.
 readonly PACKAGE_LOCKS=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock)
-
-log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-json_string() {
-  local s="$1"
-  s="${s//\\/\\\\}"
-  s="${s//\"/\\\"}"
-  s="${s//$'\n'/\\n}"
-  s="${s//$'\r'/\\r}"
-  s="${s//$'\t'/\\t}"
-  printf '"%s"' "${s}"
-}
 
 validate_input() {
   [[ "${WAIT_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \

@@ -135,7 +135,7 @@ describe("ec2 mode", () => {
         for (const [i, command] of (commandsInOrder(deployed.resources, "ec2") as any[]).entries()) {
             expect(command.inputs.create).toMatch(/^sudo -n env .*bash -s$|^sudo -n env bash -s$/);
             expect(command.inputs.update).toBe(command.inputs.create);
-            expect(command.inputs.stdin).toMatch(/^#!\/usr\/bin\/env bash/);
+            expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${STEP_NAMES[i]}.sh`);
             expect(command.inputs.triggers).toHaveLength(3);
             expect(command.inputs.triggers.every((t: string) => /^[0-9a-f]{64}$/.test(t))).toBe(true);
             expect([STEP_NAMES[i], command.inputs.delete !== undefined]).toEqual([STEP_NAMES[i], STEP_NAMES[i] === "buildx-builder"]);

@@ -2,7 +2,8 @@ import { execFileSync, spawnSync } from "child_process";
 import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 
-import { SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
+import { COMMON_LIBRARY_PATH, hostStepDefinitions, SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
+import { parseConfig } from "../../components/config";
 
 const scripts = readdirSync(SCRIPTS_DIR).filter(f => f.endsWith(".sh")).sort();
 
@@ -10,11 +11,26 @@ test("components/scripts holds exactly one script per step", () => {
     expect(scripts).toEqual([...STEP_NAMES].map(name => `${name}.sh`).sort());
 });
 
-test.each(scripts)("%s passes shellcheck", script => {
-    const result = spawnSync("shellcheck", ["--shell=bash", "--severity=style", path.join(SCRIPTS_DIR, script)], { encoding: "utf8" });
-    expect(result.error).toBeUndefined(); // shellcheck must be installed (.ci/run installs it)
+/** Runs shellcheck (installed by .ci/run) on files, or on `input` as standard input. */
+function shellcheck(args: string[], input?: string) {
+    const result = spawnSync("shellcheck", ["--shell=bash", "--severity=style", "--external-sources", "--source-path=SCRIPTDIR", ...args],
+        { encoding: "utf8", input, cwd: SCRIPTS_DIR });
+    expect(result.error).toBeUndefined();
     expect(result.stdout + result.stderr).toBe("");
     expect(result.status).toBe(0);
+}
+
+test.each([...scripts, "lib/common.sh"])("%s passes shellcheck", script => {
+    shellcheck([path.join(SCRIPTS_DIR, script)]);
+});
+
+test("what each step really sends (shared functions + script) passes shellcheck and bash -n", () => {
+    const config = parseConfig({ allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) });
+    for (const step of hostStepDefinitions(config, "ubuntu")) {
+        shellcheck(["-"], step.script);
+        execFileSync("bash", ["-n"], { input: step.script });
+    }
+    expect(COMMON_LIBRARY_PATH.endsWith("scripts/lib/common.sh")).toBe(true);
 });
 
 test.each(scripts)("%s is valid bash that with strict mode and a main at the bottom", script => {

@@ -1,8 +1,9 @@
 import { execFileSync } from "child_process";
+import { readFileSync } from "fs";
 
 import { parseConfig } from "../../components/config";
 import {
-    hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand, stepTriggers,
+    COMMON_LIBRARY_PATH, hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand, stepTriggers,
 } from "../../components/steps";
 
 const CONFIG = parseConfig({
@@ -21,9 +22,12 @@ describe("host step definitions", () => {
         expect(steps.map(s => s.name)).toEqual([...STEP_NAMES]);
         expect(steps.map(s => s.scriptPath.split("/").slice(-2).join("/"))).toEqual(
             STEP_NAMES.map(name => `scripts/${name}.sh`));
+    });
+
+    test("send the shared functions ahead of each step's own script", () => {
+        const library = readFileSync(COMMON_LIBRARY_PATH, "utf8");
         for (const step of steps) {
-            expect(step.script).toMatch(/^#!\/usr\/bin\/env bash\n/);
-            expect(step.script).toContain("set -euo pipefail");
+            expect(step.script).toBe(`${library}\n${readFileSync(step.scriptPath, "utf8")}`);
         }
     });
 
@@ -100,6 +104,11 @@ describe("stepTriggers", () => {
             expect(triggers.parametersSha256 !== before[i].parametersSha256).toBe(i === index);
             expect(triggers.scriptSha256).toBe(before[i].scriptSha256);
         });
+    });
+
+    test("editing the shared functions re-runs every step", () => {
+        const edited = stepTriggers(steps.map(s => ({ ...s, script: `# edited\n${s.script}` })));
+        edited.forEach((triggers, i) => expect(triggers.scriptSha256).not.toBe(before[i].scriptSha256));
     });
 
     test("the same inputs give the same triggers", () => {

@@ -1,0 +1,70 @@
+# shellcheck shell=bash
+# Functions every host step uses. steps.ts sends this file ahead of the step's script in the same
+# stdin stream; a step run from a checkout sources it itself. The step sets STEP (its name) and,
+# where it reports changes, CHANGED.
+
+log() { printf '%s: %s\n' "${STEP}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+# shellcheck disable=SC2034 # CHANGED belongs to the step that sources this
+changed() { CHANGED=true; log "$*"; }
+
+json_string() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//$'\n'/\\n}"
+  s="${s//$'\r'/\\r}"
+  s="${s//$'\t'/\\t}"
+  printf '"%s"' "${s}"
+}
+
+json_or_null() { if [[ -n "$1" ]]; then json_string "$1"; else printf 'null'; fi; }
+
+json_array() {
+  local item out="" sep=""
+  for item in "$@"; do
+    out+="${sep}$(json_string "${item}")"
+    sep=","
+  done
+  printf '[%s]' "${out}"
+}
+
+# apt-get without questions, waiting up to APT_LOCK_TIMEOUT_SECONDS [300] for the dpkg lock, three
+# tries; keeps changed config files of the admin's. Its output goes to stderr: stdout is the report's.
+apt_get() {
+  local try
+  for try in 1 2 3; do
+    if DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout="${APT_LOCK_TIMEOUT_SECONDS:-300}" \
+      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >&2; then
+      return 0
+    fi
+    log "apt-get $* failed (try ${try} of 3)"
+    ((try == 3)) || sleep $((try * 10))
+  done
+  die "apt-get $* failed 3 times; see the apt output above (network, repository or dpkg state)"
+}
+
+# Installs packages, refreshing the package lists first when apt does not know them yet.
+apt_install() {
+  apt-cache show "$@" >/dev/null 2>&1 || apt_get update
+  apt_get install "$@"
+  changed "installed $*"
+}
+
+# Prints the installed version of a package, or nothing when it is not installed.
+installed_version() {
+  dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' "$1" 2>/dev/null | awk '$1 ~ /^[hi]i/ { print $2 }'
+}
+
+is_installed() { [[ -n "$(installed_version "$1")" ]]; }
+
+docker_answers() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 </dev/null; }
+
+# Waits up to $1 seconds for dockerd to answer; returns 1 when it does not.
+wait_for_docker() {
+  local deadline=$((SECONDS + $1))
+  until docker_answers; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}

@@ -12,7 +12,7 @@ export interface EndpointParts {
     readonly user: string;
     /** The host's SSH public key, "ssh-ed25519 AAAA…". */
     readonly hostPublicKey: string;
-    /** The buildx builder's name on the host; also the docker context and client builder name. */
+    /** The buildx builder's name on the host; also the name of the clients' docker context. */
     readonly builderName: string;
 }
 
@@ -40,8 +40,13 @@ export function remoteBuilderEndpoint(parts: EndpointParts): string {
     return `docker-container://${buildkitContainerName(parts.builderName)}?context=${parts.builderName}`;
 }
 
+/** The client-side builder's name: buildx refuses one named like an existing docker context. */
+export function clientBuilderName(builderName: string): string {
+    return `${builderName}-remote`;
+}
+
 export function buildxCreateCommand(parts: EndpointParts): string {
-    return `docker buildx create --name ${parts.builderName} --driver remote '${remoteBuilderEndpoint(parts)}' --use`;
+    return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote '${remoteBuilderEndpoint(parts)}' --use`;
 }
 
 /** A GitHub Actions job fragment: trust the host, create the context, attach buildx to the shared BuildKit. */

@@ -150,7 +150,7 @@ describe("ec2 mode", () => {
         expect(await valueOf(host.sshEndpoint)).toBe(`ssh://ubuntu@${dns}`);
         expect(await valueOf(host.knownHostsLine)).toBe(`${dns} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI16fakeec2-ec2-host-key`);
         expect(await valueOf(host.dockerContextCommand)).toBe(`docker context create buildx-host --docker host=ssh://ubuntu@${dns}`);
-        expect(await valueOf(host.buildxCreateCommand)).toBe("docker buildx create --name buildx-host --driver remote 'docker-container://buildx_buildkit_buildx-host0?context=buildx-host' --use");
+        expect(await valueOf(host.buildxCreateCommand)).toBe("docker buildx create --name buildx-host-remote --driver remote 'docker-container://buildx_buildkit_buildx-host0?context=buildx-host' --use");
         expect(await valueOf(host.githubActionsSnippet)).toContain("driver: remote");
         expect(await valueOf(host.teamDockerContextCommands)).toEqual({ alice: `docker context create buildx-host --docker host=ssh://alice@${dns}` });
         expect(await valueOf(host.publicIp)).toBe("198.51.100.7");

@@ -21,7 +21,7 @@ test("known_hosts line uses OpenSSH's [host]:port form for other ports", () => {
 test("docker context and buildx commands are ready to paste", () => {
     expect(dockerContextCommand(EC2)).toBe("docker context create buildx-host --docker host=ssh://ubuntu@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com");
     expect(buildkitContainerName("lab")).toBe("buildx_buildkit_lab0");
-    expect(buildxCreateCommand(LAB)).toBe("docker buildx create --name lab --driver remote 'docker-container://buildx_buildkit_lab0?context=lab' --use");
+    expect(buildxCreateCommand(LAB)).toBe("docker buildx create --name lab-remote --driver remote 'docker-container://buildx_buildkit_lab0?context=lab' --use");
 });
 
 test("GitHub Actions snippet trusts the pinned host key and attaches to the shared BuildKit", () => {

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Start a fresh lab host: a Debian 13 container with systemd as PID 1 that plays a newly
+# provisioned server the program reaches over SSH.
+#
+# It is set up the way the program sets up an EC2 instance through cloud-init: an SSH host
+# key generated here (outside the host) and installed before sshd first starts, so clients
+# pin it in known_hosts before first contact; a login user with passwordless sudo and a
+# fresh ed25519 key. sshd listens only on 127.0.0.1:$HOSTLAB_SSH_PORT (host networking,
+# no Docker bridge). /etc/docker/daemon.json is pre-seeded with keys the inner engine needs
+# here (no bridge, no iptables); the experimental step must keep them.
+#
+# Environment (defaults in brackets):
+#   HOSTLAB_NAME        [buildx-host-lab]   container name; volumes are <name>-docker, <name>-containerd
+#   HOSTLAB_SSH_PORT    [2222]              sshd port on 127.0.0.1
+#   HOSTLAB_USER        [builder]           login user (passwordless sudo)
+#   HOSTLAB_STATE_DIR   [/var/tmp/buildx-host-lab/<name>]  keys, known_hosts, ssh config, env file
+#   HOST_IMAGE          [output of build-host-image.sh]
+#   CACHE_DIR           [/var/cache/buildx-host]  apt archives are kept under it between runs
+#   HOSTLAB_SSH_WAIT_SECONDS [120]
+# Positional arguments NAME PORT override HOSTLAB_NAME and HOSTLAB_SSH_PORT.
+# Writes <state dir>/host.env (shell syntax) and prints its path on stdout.
+set -euo pipefail
+
+INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+HOSTLAB_NAME="${1:-${HOSTLAB_NAME:-buildx-host-lab}}"
+HOSTLAB_SSH_PORT="${2:-${HOSTLAB_SSH_PORT:-2222}}"
+HOSTLAB_USER="${HOSTLAB_USER:-builder}"
+HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/$HOSTLAB_NAME}"
+CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
+HOSTLAB_SSH_WAIT_SECONDS="${HOSTLAB_SSH_WAIT_SECONDS:-120}"
+
+log() { echo "start-host: $*" >&2; }
+
+# The flag set HOST-LAB.md measured: full powers without --privileged (which fails on these
+# VMs because CAP_SYS_RESOURCE is not in the bounding set), systemd as PID 1, cgroup v1.
+SYSTEMD_CONTAINER_FLAGS=(
+  --cap-add ALL --cap-drop SYS_RESOURCE
+  --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+  --security-opt systempaths=unconfined
+  --device-cgroup-rule 'a *:* rwm'
+  --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+  --tmpfs /run --tmpfs /run/lock
+  --stop-signal SIGRTMIN+3 --stop-timeout 60
+)
+
+remove_previous() {
+  if docker container inspect "$HOSTLAB_NAME" >/dev/null 2>&1; then
+    log "removing previous container $HOSTLAB_NAME"
+    docker rm -f "$HOSTLAB_NAME" >/dev/null
+  fi
+  # A fresh machine: no engine state from an earlier run.
+  docker volume rm -f "$HOSTLAB_NAME-docker" "$HOSTLAB_NAME-containerd" >/dev/null
+}
+
+make_keys() {
+  rm -rf "$HOSTLAB_STATE_DIR"
+  mkdir -p "$HOSTLAB_STATE_DIR"
+  chmod 0700 "$HOSTLAB_STATE_DIR"
+  ssh-keygen -q -t ed25519 -N '' -C "buildx-host-lab host $HOSTLAB_NAME" -f "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key"
+  ssh-keygen -q -t ed25519 -N '' -C "$HOSTLAB_USER@buildx-host-lab" -f "$HOSTLAB_STATE_DIR/id_ed25519"
+  printf '[127.0.0.1]:%s %s\n' "$HOSTLAB_SSH_PORT" \
+    "$(cut -d' ' -f1,2 "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub")" >"$HOSTLAB_STATE_DIR/known_hosts"
+  # For tools that read ssh config (the Docker CLI's ssh:// transport): strict host key
+  # checking against the pinned key only.
+  cat >"$HOSTLAB_STATE_DIR/ssh_config" <<CONFIG
+Host 127.0.0.1
+  Port $HOSTLAB_SSH_PORT
+  IdentityFile $HOSTLAB_STATE_DIR/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $HOSTLAB_STATE_DIR/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+CONFIG
+}
+
+# Files the "cloud-init" of this lab puts on the machine before first boot.
+stage_first_boot_files() {
+  local stage="$1"
+  install -d -m 0755 "$stage/etc/ssh/sshd_config.d" "$stage/etc/docker" "$stage/etc/buildx-host-lab" \
+    "$stage/etc/systemd/system/multi-user.target.wants" "$stage/etc/systemd/system/sysinit.target.wants" \
+    "$stage/usr/local/sbin"
+  install -m 0600 "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key" "$stage/etc/ssh/ssh_host_ed25519_key"
+  install -m 0644 "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub" "$stage/etc/ssh/ssh_host_ed25519_key.pub"
+  cat >"$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf" <<CONFIG
+# Host lab: loopback only, on a port of its own; the pinned host key only.
+Port $HOSTLAB_SSH_PORT
+ListenAddress 127.0.0.1
+HostKey /etc/ssh/ssh_host_ed25519_key
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+CONFIG
+  chmod 0644 "$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf"
+  install -m 0644 "$HOSTLAB_STATE_DIR/id_ed25519.pub" "$stage/etc/buildx-host-lab/authorized_keys"
+  echo "$HOSTLAB_USER" >"$stage/etc/buildx-host-lab/login-user"
+  chmod 0644 "$stage/etc/buildx-host-lab/login-user"
+  # The inner engine has no bridge (172.x is off limits) and no iptables.
+  printf '%s\n' '{"bridge":"none","iptables":false,"ip6tables":false}' >"$stage/etc/docker/daemon.json"
+  chmod 0644 "$stage/etc/docker/daemon.json"
+  cat >"$stage/usr/local/sbin/buildx-host-lab-first-boot" <<'SCRIPT'
+#!/bin/bash
+# Lab stand-in for cloud-init's user setup: the login user, its key, passwordless sudo.
+set -euo pipefail
+user="$(cat /etc/buildx-host-lab/login-user)"
+if ! id "$user" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash --user-group "$user"
+  usermod -p '*' "$user"
+fi
+install -d -m 0700 -o "$user" -g "$user" "/home/$user/.ssh"
+install -m 0600 -o "$user" -g "$user" /etc/buildx-host-lab/authorized_keys "/home/$user/.ssh/authorized_keys"
+echo "$user ALL=(ALL) NOPASSWD:ALL" >"/etc/sudoers.d/90-$user"
+chmod 0440 "/etc/sudoers.d/90-$user"
+SCRIPT
+  chmod 0755 "$stage/usr/local/sbin/buildx-host-lab-first-boot"
+  cat >"$stage/etc/systemd/system/buildx-host-lab-first-boot.service" <<'UNIT'
+[Unit]
+Description=Host lab stand-in for cloud-init (login user and key)
+Before=ssh.service
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/buildx-host-lab-first-boot
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  chmod 0644 "$stage/etc/systemd/system/buildx-host-lab-first-boot.service"
+  ln -s ../buildx-host-lab-first-boot.service \
+    "$stage/etc/systemd/system/multi-user.target.wants/buildx-host-lab-first-boot.service"
+  # A real machine mounts binfmt_misc at boot through proc-sys-fs-binfmt_misc.automount;
+  # systemd does not support automounts inside a container, so the lab mounts it directly
+  # (same mount, same ordering before systemd-binfmt.service).
+  ln -s /usr/lib/systemd/system/proc-sys-fs-binfmt_misc.mount \
+    "$stage/etc/systemd/system/sysinit.target.wants/proc-sys-fs-binfmt_misc.mount"
+  # The harness checks that every pre-seeded key survives the experimental step.
+  install -m 0644 "$stage/etc/docker/daemon.json" "$HOSTLAB_STATE_DIR/daemon.json.seed"
+}
+
+create_container() {
+  local image="$1"
+  mkdir -p "$CACHE_DIR/apt-archives-trixie/partial"
+  docker create --name "$HOSTLAB_NAME" \
+    --network host \
+    "${SYSTEMD_CONTAINER_FLAGS[@]}" \
+    -v "$HOSTLAB_NAME-docker:/var/lib/docker" \
+    -v "$HOSTLAB_NAME-containerd:/var/lib/containerd" \
+    -v "$CACHE_DIR/apt-archives-trixie:/var/cache/apt/archives" \
+    --label buildx-host-lab=host \
+    "$image" /sbin/init >/dev/null
+}
+
+copy_first_boot_files() {
+  local stage
+  stage="$(mktemp -d)"
+  (umask 022 && stage_first_boot_files "$stage")
+  # A tar stream keeps modes and root ownership; only named top-level dirs so / is untouched.
+  tar -C "$stage" --owner=0 --group=0 -c etc usr | docker cp - "$HOSTLAB_NAME:/"
+  rm -rf "$stage"
+}
+
+wait_for_ssh() {
+  local deadline=$((SECONDS + HOSTLAB_SSH_WAIT_SECONDS))
+  until ssh -F "$HOSTLAB_STATE_DIR/ssh_config" -o ConnectTimeout=5 "$HOSTLAB_USER@127.0.0.1" true 2>/dev/null; do
+    if ! docker container inspect -f '{{.State.Running}}' "$HOSTLAB_NAME" 2>/dev/null | grep -qx true; then
+      log "container $HOSTLAB_NAME stopped; its log:"
+      docker logs --tail 30 "$HOSTLAB_NAME" >&2 || true
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      log "sshd on 127.0.0.1:$HOSTLAB_SSH_PORT did not accept the lab key within ${HOSTLAB_SSH_WAIT_SECONDS}s"
+      ssh -F "$HOSTLAB_STATE_DIR/ssh_config" -o ConnectTimeout=5 "$HOSTLAB_USER@127.0.0.1" true || true
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+write_env_file() {
+  cat >"$HOSTLAB_STATE_DIR/host.env" <<ENV
+HOSTLAB_CONTAINER=$HOSTLAB_NAME
+HOSTLAB_HOST=127.0.0.1
+HOSTLAB_PORT=$HOSTLAB_SSH_PORT
+HOSTLAB_USER=$HOSTLAB_USER
+HOSTLAB_KEY=$HOSTLAB_STATE_DIR/id_ed25519
+HOSTLAB_HOST_PUBLIC_KEY_FILE=$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub
+HOSTLAB_KNOWN_HOSTS=$HOSTLAB_STATE_DIR/known_hosts
+HOSTLAB_SSH_CONFIG=$HOSTLAB_STATE_DIR/ssh_config
+HOSTLAB_STATE_DIR=$HOSTLAB_STATE_DIR
+HOSTLAB_DAEMON_JSON_SEED=$HOSTLAB_STATE_DIR/daemon.json.seed
+ENV
+}
+
+main() {
+  local image="${HOST_IMAGE:-}"
+  [[ -n "$image" ]] || image="$("$INFRA_DIR/build-host-image.sh")"
+  if ss -Hltn "sport = :$HOSTLAB_SSH_PORT" 2>/dev/null | grep -q . &&
+    ! docker container inspect "$HOSTLAB_NAME" >/dev/null 2>&1; then
+    log "port $HOSTLAB_SSH_PORT is in use on this machine; pick another HOSTLAB_SSH_PORT"
+    return 1
+  fi
+  remove_previous
+  make_keys
+  create_container "$image"
+  copy_first_boot_files
+  local start=$SECONDS
+  docker start "$HOSTLAB_NAME" >/dev/null
+  wait_for_ssh
+  write_env_file
+  log "host $HOSTLAB_NAME up in $((SECONDS - start))s: ssh -F $HOSTLAB_STATE_DIR/ssh_config $HOSTLAB_USER@127.0.0.1"
+  echo "$HOSTLAB_STATE_DIR/host.env"
+}
+
+main "$@"

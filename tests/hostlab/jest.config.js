@@ -1,0 +1,13 @@
+/**
+ * Host lab: real SSH, a real systemd host, real dockerd, binfmt_misc and multi-platform builds.
+ * Minutes, one test file whose tests build on each other: run through tests/hostlab/run.sh.
+ */
+module.exports = {
+    rootDir: "../..",
+    roots: ["<rootDir>/tests/hostlab"],
+    preset: "ts-jest",
+    testEnvironment: "node",
+    testTimeout: 30 * 60 * 1000,
+    maxWorkers: 1,
+    verbose: true,
+};

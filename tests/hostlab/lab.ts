@@ -1,0 +1,177 @@
+/**
+ * Host lab plumbing: the lab host's coordinates, SSH to it as a real client does (pinned host key,
+ * no StrictHostKeyChecking=no), running the program's host steps exactly as `pulumi up` renders
+ * them, and timing them. tests/hostlab/run.sh prepares the lab and sets the environment read here.
+ */
+import { spawnSync } from "child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "fs";
+import * as path from "path";
+
+import { HostStepDefinition, parseStepReport, stepCommand, StepReport } from "../../components/steps";
+
+/** What start-host.sh wrote about the lab host (host.env). */
+export interface LabHost {
+    readonly container: string;
+    readonly host: string;
+    readonly port: number;
+    readonly user: string;
+    readonly key: string;
+    readonly hostPublicKey: string;
+    readonly knownHosts: string;
+    readonly stateDir: string;
+}
+
+export function requiredEnv(name: string): string {
+    const value = process.env[name];
+    if (!value) {
+        throw new Error(`${name} is not set: run the host lab through tests/hostlab/run.sh`);
+    }
+    return value;
+}
+
+export function readLabHost(envFile: string): LabHost {
+    const values: Record<string, string> = {};
+    for (const line of readFileSync(envFile, "utf8").split("\n")) {
+        const match = /^([A-Z_]+)=(.*)$/.exec(line);
+        if (match) {
+            values[match[1]] = match[2];
+        }
+    }
+    return {
+        container: values.HOSTLAB_CONTAINER,
+        host: values.HOSTLAB_HOST,
+        port: Number(values.HOSTLAB_PORT),
+        user: values.HOSTLAB_USER,
+        key: values.HOSTLAB_KEY,
+        hostPublicKey: readFileSync(values.HOSTLAB_HOST_PUBLIC_KEY_FILE, "utf8").trim().split(/\s+/).slice(0, 2).join(" "),
+        knownHosts: values.HOSTLAB_KNOWN_HOSTS,
+        stateDir: values.HOSTLAB_STATE_DIR,
+    };
+}
+
+export interface RunResult {
+    readonly status: number | null;
+    readonly stdout: string;
+    readonly stderr: string;
+    readonly seconds: number;
+}
+
+const MAX_BUFFER = 256 * 1024 * 1024;
+
+/** Runs a command on this machine (bash -c), never throwing; `input` goes to its stdin. */
+export function local(command: string, input?: string | Buffer, timeoutSeconds = 1800): RunResult {
+    const start = Date.now();
+    const result = spawnSync("bash", ["-c", command], {
+        input, encoding: "utf8", maxBuffer: MAX_BUFFER, timeout: timeoutSeconds * 1000,
+    });
+    return {
+        status: result.status,
+        stdout: result.stdout ?? "",
+        stderr: (result.stderr ?? "") + (result.error ? `\n${result.error.message}` : ""),
+        seconds: (Date.now() - start) / 1000,
+    };
+}
+
+/** Like `local`, but throws with the command's output when it fails. */
+export function localOk(command: string, input?: string | Buffer, timeoutSeconds?: number): string {
+    const result = local(command, input, timeoutSeconds);
+    if (result.status !== 0) {
+        throw new Error(`command failed (exit ${result.status}): ${command}\n${tail(result.stdout + result.stderr)}`);
+    }
+    return result.stdout;
+}
+
+export function tail(text: string, lines = 40): string {
+    return text.trimEnd().split("\n").slice(-lines).join("\n");
+}
+
+/** The ssh arguments of a client that pins the host key and uses one identity. */
+export function sshArgs(lab: LabHost, user: string, key: string): string[] {
+    return [
+        "-i", key, "-o", "IdentitiesOnly=yes",
+        "-o", `UserKnownHostsFile=${lab.knownHosts}`, "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+        "-p", String(lab.port), `${user}@${lab.host}`,
+    ];
+}
+
+/** Runs `command` on the lab host over SSH as `user` (the login user by default). */
+export function ssh(lab: LabHost, command: string, input?: string | Buffer,
+                    opts: { user?: string; key?: string; timeoutSeconds?: number } = {}): RunResult {
+    const start = Date.now();
+    const result = spawnSync("ssh", [...sshArgs(lab, opts.user ?? lab.user, opts.key ?? lab.key), command], {
+        input, encoding: "utf8", maxBuffer: MAX_BUFFER, timeout: (opts.timeoutSeconds ?? 1800) * 1000,
+    });
+    return {
+        status: result.status,
+        stdout: result.stdout ?? "",
+        stderr: (result.stderr ?? "") + (result.error ? `\n${result.error.message}` : ""),
+        seconds: (Date.now() - start) / 1000,
+    };
+}
+
+/** Runs `command` on the lab host as root (through the login user's sudo) and returns stdout. */
+export function sudoOk(lab: LabHost, command: string, input?: string | Buffer): string {
+    const result = ssh(lab, `sudo -n bash -c ${shq(command)}`, input);
+    if (result.status !== 0) {
+        throw new Error(`on the lab host, failed (exit ${result.status}): ${command}\n${tail(result.stdout + result.stderr)}`);
+    }
+    return result.stdout;
+}
+
+function shq(value: string): string {
+    return `'${value.replace(/'/g, `'"'"'`)}'`;
+}
+
+/** Where step and build logs go: $HOSTLAB_LOG_DIR (run.sh keeps it after the host is gone), else the state dir. */
+export function logDirectory(lab: LabHost): string {
+    const dir = process.env.HOSTLAB_LOG_DIR || path.join(lab.stateDir, "logs");
+    mkdirSync(dir, { recursive: true });
+    return dir;
+}
+
+/** One run of one host step. */
+export interface StepRun {
+    readonly step: string;
+    readonly label: string;
+    readonly status: number | null;
+    readonly seconds: number;
+    readonly stdout: string;
+    readonly stderr: string;
+    readonly report?: StepReport;
+}
+
+/**
+ * Runs a step the way the HostStep component does: `stepCommand(environment)` as the SSH command,
+ * the script's text on stdin. `overrides` replace environment values for lab-only experiments.
+ */
+export function runStep(lab: LabHost, step: HostStepDefinition, label: string,
+                        overrides: Record<string, string> = {}): StepRun {
+    const result = ssh(lab, stepCommand({ ...step.environment, ...overrides }), step.script);
+    let report: StepReport | undefined;
+    try {
+        report = parseStepReport(step.name, result.stdout);
+    } catch {
+        report = undefined;
+    }
+    const run: StepRun = { step: step.name, label, status: result.status, seconds: result.seconds,
+        stdout: result.stdout, stderr: result.stderr, report };
+    const logDir = logDirectory(lab);
+    writeFileSync(path.join(logDir, `${label}-${step.name}.log`),
+        `exit ${result.status} after ${result.seconds.toFixed(1)}s\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
+    return run;
+}
+
+/** Throws with the step's own words when it did not succeed with a report. */
+export function expectStepOk(run: StepRun): StepReport {
+    if (run.status !== 0 || !run.report) {
+        throw new Error(`step ${run.step} (${run.label}) failed with exit ${run.status} after ${run.seconds.toFixed(1)}s:\n` +
+            tail(run.stderr) + "\n--- last stdout lines\n" + tail(run.stdout, 5));
+    }
+    return run.report;
+}
+
+/** The flags line of a binfmt_misc entry file ("flags: POCF" → "POCF"). */
+export function binfmtFlags(entry: string): string {
+    return /^flags: (\S*)$/m.exec(entry)?.[1] ?? "";
+}

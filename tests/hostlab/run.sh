@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Host lab, one entry point: prepare everything (cached under $CACHE_DIR), start a fresh lab
+# host, run the jest suite against it over SSH, then clean up what this run started and put
+# this machine's binfmt_misc registrations back as they were.
+#
+# Needs: root, node_modules installed (npm ci), and network access to deb.debian.org and the
+# Go module proxy on a first run. Everything lab traffic touches is on 127.0.0.1.
+#
+# Environment (defaults in brackets):
+#   HOSTLAB_NAME      [buildx-host-lab]  host container name
+#   HOSTLAB_SSH_PORT  [2222]             sshd port of the lab host on 127.0.0.1
+#   APT_REPO_PORT     [8765]             port of the stand-in for Docker's apt repository
+#   CACHE_DIR         [/var/cache/buildx-host]
+#   HOSTLAB_KEEP      [0]  1 leaves the host container running afterwards (for debugging)
+#   JEST_ARGS         []   extra jest arguments (e.g. -t 'first run')
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+INFRA="$ROOT/tests/hostlab/infra"
+export HOSTLAB_NAME="${HOSTLAB_NAME:-buildx-host-lab}"
+export HOSTLAB_SSH_PORT="${HOSTLAB_SSH_PORT:-2222}"
+export APT_REPO_PORT="${APT_REPO_PORT:-8765}"
+export CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
+HOSTLAB_KEEP="${HOSTLAB_KEEP:-0}"
+JEST_ARGS="${JEST_ARGS:-}"
+RUN_DIR="/var/tmp/buildx-host-lab/run-$HOSTLAB_NAME"
+BINFMT_STATE="$RUN_DIR/binfmt.saved"
+# Step and build logs and the timing summary; kept after the host is removed.
+export HOSTLAB_LOG_DIR="$RUN_DIR/logs"
+
+log() { echo "hostlab: $*" >&2; }
+
+# Runs one preparation phase and says how long it took.
+phase() {
+  local name="$1" start=$SECONDS
+  shift
+  log "== $name"
+  "$@"
+  log "== $name done in $((SECONDS - start))s"
+}
+
+cleanup() {
+  local rc=$?
+  if [[ "$HOSTLAB_KEEP" == 1 ]]; then
+    log "HOSTLAB_KEEP=1: leaving $HOSTLAB_NAME and its binfmt registrations in place; afterwards run:"
+    log "  $INFRA/stop-host.sh $HOSTLAB_NAME; $INFRA/serve-apt-repo.sh stop; $INFRA/binfmt-state.sh restore $BINFMT_STATE"
+  else
+    "$INFRA/stop-host.sh" "$HOSTLAB_NAME" || rc=1
+    "$INFRA/serve-apt-repo.sh" stop || rc=1
+    # The lab host registered emulators in the kernel's binfmt_misc; put back what was here.
+    "$INFRA/binfmt-state.sh" restore "$BINFMT_STATE" || rc=1
+  fi
+  log "step and build logs, timing summary: $HOSTLAB_LOG_DIR"
+  exit "$rc"
+}
+
+# Client tools the lab itself uses on this machine (the Debian 12 CI image may lack some).
+ensure_tools() {
+  local missing=()
+  command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+  ((${#missing[@]} == 0)) && return 0
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}" </dev/null >&2
+}
+
+prepare() {
+  mkdir -p "$RUN_DIR"
+  ensure_tools
+  phase "docker engine" "$INFRA/ensure-dockerd.sh"
+  HOST_IMAGE="$("$INFRA/build-host-image.sh")"
+  export HOST_IMAGE
+  phase "stand-in for Docker's apt repository" "$INFRA/build-apt-repo.sh" >/dev/null
+  HOSTLAB_DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start)"
+  export HOSTLAB_DOCKER_APT_REPO
+  phase "BuildKit image from Go modules" env BUILDKIT_IMAGE_ENV="$RUN_DIR/buildkit.env" "$INFRA/build-buildkit-image.sh" >/dev/null
+  HOSTLAB_BUILDKIT_IMAGE_TAR="$(sed -n 's/^BUILDKIT_IMAGE_TAR=//p' "$RUN_DIR/buildkit.env")"
+  export HOSTLAB_BUILDKIT_IMAGE_TAR
+  HOSTLAB_CLIENT_IMAGE="$("$INFRA/build-client-image.sh")"
+  export HOSTLAB_CLIENT_IMAGE
+  HOSTLAB_BUSYBOX_DIR="$("$INFRA/fetch-busybox.sh")"
+  export HOSTLAB_BUSYBOX_DIR
+}
+
+main() {
+  local start=$SECONDS
+  if [[ "$EUID" -ne 0 ]]; then
+    log "run as root: the lab starts dockerd, mounts binfmt_misc and installs packages"
+    return 1
+  fi
+  prepare
+  rm -rf "$HOSTLAB_LOG_DIR"
+  "$INFRA/binfmt-state.sh" save "$BINFMT_STATE"
+  trap cleanup EXIT
+  HOSTLAB_ENV_FILE="$("$INFRA/start-host.sh" "$HOSTLAB_NAME" "$HOSTLAB_SSH_PORT")"
+  export HOSTLAB_ENV_FILE
+  log "lab ready after $((SECONDS - start))s; running the suite"
+  cd "$ROOT"
+  # shellcheck disable=SC2086 # JEST_ARGS is a list of words by design
+  npx jest --config tests/hostlab/jest.config.js --runInBand $JEST_ARGS
+  log "host lab finished in $((SECONDS - start))s; logs in $HOSTLAB_LOG_DIR"
+}
+
+main "$@"

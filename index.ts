@@ -1,12 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import { BuildHost } from "./components/build-host";
-import { ConfigError, parseConfig, RawConfig, SECRET_KEYS } from "./components/config";
+import { ConfigError, parseConfig, RawConfig } from "./components/config";
 
 const PROJECT = "buildx-host";
 const config = new pulumi.Config(PROJECT);
 
-/** Every `buildx-host:*` value, so that typos are reported too (secrets only checked for shape, never shown). */
+/** Every `buildx-host:*` value, so that typos are reported too (secrets are checked for shape, never shown). */
 function rawConfig(): RawConfig {
     const prefix = `${PROJECT}:`;
     return Object.fromEntries(Object.entries(pulumi.runtime.allConfig())
@@ -24,7 +24,9 @@ function validatedConfig() {
 }
 
 const settings = validatedConfig();
-const [loginPrivateKey, existingHostPrivateKey] = SECRET_KEYS.map(key => config.getSecret(key));
+// Read only where set: Pulumi.yaml gives every optional key an empty default.
+const loginPrivateKey = settings.ec2?.loginKeyProvided ? config.requireSecret("loginPrivateKey") : undefined;
+const existingHostPrivateKey = settings.existingHost ? config.requireSecret("existingHostPrivateKey") : undefined;
 
 const buildHost = new BuildHost(PROJECT, {
     config: settings,

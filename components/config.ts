@@ -275,10 +275,8 @@ function readEc2Settings(r: Reader): Ec2Settings {
     const allowOpenSsh = r.boolean("allowOpenSsh", DEFAULTS.allowOpenSsh, "allowOpenSsh true");
     const cidrExample = "--path 'allowedSshCidrs[0]' 203.0.113.0/24";
     const allowedSshCidrs = r.stringList("allowedSshCidrs", [], cidrExample);
-    if (!r.has("allowedSshCidrs")) {
+    if (allowedSshCidrs.length === 0) {
         r.problem("allowedSshCidrs", "is required in ec2 mode: list the networks allowed to reach SSH", cidrExample);
-    } else if (allowedSshCidrs.length === 0) {
-        r.problem("allowedSshCidrs", "must list at least one network", cidrExample);
     }
     for (const cidr of allowedSshCidrs) {
         if (!isCidr(cidr)) {
@@ -305,11 +303,11 @@ function readEc2Settings(r: Reader): Ec2Settings {
 function readExistingHostSettings(r: Reader): ExistingHostSettings {
     const address = r.matching("existingHostAddress", /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/,
         "must be a host name or IP address", "existingHostAddress build1.example.com");
-    if (address === undefined) {
+    if (!r.has("existingHostAddress")) {
         r.problem("existingHostAddress", "is required in existing mode", "existingHostAddress build1.example.com");
     }
     const user = r.matching("existingHostUser", LINUX_USER_NAME, "must be a Linux user name", "existingHostUser ubuntu");
-    if (user === undefined) {
+    if (!r.has("existingHostUser")) {
         r.problem("existingHostUser", "is required in existing mode: a user with passwordless sudo", "existingHostUser ubuntu");
     }
     const hostPublicKey = r.string("existingHostPublicKey");

@@ -15,7 +15,6 @@
 #
 # Layout, so that Automation API's `PulumiCommand.get({ root: PULUMI_TOOLS_DIR })` finds the CLI:
 #   $PULUMI_TOOLS_DIR/bin/pulumi                         the CLI, `pulumi version` prints the pinned version
-#   $PULUMI_TOOLS_DIR/bin/pulumi-resource-pulumi-nodejs  the dynamic-provider shim that ships with the CLI
 #   $PULUMI_TOOLS_DIR/home/                              a PULUMI_HOME for plugins and credentials
 #
 # Inputs (environment variables, with defaults):
@@ -32,9 +31,7 @@ set -euo pipefail
 WRAPPER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/pulumi-cli" && pwd)"
 readonly WRAPPER_DIR
 readonly CLI_PACKAGE="github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"
-readonly SDK_MODULE="github.com/pulumi/pulumi/sdk/v3"
 readonly VERSION_SYMBOL="github.com/pulumi/pulumi/sdk/v3/go/common/version.Version"
-readonly DYNAMIC_PROVIDER_SHIM="pulumi-resource-pulumi-nodejs"
 
 BUILDX_HOST_CACHE="${BUILDX_HOST_CACHE:-/var/cache/buildx-host}"
 export GOMODCACHE="${GOMODCACHE:-$BUILDX_HOST_CACHE/gopath/pkg/mod}"
@@ -92,22 +89,6 @@ build_cli() {
   echo true
 }
 
-# Pulumi's release archives put this shim beside the CLI; Node.js dynamic providers need it.
-# Prints "true" when it installed or replaced the shim, "false" when it was already in place.
-install_dynamic_provider_shim() {
-  local bin_dir="$1" sdk_dir
-  sdk_dir="$(cd "$WRAPPER_DIR" && go list -m -f '{{.Dir}}' "$SDK_MODULE")"
-  [[ -n "$sdk_dir" ]] || die "cannot locate $SDK_MODULE in the module cache"
-  local source="$sdk_dir/nodejs/dist/$DYNAMIC_PROVIDER_SHIM"
-  if cmp -s "$source" "$bin_dir/$DYNAMIC_PROVIDER_SHIM"; then
-    echo false
-    return
-  fi
-  install -m 0755 "$source" "$bin_dir/$DYNAMIC_PROVIDER_SHIM"
-  log "installed $DYNAMIC_PROVIDER_SHIM"
-  echo true
-}
-
 verify_cli() {
   local version="$1" bin_dir="$2" reported
   reported="$(PULUMI_SKIP_UPDATE_CHECK=true "$bin_dir/pulumi" version)"
@@ -121,11 +102,9 @@ main() {
   tools_dir="${PULUMI_TOOLS_DIR:-$BUILDX_HOST_CACHE/tools/pulumi-$version}"
   mkdir -p "$tools_dir/bin" "$tools_dir/home"
 
-  local built shim_changed changed=false
-  built="$(build_cli "$version" "$tools_dir/bin")"
-  shim_changed="$(install_dynamic_provider_shim "$tools_dir/bin")"
+  local changed
+  changed="$(build_cli "$version" "$tools_dir/bin")"
   verify_cli "$version" "$tools_dir/bin"
-  if [[ "$built" == true || "$shim_changed" == true ]]; then changed=true; fi
   [[ "$changed" == true ]] || log "nothing to do: $tools_dir is up to date"
   log "use: export PATH=\"$tools_dir/bin:\$PATH\" PULUMI_HOME=\"$tools_dir/home\" PULUMI_SKIP_UPDATE_CHECK=true"
 

@@ -141,6 +141,12 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         expect(message).toMatch(/^Invalid buildx-host configuration \(2 problems\):\n {2}- /);
     });
 
+    test("an invalid value is reported once, not also as missing", () => {
+        const problems = problemsOf({ ...EXISTING, existingHostUser: "Bad User", existingHostAddress: "bad host!" });
+        expect(problems.filter(p => p.startsWith("buildx-host:existingHostUser "))).toHaveLength(1);
+        expect(problems.filter(p => p.startsWith("buildx-host:existingHostAddress "))).toHaveLength(1);
+    });
+
     test("never echoes a secret", () => {
         const secret = "-----BEGIN SOMETHING-----supersecretmaterial";
         const problems = problemsOf({ ...EXISTING, existingHostPrivateKey: secret });

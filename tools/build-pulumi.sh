@@ -18,10 +18,10 @@
 #   $PULUMI_TOOLS_DIR/home/                              a PULUMI_HOME for plugins and credentials
 #
 # Inputs (environment variables, with defaults):
-#   BUILDX_HOST_CACHE  /var/cache/buildx-host              root of this project's machine-local caches
-#   PULUMI_TOOLS_DIR   $BUILDX_HOST_CACHE/tools/pulumi-<version from tools/pulumi-cli/go.mod>
-#   GOMODCACHE         $BUILDX_HOST_CACHE/gopath/pkg/mod   Go module download cache
-#   GOCACHE            $BUILDX_HOST_CACHE/go-build         Go build cache
+#   CACHE_DIR  /var/cache/buildx-host              root of this project's machine-local caches
+#   PULUMI_TOOLS_DIR   $CACHE_DIR/tools/pulumi-<version from tools/pulumi-cli/go.mod>
+#   GOMODCACHE         $CACHE_DIR/gopath/pkg/mod   Go module download cache
+#   GOCACHE            $CACHE_DIR/go-build         Go build cache
 #
 # Prints, as its last line, one JSON object: {"tool":"pulumi","version":…,"bin":…,"home":…,"changed":…}.
 # A second run with the same pins and Go toolchain rebuilds nothing and says so.
@@ -33,9 +33,9 @@ readonly WRAPPER_DIR
 readonly CLI_PACKAGE="github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"
 readonly VERSION_SYMBOL="github.com/pulumi/pulumi/sdk/v3/go/common/version.Version"
 
-BUILDX_HOST_CACHE="${BUILDX_HOST_CACHE:-/var/cache/buildx-host}"
-export GOMODCACHE="${GOMODCACHE:-$BUILDX_HOST_CACHE/gopath/pkg/mod}"
-export GOCACHE="${GOCACHE:-$BUILDX_HOST_CACHE/go-build}"
+CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
+export GOMODCACHE="${GOMODCACHE:-$CACHE_DIR/gopath/pkg/mod}"
+export GOCACHE="${GOCACHE:-$CACHE_DIR/go-build}"
 # The wrapper's go.sum is the pin: never let a build rewrite it.
 export GOFLAGS="-mod=readonly -buildvcs=false"
 
@@ -99,7 +99,7 @@ main() {
   require_go
   local version tools_dir
   version="$(pinned_version)"
-  tools_dir="${PULUMI_TOOLS_DIR:-$BUILDX_HOST_CACHE/tools/pulumi-$version}"
+  tools_dir="${PULUMI_TOOLS_DIR:-$CACHE_DIR/tools/pulumi-$version}"
   mkdir -p "$tools_dir/bin" "$tools_dir/home"
 
   local changed

@@ -20,7 +20,7 @@
 # Environment (default in brackets):
 #   QEMU_PLATFORMS            platforms to emulate, space- or comma-separated
 #                             [linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64]
-#                             known: linux/arm64 linux/arm/v7 linux/arm/v6 linux/ppc64le linux/s390x
+#                             known: linux/amd64 linux/arm64 linux/arm/v7 linux/arm/v6 linux/ppc64le linux/s390x
 #                             linux/riscv64 linux/386 linux/mips64le; the host's own platform
 #                             needs no emulator and is reported as native, and so is 32-bit x86
 #                             on amd64 (32-bit ARM on arm64) where the release registers no
@@ -87,6 +87,7 @@ declare -A MECHANISMS=()
 # The qemu-<name> emulator a platform needs.
 qemu_name_for() {
   case "$1" in
+    linux/amd64) echo x86_64 ;;
     linux/arm64 | linux/arm64/v8) echo aarch64 ;;
     linux/arm/v7 | linux/arm/v6) echo arm ;;
     linux/ppc64le) echo ppc64le ;;
@@ -133,7 +134,7 @@ parse_platforms() {
       continue
     fi
     emulator="$(qemu_name_for "${platform}")" \
-      || die "QEMU_PLATFORMS names '${platform}', which this step cannot emulate; known: linux/arm64 linux/arm/v7 linux/arm/v6 linux/ppc64le linux/s390x linux/riscv64 linux/386 linux/mips64le"
+      || die "QEMU_PLATFORMS names '${platform}', which this step cannot emulate; known: linux/amd64 linux/arm64 linux/arm/v7 linux/arm/v6 linux/ppc64le linux/s390x linux/riscv64 linux/386 linux/mips64le"
     EMULATOR_OF["${platform}"]="qemu-${emulator}"
     [[ " ${EMULATORS[*]} " == *" qemu-${emulator} "* ]] || EMULATORS+=("qemu-${emulator}")
   done

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from "fs";
 import * as path from "path";
 
 import { COMMON_LIBRARY_PATH, hostStepDefinitions, SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
-import { parseConfig } from "../../components/config";
+import { EMULATED_PLATFORMS, parseConfig } from "../../components/config";
 
 const scripts = readdirSync(SCRIPTS_DIR).filter(f => f.endsWith(".sh")).sort();
 
@@ -40,4 +40,13 @@ test.each(scripts)("%s is valid bash that with strict mode and a main at the bot
     expect(text).toMatch(/^#!\/usr\/bin\/env bash\n/);
     expect(text).toContain("set -euo pipefail");
     expect(text).toMatch(/\nmain "\$@"\n?$/);
+});
+
+test("the QEMU step maps every platform config.ts accepts to the same emulator", () => {
+    const script = readFileSync(path.join(SCRIPTS_DIR, "qemu-binfmt.sh"), "utf8").replace(/^main "\$@"$/m, "");
+    const functions = `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${script}`;
+    for (const [platform, emulator] of Object.entries(EMULATED_PLATFORMS)) {
+        const printed = execFileSync("bash", ["-s"], { input: `${functions}\nqemu_name_for ${platform}\n` }).toString().trim();
+        expect([platform, printed]).toEqual([platform, emulator]);
+    }
 });

@@ -15,7 +15,9 @@ test("components/scripts holds exactly one script per step", () => {
 function shellcheck(args: string[], input?: string) {
     const result = spawnSync("shellcheck", ["--shell=bash", "--severity=style", "--external-sources", "--source-path=SCRIPTDIR", ...args],
         { encoding: "utf8", input, cwd: SCRIPTS_DIR });
-    expect(result.error).toBeUndefined();
+    if (result.error) {
+        throw new Error(`shellcheck could not run (${result.error.message}); install it: apt-get install shellcheck`);
+    }
     expect(result.stdout + result.stderr).toBe("");
     expect(result.status).toBe(0);
 }

@@ -50,7 +50,8 @@ export interface Ec2HostArgs {
 
 /**
  * An Ubuntu EC2 instance ready for the host steps: Canonical AMI for the release and architecture,
- * SSH only from the allowed networks, IMDSv2 required, encrypted gp3 root volume, and a pinned host key.
+ * SSH only from the allowed networks, IMDSv2 required, encrypted gp3 root volume, a pinned host key
+ * and an Elastic IP.
  */
 export class Ec2Host extends pulumi.ComponentResource {
     public readonly instanceId: pulumi.Output<string>;
@@ -156,10 +157,17 @@ export class Ec2Host extends pulumi.ComponentResource {
             ignoreChanges: settings.ubuntuAmiSerial ? [] : ["ami"],
         });
 
+        // A fixed address: the endpoint, the known_hosts line and CI settings survive a stop/start.
+        const elasticIp = new aws.ec2.Eip(`${name}-ip`, {
+            domain: "vpc",
+            instance: instance.id,
+            tags: { ...tags, Name: name },
+        }, { parent: this });
+
         this.instanceId = instance.id;
-        this.publicIp = instance.publicIp;
-        this.publicDns = instance.publicDns;
-        this.address = pulumi.all([instance.publicDns, instance.publicIp]).apply(([dns, ip]) => dns || ip);
+        this.publicIp = elasticIp.publicIp;
+        this.publicDns = elasticIp.publicDns;
+        this.address = pulumi.all([elasticIp.publicDns, elasticIp.publicIp]).apply(([dns, ip]) => dns || ip);
         this.amiId = ami.id;
         this.amiName = ami.name;
         this.registerOutputs({

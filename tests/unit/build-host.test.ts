@@ -50,6 +50,7 @@ describe("ec2 mode", () => {
         expect(counts("aws:ec2/instance:Instance")).toBe(1);
         expect(counts("aws:ec2/securityGroup:SecurityGroup")).toBe(1);
         expect(counts("aws:ec2/keyPair:KeyPair")).toBe(1);
+        expect(counts("aws:ec2/eip:Eip")).toBe(1);
         expect(counts("tls:index/privateKey:PrivateKey")).toBe(2);
         expect(counts("command:remote:Command")).toBe(6);
         expect(counts("buildx-host:host:HostStep")).toBe(6);
@@ -73,6 +74,11 @@ describe("ec2 mode", () => {
             protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: ["203.0.113.0/24"], ipv6CidrBlocks: ["2001:db8::/32"],
         });
         expect(group.vpcId).toBe("vpc-default");
+    });
+
+    test("an Elastic IP gives the endpoint an address that survives a stop/start", () => {
+        const eip = deployed.ofType("aws:ec2/eip:Eip")[0];
+        expect(eip.inputs).toMatchObject({ domain: "vpc", instance: "ec2-ec2-instance-id" });
     });
 
     test("the AMI is Canonical's Ubuntu 24.04 for the instance's architecture", () => {

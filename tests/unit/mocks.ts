@@ -71,6 +71,10 @@ export function installMocks(): Recorder {
                     state.publicKeyOpenssh = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${args.name.length}fake${args.name}\n`;
                     break;
                 case "aws:ec2/instance:Instance":
+                    state.publicIp = "198.51.100.99";
+                    state.publicDns = "ec2-198-51-100-99.eu-west-1.compute.amazonaws.com";
+                    break;
+                case "aws:ec2/eip:Eip":
                     state.publicIp = "198.51.100.7";
                     state.publicDns = "ec2-198-51-100-7.eu-west-1.compute.amazonaws.com";
                     break;

@@ -326,7 +326,10 @@ function readExistingHostSettings(r: Reader): ExistingHostSettings {
     };
 }
 
-/** Checks a secret private key's shape without ever echoing it. */
+/**
+ * Checks a secret private key's shape without ever echoing it. The login key must be OpenSSH
+ * (its public half is derived from that format); the SSH client also reads PEM keys.
+ */
 function readPrivateKeyPresence(r: Reader, key: typeof SECRET_KEYS[number], required: boolean): boolean {
     const example = `--secret ${key} < ~/.ssh/id_ed25519`;
     const value = r.string(key);
@@ -336,8 +339,11 @@ function readPrivateKeyPresence(r: Reader, key: typeof SECRET_KEYS[number], requ
         }
         return false;
     }
-    if (!/^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/.test(value)) {
-        r.problem(key, "is not a PEM/OpenSSH private key (value not shown)", example);
+    const accepted = key === "loginPrivateKey" ? /^-----BEGIN OPENSSH PRIVATE KEY-----/ : /^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/;
+    if (!accepted.test(value)) {
+        r.problem(key, key === "loginPrivateKey"
+            ? "is not an OpenSSH private key (value not shown; `ssh-keygen -p -f KEY` rewrites a PEM key in OpenSSH format)"
+            : "is not a PEM or OpenSSH private key (value not shown)", example);
     }
     return true;
 }

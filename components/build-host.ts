@@ -6,7 +6,7 @@ import {
     buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet, knownHostsLine, sshEndpoint,
 } from "./endpoint";
 import { HostStep } from "./host-step";
-import { hostStepDefinitions, StepName, StepReport, stepTriggers } from "./steps";
+import { hostStepDefinitions, StepName, StepReport, stepFingerprints } from "./steps";
 
 /** Arguments of the build host. */
 export interface BuildHostArgs {
@@ -92,14 +92,14 @@ export class BuildHost extends pulumi.ComponentResource {
 
         const connection = { host, port, user, privateKey, hostKey: hostPublicKey };
         const definitions = hostStepDefinitions(config, user);
-        const triggers = stepTriggers(definitions);
+        const fingerprints = stepFingerprints(definitions);
         const steps: Partial<Record<StepName, HostStep>> = {};
         let previous: HostStep | undefined;
         definitions.forEach((definition, index) => {
             const waitsForBoot = definition.name === "wait-for-host";
             previous = new HostStep(`${name}-${definition.name}`, {
                 definition,
-                triggers: triggers[index],
+                fingerprint: fingerprints[index],
                 // A new instance refuses SSH until it has booted: keep dialling, bounded by the step's timeout.
                 connection: waitsForBoot ? { ...connection, dialErrorLimit: -1, perDialTimeout: 30 } : connection,
                 timeout: waitsForBoot ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,

@@ -1,14 +1,14 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
-import { HostStepDefinition, parseStepReport, StepReport, stepCommand, StepTriggers } from "./steps";
+import { HostStepDefinition, parseStepReport, StepFingerprint, StepReport, stepCommand } from "./steps";
 
 /** Arguments of one host step. */
 export interface HostStepArgs {
     /** The script and parameters to run (from `hostStepDefinitions`). */
     readonly definition: HostStepDefinition;
-    /** What re-runs the step (from `stepTriggers`): its script, its parameters and the step before it. */
-    readonly triggers: StepTriggers;
+    /** What the step's run depends on (from `stepFingerprints`). */
+    readonly fingerprint: StepFingerprint;
     /** How to reach the host; `hostKey` must be set so the host's identity is checked. */
     readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
     /** Upper bound for one run of the script, e.g. "20m". Default: the provider's. */
@@ -17,8 +17,12 @@ export interface HostStepArgs {
 
 /**
  * Runs one idempotent script from components/scripts on the host over SSH, as root, and exposes the
- * JSON report of its last stdout line. A changed script or parameter re-runs it in place (the same
- * command serves create and update); `delete` runs only for steps that own something to remove.
+ * JSON report of its last stdout line.
+ *
+ * A changed script (stdin), parameter or upstream step changes the command's inputs, which re-runs it
+ * in place. Not through `triggers`: @pulumi/command replaces on any trigger change, and a replaced
+ * step runs its old `delete` after the new `create`, which would remove the builder it just made.
+ * Only a change of what the step owns (its `identity`) replaces it, deleting the old one first.
  */
 export class HostStep extends pulumi.ComponentResource {
     /** The step's full standard output. */
@@ -29,20 +33,19 @@ export class HostStep extends pulumi.ComponentResource {
     constructor(name: string, args: HostStepArgs, opts?: pulumi.ComponentResourceOptions) {
         super("buildx-host:host:HostStep", name, {}, opts);
 
-        const { definition, triggers } = args;
-        const run = stepCommand(definition.environment);
+        const { definition, fingerprint } = args;
         const remoteCommand = new command.remote.Command(`${name}-run`, {
             connection: args.connection,
-            create: run,
-            update: run,
+            create: stepCommand(definition.environment, fingerprint.upstreamSha256),
             delete: definition.deleteEnvironment ? stepCommand(definition.deleteEnvironment) : undefined,
             stdin: definition.script,
-            triggers: [triggers.scriptSha256, triggers.parametersSha256, triggers.upstreamSha256],
+            triggers: definition.identity ? [...definition.identity] : undefined,
             addPreviousOutputInEnv: false,
         }, {
             parent: this,
             // Options are not inherited by children: the command itself must wait for the step before.
             dependsOn: opts?.dependsOn,
+            deleteBeforeReplace: definition.deleteEnvironment !== undefined,
             customTimeouts: args.timeout ? { create: args.timeout, update: args.timeout } : undefined,
         });
 

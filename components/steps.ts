@@ -30,16 +30,21 @@ export interface HostStepDefinition {
     readonly environment: Readonly<Record<string, string>>;
     /** Environment of the delete run, for steps that own something on the host to remove. */
     readonly deleteEnvironment?: Readonly<Record<string, string>>;
+    /**
+     * Parameters naming what the step owns (the builder's name and owner): a change replaces the
+     * step, removing the old thing before the new one is made. Any other change re-runs it in place.
+     */
+    readonly identity?: readonly string[];
 }
 
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
 export const COMMON_LIBRARY_PATH = path.join(SCRIPTS_DIR, "lib", "common.sh");
 
 function loadStep(name: StepName, environment: Record<string, string>,
-                  deleteEnvironment?: Record<string, string>): HostStepDefinition {
+                  ownership?: Pick<HostStepDefinition, "deleteEnvironment" | "identity">): HostStepDefinition {
     const scriptPath = path.join(SCRIPTS_DIR, `${name}.sh`);
     const script = `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${readFileSync(scriptPath, "utf8")}`;
-    return { name, scriptPath, script, environment, deleteEnvironment };
+    return { name, scriptPath, script, environment, ...ownership };
 }
 
 /** The steps in the order they run, with their parameters taken from the configuration. */
@@ -61,11 +66,14 @@ export function hostStepDefinitions(config: BuildHostConfig, loginUser: string):
         }),
         loadStep("experimental-mode", {}),
         loadStep("qemu-binfmt", { QEMU_PLATFORMS: config.platforms.join(" ") }),
-        loadStep("buildx-builder", { ...builderEnvironment, BUILDER_ACTION: "create" },
-            { ...builderEnvironment, BUILDER_ACTION: "delete" }),
+        loadStep("buildx-builder", { ...builderEnvironment, BUILDER_ACTION: "create" }, {
+            deleteEnvironment: { ...builderEnvironment, BUILDER_ACTION: "delete" },
+            identity: [config.builderName, loginUser],
+        }),
+        // On delete, an empty team: every account the step made loses its key and the docker group.
         loadStep("team-access", {
             TEAM_MEMBERS: config.team.map(member => `${member.name} ${member.sshPublicKey}`).join("\n"),
-        }),
+        }, { deleteEnvironment: { TEAM_MEMBERS: "" } }),
     ];
 }
 
@@ -77,9 +85,12 @@ export function shellQuote(value: string): string {
 /**
  * The command that runs a step's script, fed on stdin, as root with its parameters.
  * Parameters travel as `env` assignments because sshd's AcceptEnv usually drops SSH environment requests.
+ * `upstreamSha256` (the steps before this one) is passed along unused by the script, so that a change
+ * upstream changes this command and re-runs the step.
  */
-export function stepCommand(environment: Readonly<Record<string, string>>): string {
-    const assignments = Object.entries(environment).map(([name, value]) => `${name}=${shellQuote(value)}`);
+export function stepCommand(environment: Readonly<Record<string, string>>, upstreamSha256?: string): string {
+    const variables = upstreamSha256 === undefined ? environment : { UPSTREAM_STEPS_SHA256: upstreamSha256, ...environment };
+    const assignments = Object.entries(variables).map(([name, value]) => `${name}=${shellQuote(value)}`);
     return ["sudo", "-n", "env", ...assignments, "bash", "-s"].join(" ");
 }
 
@@ -87,27 +98,27 @@ export function sha256(text: string): string {
     return createHash("sha256").update(text).digest("hex");
 }
 
-/** What re-runs a step: its own script and parameters, and the fingerprint of the step before it. */
-export interface StepTriggers {
+/** What a step's run depends on: its own script and parameters, and the steps before it. */
+export interface StepFingerprint {
     readonly scriptSha256: string;
     readonly parametersSha256: string;
     readonly upstreamSha256: string;
 }
 
 /**
- * Triggers for every step, in order. Each step carries the previous step's fingerprint, so a change
- * to one step re-runs it and the steps after it (they may depend on what it did), never those before.
+ * Fingerprints for every step, in order. Each carries the fingerprint of the steps before it, so a
+ * change to one step re-runs it and the steps after it (they may depend on what it did), never those before.
  */
-export function stepTriggers(steps: readonly HostStepDefinition[]): StepTriggers[] {
+export function stepFingerprints(steps: readonly HostStepDefinition[]): StepFingerprint[] {
     let upstreamSha256 = sha256("");
     return steps.map(step => {
-        const triggers = {
+        const fingerprint = {
             scriptSha256: sha256(step.script),
             parametersSha256: sha256(JSON.stringify(step.environment)),
             upstreamSha256,
         };
-        upstreamSha256 = sha256(JSON.stringify(triggers));
-        return triggers;
+        upstreamSha256 = sha256(JSON.stringify(fingerprint));
+        return fingerprint;
     });
 }
 

@@ -137,17 +137,23 @@ describe("ec2 mode", () => {
         });
     });
 
-    test("each command runs its script from stdin as root, re-runs on its triggers, deletes only the builder", () => {
-        for (const [i, command] of (commandsInOrder(deployed.resources, "ec2") as any[]).entries()) {
-            expect(command.inputs.create).toMatch(/^sudo -n env .*bash -s$|^sudo -n env bash -s$/);
-            expect(command.inputs.update).toBe(command.inputs.create);
+    test("each command runs its script from stdin as root; only what owns something deletes it, first", () => {
+        const commands = commandsInOrder(deployed.resources, "ec2") as any[];
+        for (const [i, command] of commands.entries()) {
+            expect(command.inputs.create).toMatch(/^sudo -n env UPSTREAM_STEPS_SHA256='[0-9a-f]{64}'( \w+='[^']*')* bash -s$/s);
+            expect(command.inputs.update).toBeUndefined();
             expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${STEP_NAMES[i]}.sh`);
-            expect(command.inputs.triggers).toHaveLength(3);
-            expect(command.inputs.triggers.every((t: string) => /^[0-9a-f]{64}$/.test(t))).toBe(true);
-            expect([STEP_NAMES[i], command.inputs.delete !== undefined]).toEqual([STEP_NAMES[i], STEP_NAMES[i] === "buildx-builder"]);
+            const owns = ["buildx-builder", "team-access"].includes(STEP_NAMES[i]);
+            expect([STEP_NAMES[i], command.inputs.delete !== undefined, command.deleteBeforeReplace]).toEqual([STEP_NAMES[i], owns, owns]);
         }
-        const builder = commandsInOrder(deployed.resources, "ec2")[4] as any;
-        expect(builder.inputs.delete).toContain("BUILDER_ACTION='delete'");
+        expect(commands[4].inputs.delete).toContain("BUILDER_ACTION='delete'");
+        expect(commands[5].inputs.delete).toBe("sudo -n env TEAM_MEMBERS='' bash -s");
+    });
+
+    test("triggers (which replace) carry only the builder's identity; every other change re-runs in place", () => {
+        const commands = commandsInOrder(deployed.resources, "ec2") as any[];
+        expect(commands.map(c => c.inputs.triggers)).toEqual([undefined, undefined, undefined, undefined, ["buildx-host", "ubuntu"], undefined]);
+        expect(commands[4].replaceOnChanges).toEqual(["triggers[*]"]);
     });
 
     test("outputs are ready to paste", async () => {

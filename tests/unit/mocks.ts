@@ -13,6 +13,8 @@ export interface RecordedResource {
     wireInputs: Record<string, any>;
     /** URNs this resource was registered as depending on. */
     dependencies: string[];
+    deleteBeforeReplace: boolean;
+    replaceOnChanges: string[];
     urn: string;
 }
 
@@ -117,6 +119,8 @@ export function installMocks(): Recorder {
             inputs: {},
             wireInputs: request.getObject()?.toJavaScript() ?? {},
             dependencies: request.getDependenciesList(),
+            deleteBeforeReplace: request.getDeletebeforereplace(),
+            replaceOnChanges: request.getReplaceonchangesList(),
             urn: monitor.newUrn(request.getParent(), request.getType(), request.getName()),
         });
         return registerResource(request, callback);

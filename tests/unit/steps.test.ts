@@ -3,7 +3,8 @@ import { readFileSync } from "fs";
 
 import { parseConfig } from "../../components/config";
 import {
-    COMMON_LIBRARY_PATH, hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand, stepTriggers,
+    COMMON_LIBRARY_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand,
+    stepFingerprints,
 } from "../../components/steps";
 
 const CONFIG = parseConfig({
@@ -61,15 +62,17 @@ describe("host step definitions", () => {
         }
     });
 
-    test("only the builder step undoes something on delete", () => {
-        expect(steps.filter(s => s.deleteEnvironment).map(s => s.name)).toEqual(["buildx-builder"]);
+    test("delete removes the builder and revokes every team account", () => {
+        expect(steps.filter(s => s.deleteEnvironment).map(s => s.name)).toEqual(["buildx-builder", "team-access"]);
         expect(steps.find(s => s.name === "buildx-builder")!.deleteEnvironment!.BUILDER_ACTION).toBe("delete");
+        expect(steps.find(s => s.name === "team-access")!.deleteEnvironment).toEqual({ TEAM_MEMBERS: "" });
     });
 });
 
 describe("stepCommand", () => {
     test("runs the script from stdin as root with env assignments", () => {
         expect(stepCommand({ A: "1", B: "two words" })).toBe("sudo -n env A='1' B='two words' bash -s");
+        expect(stepCommand({ A: "1" }, "abc")).toBe("sudo -n env UPSTREAM_STEPS_SHA256='abc' A='1' bash -s");
     });
 
     test("quoting survives a real shell, whatever the value holds", () => {
@@ -81,38 +84,52 @@ describe("stepCommand", () => {
     });
 });
 
-describe("stepTriggers", () => {
+describe("what re-runs a step", () => {
     const steps = hostStepDefinitions(CONFIG, "ubuntu");
-    const before = stepTriggers(steps);
 
-    test("editing one script changes only that step's script hash, and re-runs it and the steps after it", () => {
-        const edited = steps.map(s => s.name === "experimental-mode" ? { ...s, script: `${s.script}\n# edited\n` } : s);
-        const after = stepTriggers(edited);
+    /** The inputs of each step's remote command that re-run it in place when they change. */
+    function runInputs(definitions: HostStepDefinition[]) {
+        const fingerprints = stepFingerprints(definitions);
+        return definitions.map((step, i) => ({ create: stepCommand(step.environment, fingerprints[i].upstreamSha256), stdin: step.script }));
+    }
+    const before = runInputs(steps);
+
+    test("editing one script re-runs that step and the steps after it, never those before", () => {
         const index = STEP_NAMES.indexOf("experimental-mode");
-        after.forEach((triggers, i) => {
-            expect(triggers.scriptSha256 !== before[i].scriptSha256).toBe(i === index);
-            expect(triggers.parametersSha256).toBe(before[i].parametersSha256);
-            const fingerprintChanged = JSON.stringify(triggers) !== JSON.stringify(before[i]);
-            expect([STEP_NAMES[i], fingerprintChanged]).toEqual([STEP_NAMES[i], i >= index]);
+        const edited = steps.map((s, i) => i === index ? { ...s, script: `${s.script}\n# edited\n` } : s);
+        runInputs(edited).forEach((inputs, i) => {
+            expect([STEP_NAMES[i], inputs.stdin !== before[i].stdin]).toEqual([STEP_NAMES[i], i === index]);
+            expect([STEP_NAMES[i], inputs.create !== before[i].create]).toEqual([STEP_NAMES[i], i > index]);
         });
+        const [original, changed] = [stepFingerprints(steps), stepFingerprints(edited)];
+        changed.forEach((fingerprint, i) => expect(fingerprint.scriptSha256 !== original[i].scriptSha256).toBe(i === index));
     });
 
-    test("changing one parameter changes that step's parameter hash only", () => {
-        const changed = stepTriggers(hostStepDefinitions({ ...CONFIG, builderName: "other" }, "ubuntu"));
+    test("changing one parameter re-runs that step and the steps after it, in place", () => {
+        const changed = hostStepDefinitions({ ...CONFIG, buildkitGc: { ...CONFIG.buildkitGc, maxUsedSpace: "120GB" } }, "ubuntu");
         const index = STEP_NAMES.indexOf("buildx-builder");
-        changed.forEach((triggers, i) => {
-            expect(triggers.parametersSha256 !== before[i].parametersSha256).toBe(i === index);
-            expect(triggers.scriptSha256).toBe(before[i].scriptSha256);
+        runInputs(changed).forEach((inputs, i) => {
+            expect([STEP_NAMES[i], inputs.create !== before[i].create]).toEqual([STEP_NAMES[i], i >= index]);
+            expect(inputs.stdin).toBe(before[i].stdin);
         });
+        expect(changed[index].identity).toEqual(steps[index].identity);
+    });
+
+    test("only a new builder name or owner replaces the builder step", () => {
+        const builder = (definitions: HostStepDefinition[]) => definitions.find(s => s.name === "buildx-builder")!;
+        expect(builder(steps).identity).toEqual(["buildx-host", "ubuntu"]);
+        expect(builder(hostStepDefinitions({ ...CONFIG, builderName: "other" }, "ubuntu")).identity).toEqual(["other", "ubuntu"]);
+        expect(builder(hostStepDefinitions(CONFIG, "admin")).identity).toEqual(["buildx-host", "admin"]);
+        expect(steps.filter(s => s.identity).map(s => s.name)).toEqual(["buildx-builder"]);
     });
 
     test("editing the shared functions re-runs every step", () => {
-        const edited = stepTriggers(steps.map(s => ({ ...s, script: `# edited\n${s.script}` })));
-        edited.forEach((triggers, i) => expect(triggers.scriptSha256).not.toBe(before[i].scriptSha256));
+        runInputs(steps.map(s => ({ ...s, script: `# edited\n${s.script}` })))
+            .forEach((inputs, i) => expect(inputs.stdin).not.toBe(before[i].stdin));
     });
 
-    test("the same inputs give the same triggers", () => {
-        expect(stepTriggers(hostStepDefinitions(CONFIG, "ubuntu"))).toEqual(before);
+    test("the same inputs give the same commands", () => {
+        expect(runInputs(hostStepDefinitions(CONFIG, "ubuntu"))).toEqual(before);
     });
 });
 

@@ -44,6 +44,7 @@ export const dockerContextCommand = buildHost.dockerContextCommand;
 export const buildxCreateCommand = buildHost.buildxCreateCommand;
 export const githubActionsSnippet = buildHost.githubActionsSnippet;
 export const teamDockerContextCommands = buildHost.teamDockerContextCommands;
+export const teamGithubActionsSnippets = buildHost.teamGithubActionsSnippets;
 export const platforms = buildHost.platforms;
 export const versions = buildHost.versions;
 export const preflight = buildHost.preflight;

@@ -47,6 +47,8 @@ export class BuildHost extends pulumi.ComponentResource {
     public readonly githubActionsSnippet: pulumi.Output<string>;
     /** Each team member's own docker context command. */
     public readonly teamDockerContextCommands: pulumi.Output<Record<string, string>>;
+    /** Each team member's GitHub Actions snippet (a CI job logs in with a member's key). */
+    public readonly teamGithubActionsSnippets: pulumi.Output<Record<string, string>>;
     public readonly platforms: pulumi.Output<string[]>;
     public readonly versions: pulumi.Output<HostVersions>;
     /** Klauser's preflight checks and the per-platform emulation proof, as the QEMU step reported them. */
@@ -115,9 +117,11 @@ export class BuildHost extends pulumi.ComponentResource {
         this.knownHostsLine = parts.apply(knownHostsLine);
         this.dockerContextCommand = parts.apply(p => dockerContextCommand(p));
         this.buildxCreateCommand = parts.apply(buildxCreateCommand);
-        this.githubActionsSnippet = parts.apply(githubActionsSnippet);
-        this.teamDockerContextCommands = parts.apply(p => Object.fromEntries(
-            config.team.map(member => [member.name, dockerContextCommand(p, member.name)])));
+        this.githubActionsSnippet = parts.apply(p => githubActionsSnippet(p));
+        const perMember = (format: (p: EndpointParts, user: string) => string) => parts.apply(p =>
+            Object.fromEntries(config.team.map(member => [member.name, format(p, member.name)])));
+        this.teamDockerContextCommands = perMember(dockerContextCommand);
+        this.teamGithubActionsSnippets = perMember(githubActionsSnippet);
 
         const reports = this.steps;
         const field = (report: StepReport, key: string): string => String(report[key] ?? "unknown");
@@ -146,6 +150,7 @@ export class BuildHost extends pulumi.ComponentResource {
             buildxCreateCommand: this.buildxCreateCommand,
             githubActionsSnippet: this.githubActionsSnippet,
             teamDockerContextCommands: this.teamDockerContextCommands,
+            teamGithubActionsSnippets: this.teamGithubActionsSnippets,
             platforms: this.platforms,
             versions: this.versions,
             preflight: this.preflight,

@@ -75,7 +75,7 @@ export const DEFAULTS = {
     rootVolumeSizeGb: 100,
     allowOpenSsh: false,
     dockerAptRepo: "https://download.docker.com/linux",
-    platforms: ["linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"],
+    platforms: ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"],
     builderName: "buildx-host",
     buildkitImage: "moby/buildkit:v0.34.2",
     buildkitGcReservedSpace: "10GB",
@@ -99,7 +99,7 @@ export const EMULATED_PLATFORMS: Readonly<Record<string, string>> = {
 };
 
 /** Every key this project reads; anything else under `buildx-host:` is a typo. */
-const KNOWN_KEYS = [
+export const KNOWN_KEYS = [
     "hostMode", "instanceType", "architecture", "ubuntuRelease", "ubuntuAmiSerial", "rootVolumeSizeGb",
     "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey", "team", "dockerAptRepo",
     "dockerCeVersion", "platforms", "builderName", "buildkitImage", "buildkitGcReservedSpace",
@@ -348,7 +348,8 @@ function readPrivateKeyPresence(r: Reader, key: typeof SECRET_KEYS[number], requ
     return true;
 }
 
-function readTeam(r: Reader): readonly TeamMember[] {
+/** Team members; `loginUser` (the existing host's user) is taken, as are system accounts. */
+function readTeam(r: Reader, loginUser?: string): readonly TeamMember[] {
     const example = `--path 'team[0]' "alice ${KEY_EXAMPLE}"`;
     const seen = new Set<string>();
     const team: TeamMember[] = [];
@@ -358,6 +359,8 @@ function readTeam(r: Reader): readonly TeamMember[] {
         if (!LINUX_USER_NAME.test(name) || RESERVED_USER_NAMES.has(name)) {
             r.problem("team", `member "${name}" is not a usable Linux user name (lowercase letters, digits, _ and -, ` +
                 "at most 32, not a system account)", example);
+        } else if (name === loginUser) {
+            r.problem("team", `member "${name}" is the login user (existingHostUser), whose account the team step must not take over`, example);
         } else if (seen.has(name)) {
             r.problem("team", `lists member "${name}" twice`, example);
         } else if (!isSshPublicKey(sshPublicKey)) {
@@ -395,11 +398,12 @@ export function parseConfig(raw: RawConfig): BuildHostConfig {
     }
 
     const mode = r.oneOf<HostMode>("hostMode", ["ec2", "existing"], DEFAULTS.hostMode, "hostMode existing");
+    const existingHost = mode === "existing" ? readExistingHostSettings(r) : undefined;
     const config: BuildHostConfig = {
         mode,
         ec2: mode === "ec2" ? readEc2Settings(r) : undefined,
-        existingHost: mode === "existing" ? readExistingHostSettings(r) : undefined,
-        team: readTeam(r),
+        existingHost,
+        team: readTeam(r, existingHost?.user),
         dockerAptRepo: r.matching("dockerAptRepo", /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%/-]*)?$/,
             "must be an http(s) URL of a Docker apt repository root", "dockerAptRepo https://download.docker.com/linux",
             DEFAULTS.dockerAptRepo)!.replace(/\/+$/, ""),
@@ -407,8 +411,8 @@ export function parseConfig(raw: RawConfig): BuildHostConfig {
             "must be an exact apt version as `apt-cache madison docker-ce` prints it",
             "dockerCeVersion '5:28.5.2-1~ubuntu.24.04~noble'"),
         platforms: readPlatforms(r),
-        builderName: r.matching("builderName", /^[a-z0-9][a-z0-9_-]{0,62}$/,
-            "must be lowercase letters, digits, _ and - (a buildx builder name)", "builderName team-builder",
+        builderName: r.matching("builderName", /^[a-z][a-z0-9_-]{0,62}$/,
+            "must start with a lowercase letter, then lowercase letters, digits, _ and - (a buildx builder name)", "builderName team-builder",
             DEFAULTS.builderName)!,
         buildkitImage: r.matching("buildkitImage", /^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/,
             "must be an image pinned by a version tag (not latest) or a digest", "buildkitImage moby/buildkit:v0.34.2",

@@ -22,7 +22,9 @@ export function buildkitContainerName(builderName: string): string {
 }
 
 export function sshEndpoint(parts: EndpointParts, user = parts.user): string {
-    return parts.port === 22 ? `ssh://${user}@${parts.host}` : `ssh://${user}@${parts.host}:${parts.port}`;
+    // An IPv6 address needs brackets in a URL.
+    const host = parts.host.includes(":") ? `[${parts.host}]` : parts.host;
+    return parts.port === 22 ? `ssh://${user}@${host}` : `ssh://${user}@${host}:${parts.port}`;
 }
 
 /** The line to append to ~/.ssh/known_hosts; OpenSSH writes non-default ports as "[host]:port". */
@@ -49,8 +51,11 @@ export function buildxCreateCommand(parts: EndpointParts): string {
     return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote '${remoteBuilderEndpoint(parts)}' --use`;
 }
 
-/** A GitHub Actions job fragment: trust the host, create the context, attach buildx to the shared BuildKit. */
-export function githubActionsSnippet(parts: EndpointParts): string {
+/**
+ * A GitHub Actions job fragment: trust the host, create the context, attach buildx to the shared
+ * BuildKit. The secret BUILDX_HOST_SSH_KEY holds the private key of `user`.
+ */
+export function githubActionsSnippet(parts: EndpointParts, user = parts.user): string {
     return [
         "- name: Trust the buildx host",
         "  run: |",
@@ -58,7 +63,7 @@ export function githubActionsSnippet(parts: EndpointParts): string {
         `    echo '${knownHostsLine(parts)}' >> ~/.ssh/known_hosts`,
         "    echo \"${{ secrets.BUILDX_HOST_SSH_KEY }}\" > ~/.ssh/id_ed25519",
         "    chmod 600 ~/.ssh/id_ed25519",
-        `    ${dockerContextCommand(parts)}`,
+        `    ${dockerContextCommand(parts, user)}`,
         "- uses: docker/setup-buildx-action@v3",
         "  with:",
         "    driver: remote",

@@ -3,8 +3,9 @@
 #
 # create: writes /etc/buildx-host/buildkitd.toml (BuildKit's GC limits) and makes sure the builder
 # BUILDER_NAME exists in BUILDER_USER's buildx store with one node, "${BUILDER_NAME}0", running in
-# the container buildx_buildkit_${BUILDER_NAME}0 from BUILDKIT_IMAGE on the host network (the
-# daemon may have no bridge). Every member who attaches to that container shares its one cache.
+# the container buildx_buildkit_${BUILDER_NAME}0 from BUILDKIT_IMAGE, on Docker's default bridge
+# (the host network only where the daemon has no bridge). Every member who attaches to that
+# container shares its one cache.
 # The builder's configuration (image, buildkitd.toml, driver options) has a sha256 fingerprint
 # kept in /etc/buildx-host/builder.sha256: the same fingerprint and a running node change nothing
 # (a stopped node is started); another fingerprint removes the builder keeping its state volume
@@ -25,7 +26,8 @@
 #
 # Output: progress on stderr; the last stdout line is
 #   {"step":"buildx-builder","changed":bool,"action":"created|recreated|unchanged|started|deleted|absent",
-#    "builder":"…","node":"…","container":"buildx_buildkit_…","platforms":["linux/amd64",…],
+#    "builder":"…","node":"…","container":"buildx_buildkit_…","network":"bridge"|"host",
+#    "platforms":["linux/amd64",…],
 #    "buildkitVersion":"…","buildxVersion":"…"}
 set -euo pipefail
 
@@ -47,8 +49,8 @@ readonly STEP=buildx-builder
 readonly CONFIG_DIR=/etc/buildx-host
 readonly BUILDKITD_TOML="${CONFIG_DIR}/buildkitd.toml"
 readonly FINGERPRINT_FILE="${CONFIG_DIR}/builder.sha256"
-# host networking: the daemon may run without a bridge (and builds then need no NAT).
-readonly DRIVER_OPTS=("image=${BUILDKIT_IMAGE}" "network=host")
+DRIVER_OPTS=()
+NETWORK=""
 # Bump when the way the builder is created changes, so existing builders are recreated.
 readonly RECIPE_VERSION=1
 
@@ -131,6 +133,20 @@ fingerprint() {
     printf 'driver-opt %s\n' "${DRIVER_OPTS[@]}"
     cat "${BUILDKITD_TOML}"
   } | sha256sum | cut -d' ' -f1
+}
+
+# BuildKit's RUN steps share the builder container's network. On Docker's bridge they are one hop
+# from the host, so an IMDSv2 hop limit of 1 keeps the instance's credentials and user data out of
+# builds; on the host network they would not be. The host network only where there is no bridge.
+choose_driver_opts() {
+  DRIVER_OPTS=("image=${BUILDKIT_IMAGE}")
+  if docker network inspect bridge >/dev/null 2>&1 </dev/null; then
+    NETWORK=bridge
+  else
+    NETWORK=host
+    DRIVER_OPTS+=("network=host")
+    log "the docker daemon has no bridge network: the builder uses the host's network"
+  fi
 }
 
 builder_exists() { as_builder_user buildx inspect "${BUILDER_NAME}" >/dev/null 2>&1; }
@@ -245,10 +261,10 @@ delete_builder() {
 print_result() {
   local buildx=""
   command -v docker >/dev/null 2>&1 && buildx="$(docker buildx version 2>/dev/null | awk '{ print $2; exit }' || true)"
-  printf '{"step":"%s","changed":%s,"action":"%s","builder":%s,"node":%s,"container":%s,"platforms":%s,"buildkitVersion":%s,"buildxVersion":%s}\n' \
+  printf '{"step":"%s","changed":%s,"action":"%s","builder":%s,"node":%s,"container":%s,"network":%s,"platforms":%s,"buildkitVersion":%s,"buildxVersion":%s}\n' \
     "${STEP}" "${CHANGED}" "${ACTION}" "$(json_string "${BUILDER_NAME}")" "$(json_string "${NODE}")" \
-    "$(json_string "${CONTAINER}")" "$(json_array "${PLATFORMS[@]}")" "$(json_or_null "${BUILDKIT_VERSION}")" \
-    "$(json_or_null "${buildx}")"
+    "$(json_string "${CONTAINER}")" "$(json_or_null "${NETWORK}")" "$(json_array "${PLATFORMS[@]}")" \
+    "$(json_or_null "${BUILDKIT_VERSION}")" "$(json_or_null "${buildx}")"
 }
 
 main() {
@@ -260,6 +276,7 @@ main() {
   else
     docker_answers || die "docker does not answer; run the DockerEngine step (docker-engine.sh) first"
     require_builder_user
+    choose_driver_opts
     write_buildkitd_toml
     ensure_builder
     inspect_builder

@@ -13,7 +13,8 @@ import * as path from "node:path";
 
 import { ConfigMap, EngineEvent, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 
-import { ConfigError, DEFAULTS, parseConfig } from "../../components/config";
+import { DEFAULTS } from "../../components/config";
+import { configProblems } from "../config-problems";
 
 const ROOT = path.resolve(__dirname, "..", "..", "..");
 const PROGRAM_DIR = path.join(ROOT, "bin");
@@ -73,18 +74,6 @@ async function failingPreview(stack: Stack): Promise<{ output: string; types: st
     return { output, types };
 }
 
-function expectedProblems(raw: Record<string, string>): readonly string[] {
-    try {
-        parseConfig(raw);
-    } catch (error) {
-        if (error instanceof ConfigError) {
-            return error.problems;
-        }
-        throw error;
-    }
-    throw new Error("expected the configuration to be invalid");
-}
-
 const tests: [string, () => Promise<void> | void][] = [];
 function test(name: string, body: () => Promise<void> | void): void {
     tests.push([name, body]);
@@ -132,7 +121,7 @@ test("several bad settings fail the preview together, each line as parseConfig w
         "buildx-host:builderName": { value: "Shared Builder" },
         "buildx-host:instancetype": { value: "c7i.large" },
     });
-    const problems = expectedProblems(await programConfig(stack));
+    const problems = configProblems(await programConfig(stack));
     assert.ok(problems.length >= 5, problems.join("\n"));
     const { output, types } = await failingPreview(stack);
     for (const problem of problems) {

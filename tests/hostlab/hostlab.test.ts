@@ -49,7 +49,9 @@ const steps = hostStepDefinitions(config, lab.user);
 const endpoint: EndpointParts = {
     host: lab.host, port: lab.port, user: lab.user, hostPublicKey: lab.hostPublicKey, builderName: config.builderName,
 };
-const emulators = [...new Set(config.platforms.map(p => `qemu-${EMULATED_PLATFORMS[p]}`))];
+/** The lab host runs on this machine's CPU; every other configured platform needs an emulator. */
+const NATIVE_PLATFORM = process.arch === "arm64" ? "linux/arm64" : "linux/amd64";
+const emulators = [...new Set(config.platforms.filter(p => p !== NATIVE_PLATFORM).map(p => `qemu-${EMULATED_PLATFORMS[p]}`))];
 const BINFMT = "/proc/sys/fs/binfmt_misc";
 const FOREIGN_IMAGE = "buildx-host-lab/busybox-arm64:lab";
 
@@ -321,6 +323,8 @@ describe("a host provisioned by the program's steps", () => {
         const report = firstReports.get("buildx-builder")!;
         expect(report.platforms).toEqual(expect.arrayContaining(["linux/amd64", "linux/arm64"]));
         expect(String(report.buildkitVersion)).toContain(config.buildkitImage.split(":")[1]);
+        // The lab's daemon has no bridge (no 172.x here), so the step falls back to the host network.
+        expect(report.network).toBe("host");
         const inspect = ssh(lab, `docker buildx inspect ${config.builderName}`).stdout;
         expect(inspect).toMatch(/^Driver:\s+docker-container$/m);
         expect(inspect).toMatch(/^Status:\s+running$/m);

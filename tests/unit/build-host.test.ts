@@ -165,6 +165,8 @@ describe("ec2 mode", () => {
         expect(await valueOf(host.buildxCreateCommand)).toBe("docker buildx create --name buildx-host-remote --driver remote 'docker-container://buildx_buildkit_buildx-host0?context=buildx-host' --use");
         expect(await valueOf(host.githubActionsSnippet)).toContain("driver: remote");
         expect(await valueOf(host.teamDockerContextCommands)).toEqual({ alice: `docker context create buildx-host --docker host=ssh://alice@${dns}` });
+        expect(Object.keys(await valueOf(host.teamGithubActionsSnippets))).toEqual(["alice"]);
+        expect((await valueOf(host.teamGithubActionsSnippets)).alice).toContain(`--docker host=ssh://alice@${dns}`);
         expect(await valueOf(host.publicIp)).toBe("198.51.100.7");
         expect(await valueOf(host.platforms)).toEqual(["linux/amd64", "linux/arm64"]);
         expect(await valueOf(host.versions)).toEqual({ docker: "28.5.2", buildx: "v0.29.1", buildkit: "v0.34.2", qemu: "8.2.2", kernel: "6.8.0-1021-aws" });

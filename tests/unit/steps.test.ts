@@ -40,7 +40,7 @@ describe("host step definitions", () => {
             DOCKER_CE_VERSION: "5:28.5.2-1~ubuntu.24.04~noble",
             DOCKER_GROUP_USERS: "ubuntu",
         });
-        expect(env["qemu-binfmt"]).toEqual({ QEMU_PLATFORMS: "linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64" });
+        expect(env["qemu-binfmt"]).toEqual({ QEMU_PLATFORMS: "linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64" });
         expect(env["buildx-builder"]).toEqual({
             BUILDER_ACTION: "create",
             BUILDER_NAME: "buildx-host",
@@ -53,7 +53,7 @@ describe("host step definitions", () => {
         expect(env["team-access"].TEAM_MEMBERS.split("\n").map(line => line.split(" ")[0])).toEqual(["alice", "bob"]);
     });
 
-    test("every variable a step passes is one its script documents and reads", () => {
+    test("every variable a step passes is one its script reads", () => {
         for (const step of steps) {
             for (const name of Object.keys({ ...step.environment, ...step.deleteEnvironment })) {
                 expect([step.name, name, step.script.includes(`${name}:-`) || step.script.includes(`${name}=`)])

@@ -1,0 +1,14 @@
+import { ConfigError, parseConfig, RawConfig } from "../components/config";
+
+/** The problems parseConfig reports for a configuration that must be invalid. */
+export function configProblems(raw: RawConfig): readonly string[] {
+    try {
+        parseConfig(raw);
+    } catch (error) {
+        if (error instanceof ConfigError) {
+            return error.problems;
+        }
+        throw error;
+    }
+    throw new Error("expected the configuration to be invalid");
+}

@@ -45,7 +45,7 @@ readonly KEYRING=/etc/apt/keyrings/docker.asc
 readonly SOURCE_FILE=/etc/apt/sources.list.d/docker.sources
 # The file Docker's older install instructions wrote; left active it clashes with ours on Signed-By.
 readonly LEGACY_SOURCE_FILE=/etc/apt/sources.list.d/docker.list
-# Records that this script placed the hold, so an unpinned run releases only its own hold.
+# The packages this script held (one a line), so an unpinned run releases only its own holds.
 readonly HOLD_MARKER=/var/lib/buildx-host/docker-engine.held
 readonly TARGET_PACKAGES=(docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin)
 readonly PINNED_PACKAGES=(docker-ce docker-ce-cli)
@@ -254,24 +254,24 @@ install_packages() {
 
 is_held() { apt-mark showhold "$1" 2>/dev/null | grep -qxF "$1"; }
 
+# Holds the pinned packages; the marker lists only the holds this script placed, so an unpinned
+# run releases those and never a hold the admin placed.
 apply_hold() {
   local pkg
   if [[ -n "${DOCKER_CE_VERSION}" ]]; then
     for pkg in "${PINNED_PACKAGES[@]}"; do
       is_held "${pkg}" && continue
       apt-mark hold "${pkg}" >&2
+      install -d -m 0755 "$(dirname "${HOLD_MARKER}")"
+      printf '%s\n' "${pkg}" >>"${HOLD_MARKER}"
       changed "held ${pkg} at ${DOCKER_CE_VERSION}"
     done
-    if [[ ! -f "${HOLD_MARKER}" ]]; then
-      install -d -m 0755 "$(dirname "${HOLD_MARKER}")"
-      printf '%s\n' "${PINNED_PACKAGES[@]}" >"${HOLD_MARKER}"
-    fi
   elif [[ -f "${HOLD_MARKER}" ]]; then
-    for pkg in "${PINNED_PACKAGES[@]}"; do
+    while read -r pkg; do
       is_held "${pkg}" || continue
       apt-mark unhold "${pkg}" >&2
       changed "released the hold on ${pkg} (no version pinned any more)"
-    done
+    done <"${HOLD_MARKER}"
     rm -f "${HOLD_MARKER}"
   fi
 }

@@ -280,13 +280,12 @@ elf_is_static() {
 
 # Sets K_ENABLED, K_FLAGS, K_INTERPRETER from the kernel's entry (all empty when it is absent).
 read_kernel_entry() {
-  local entry="$1" file="${BINFMT_MISC}/$1"
+  local file="${BINFMT_MISC}/$1"
   K_ENABLED="" K_FLAGS="" K_INTERPRETER=""
   [[ -f "${file}" ]] || return 0
   K_ENABLED="$(head -n 1 "${file}")"
   K_FLAGS="$(sed -n 's/^flags: *//p' "${file}")"
   K_INTERPRETER="$(sed -n 's/^interpreter *//p' "${file}")"
-  : "${entry}"
 }
 
 kernel_entry_good() {

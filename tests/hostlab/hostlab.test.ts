@@ -16,7 +16,7 @@ import * as path from "path";
 
 import { EMULATED_PLATFORMS, parseConfig } from "../../components/config";
 import { buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine } from "../../components/endpoint";
-import { HostStepDefinition, hostStepDefinitions, StepReport } from "../../components/steps";
+import { HostStepDefinition, hostStepDefinitions, shellQuote, StepReport } from "../../components/steps";
 import {
     binfmtFlags, expectStepOk, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
 } from "./lab";
@@ -26,7 +26,7 @@ const dockerAptRepo = requiredEnv("HOSTLAB_DOCKER_APT_REPO");
 const busyboxDir = requiredEnv("HOSTLAB_BUSYBOX_DIR");
 const clientImage = requiredEnv("HOSTLAB_CLIENT_IMAGE");
 const buildkitImageTar = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR");
-const daemonJsonSeed = JSON.parse(readFileSync(path.join(lab.stateDir, "daemon.json.seed"), "utf8")) as Record<string, unknown>;
+const daemonJsonSeed = JSON.parse(readFileSync(lab.daemonJsonSeed, "utf8")) as Record<string, unknown>;
 
 /** The second team member, who attaches to the same BuildKit with an account of their own. */
 const MEMBER = "alice";
@@ -88,7 +88,7 @@ function containerStartedAt(name: string): string {
 
 /** Stand-in for the registry pull the builder step would do: no registry is reachable in the lab. */
 function loadBuildkitImage(): void {
-    const result = local(`ssh ${sshArgs(lab, lab.user, lab.key).map(a => `'${a}'`).join(" ")} 'sudo -n docker load' < '${buildkitImageTar}'`);
+    const result = local(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' < '${buildkitImageTar}'`);
     if (result.status !== 0) {
         throw new Error(`loading ${buildkitImageTar} into the host's engine failed:\n${tail(result.stdout + result.stderr)}`);
     }
@@ -287,7 +287,7 @@ describe("a host provisioned by the program's steps", () => {
         mkdirSync(path.join(binDir, "bin"), { recursive: true });
         copyFileSync(path.join(busyboxDir, "busybox-arm64"), path.join(binDir, "bin", "busybox"));
         chmodSync(path.join(binDir, "bin", "busybox"), 0o755);
-        localOk(`tar -C '${binDir}' -c bin | ssh ${sshArgs(lab, lab.user, lab.key).map(a => `'${a}'`).join(" ")} ` +
+        localOk(`tar -C '${binDir}' -c bin | ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} ` +
             `'sudo -n docker import --platform linux/arm64 - ${FOREIGN_IMAGE}'`);
 
         // The seed's bug: an emulator package whose registration lacks F (Debian 13's has POF, so
@@ -388,5 +388,55 @@ describe("a host provisioned by the program's steps", () => {
         const secondBuild = clientBuild(MEMBER, memberKey, "member-2");
         expect(secondBuild.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         expect(cacheUse(secondBuild.output)).toEqual({ runSteps: 2, allCached: true });
+    });
+
+    test("an exact docker-ce version is installed and held; unpinned, only the holds the step placed are released", () => {
+        requireFirstRun();
+        const engine = step("docker-engine");
+        const version = String((firstReports.get("docker-engine")!.packages as Record<string, string>)["docker-ce"]);
+        const holds = () => sudoOk(lab, "apt-mark showhold").split("\n").filter(Boolean).sort();
+        sudoOk(lab, "apt-mark hold docker-ce-cli"); // the admin's own hold
+        try {
+            const pinned = expectStepOk(record(runStep(lab, engine, "pin", { DOCKER_CE_VERSION: version })));
+            expect(pinned).toMatchObject({ changed: true, held: true });
+            expect(holds()).toEqual(["docker-ce", "docker-ce-cli"]);
+            const unpinned = expectStepOk(record(runStep(lab, engine, "unpin")));
+            expect(unpinned).toMatchObject({ changed: true });
+            expect(holds()).toEqual(["docker-ce-cli"]);
+        } finally {
+            sudoOk(lab, "apt-mark unhold docker-ce-cli");
+        }
+    });
+
+    test("a member taken off the team loses access (the step's delete revokes everyone); put back, they return", () => {
+        requireFirstRun();
+        const team = step("team-access");
+        const revoked = expectStepOk(record(runStep(lab, { ...team, environment: team.deleteEnvironment! }, "revoke")));
+        expect(revoked).toMatchObject({ changed: true, removed: [MEMBER] });
+        const denied = ssh(lab, "true", undefined, { user: MEMBER, key: memberKey, timeoutSeconds: 30 });
+        expect(denied.status).not.toBe(0);
+        expect(denied.stderr).toMatch(/Permission denied/);
+        expect(sudoOk(lab, `id -nG ${MEMBER}`).split(/\s+/)).not.toContain("docker");
+
+        expect(expectStepOk(record(runStep(lab, team, "re-add")))).toMatchObject({ changed: true });
+        expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: memberKey }).stdout.split(/\s+/)).toContain("docker");
+    });
+
+    test("a changed GC limit recreates the builder with its cache kept; delete removes it", () => {
+        requireFirstRun();
+        const builder = step("buildx-builder");
+        const recreated = expectStepOk(record(runStep(lab, builder, "gc-change", { BUILDKIT_GC_MAX_USED_SPACE: "90GB" })));
+        expect(recreated).toMatchObject({ changed: true, action: "recreated" });
+        expect(sudoOk(lab, "cat /etc/buildx-host/buildkitd.toml")).toMatch(/maxUsedSpace = "90GB"/);
+        expect(cacheUse(clientBuild(lab.user, lab.key, "after-recreate").output)).toEqual({ runSteps: 2, allCached: true });
+
+        const deleted = expectStepOk(record(runStep(lab, { ...builder, environment: builder.deleteEnvironment! }, "delete")));
+        expect(deleted).toMatchObject({ changed: true, action: "deleted" });
+        expect(ssh(lab, `docker buildx inspect ${config.builderName}`).status).not.toBe(0);
+        expect(ssh(lab, `docker inspect ${buildkitContainerName(config.builderName)}`).status).not.toBe(0);
+        expect(expectStepOk(record(runStep(lab, { ...builder, environment: builder.deleteEnvironment! }, "delete-again"))))
+            .toMatchObject({ changed: false, action: "absent" });
+
+        expect(expectStepOk(record(runStep(lab, builder, "re-create")))).toMatchObject({ changed: true, action: "created" });
     });
 });

@@ -7,7 +7,7 @@ import { spawnSync } from "child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { HostStepDefinition, parseStepReport, stepCommand, StepReport } from "../../components/steps";
+import { HostStepDefinition, parseStepReport, shellQuote, stepCommand, StepReport } from "../../components/steps";
 
 /** What start-host.sh wrote about the lab host (host.env). */
 export interface LabHost {
@@ -19,6 +19,8 @@ export interface LabHost {
     readonly hostPublicKey: string;
     readonly knownHosts: string;
     readonly stateDir: string;
+    /** The daemon.json start-host.sh put on the host before Docker was installed. */
+    readonly daemonJsonSeed: string;
 }
 
 export function requiredEnv(name: string): string {
@@ -46,6 +48,7 @@ export function readLabHost(envFile: string): LabHost {
         hostPublicKey: readFileSync(values.HOSTLAB_HOST_PUBLIC_KEY_FILE, "utf8").trim().split(/\s+/).slice(0, 2).join(" "),
         knownHosts: values.HOSTLAB_KNOWN_HOSTS,
         stateDir: values.HOSTLAB_STATE_DIR,
+        daemonJsonSeed: values.HOSTLAB_DAEMON_JSON_SEED,
     };
 }
 
@@ -112,15 +115,11 @@ export function ssh(lab: LabHost, command: string, input?: string | Buffer,
 
 /** Runs `command` on the lab host as root (through the login user's sudo) and returns stdout. */
 export function sudoOk(lab: LabHost, command: string, input?: string | Buffer): string {
-    const result = ssh(lab, `sudo -n bash -c ${shq(command)}`, input);
+    const result = ssh(lab, `sudo -n bash -c ${shellQuote(command)}`, input);
     if (result.status !== 0) {
         throw new Error(`on the lab host, failed (exit ${result.status}): ${command}\n${tail(result.stdout + result.stderr)}`);
     }
     return result.stdout;
-}
-
-function shq(value: string): string {
-    return `'${value.replace(/'/g, `'"'"'`)}'`;
 }
 
 /** Where step and build logs go: $HOSTLAB_LOG_DIR (run.sh keeps it after the host is gone), else the state dir. */

@@ -25,8 +25,7 @@
 #   CACHE_DIR         [/var/cache/buildx-host]
 #   DEBIAN_MIRROR     [http://deb.debian.org/debian]
 #   RUNC_SUITE        [trixie]                        Debian suite runc and its libraries come from
-#   BUILDKIT_IMAGE_ENV [unset]  when set, BUILDKIT_IMAGE=<ref>, BUILDKIT_IMAGE_TAR=<path> and
-#                      BUILDKIT_IMAGE_CREATED=<time> (what names this build in any engine)
+#   BUILDKIT_IMAGE_ENV [unset]  when set, BUILDKIT_IMAGE=<ref> and BUILDKIT_IMAGE_TAR=<path>
 #                      are written to this file
 # Prints the image reference on stdout.
 set -euo pipefail
@@ -196,8 +195,7 @@ write_env_file() {
   [[ -n "$BUILDKIT_IMAGE_ENV" ]] || return 0
   local tar
   tar="$(image_tar)"
-  printf 'BUILDKIT_IMAGE=%s\nBUILDKIT_IMAGE_TAR=%s\nBUILDKIT_IMAGE_CREATED=%s\n' \
-    "$BUILDKIT_IMAGE" "$tar" "$(created_of_tar "$tar")" >"$BUILDKIT_IMAGE_ENV"
+  printf 'BUILDKIT_IMAGE=%s\nBUILDKIT_IMAGE_TAR=%s\n' "$BUILDKIT_IMAGE" "$tar" >"$BUILDKIT_IMAGE_ENV"
 }
 
 main() {

@@ -11,18 +11,16 @@
 #   HOST_IMAGE_REPO   [buildx-host-lab/host]  image repository; the tag is trixie-<hash>
 #   CACHE_DIR         [/var/cache/buildx-host]
 #   DEBIAN_MIRROR     [http://deb.debian.org/debian]
-#   HOST_IMAGE_ENV    [unset]  when set, "HOST_IMAGE=<ref>" is written to this file
 # Prints the image reference on stdout.
 set -euo pipefail
 
 HOST_IMAGE_REPO="${HOST_IMAGE_REPO:-buildx-host-lab/host}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-HOST_IMAGE_ENV="${HOST_IMAGE_ENV:-}"
 SUITE=trixie
-# What a minimal cloud server has, plus psmisc (fuser, used by wait-for-host) and kmod.
+# What a minimal cloud server has, plus kmod.
 # Deliberately absent: jq, qemu, docker: the host scripts must install what they use.
-INCLUDE=systemd,systemd-sysv,dbus,openssh-server,sudo,ca-certificates,curl,gnupg,iproute2,procps,psmisc,kmod
+INCLUDE=systemd,systemd-sysv,dbus,openssh-server,sudo,ca-certificates,curl,gnupg,iproute2,procps,kmod
 
 log() { echo "build-host-image: $*" >&2; }
 
@@ -97,7 +95,6 @@ main() {
     docker import --change 'CMD ["/sbin/init"]' "$tarball" "$ref" >/dev/null
     log "imported $ref"
   fi
-  [[ -n "$HOST_IMAGE_ENV" ]] && echo "HOST_IMAGE=$ref" >"$HOST_IMAGE_ENV"
   echo "$ref"
 }
 

@@ -65,8 +65,7 @@ apt_update() {
 
 validate_input() {
   local user
-  [[ "${APT_LOCK_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \
-    || die "APT_LOCK_TIMEOUT_SECONDS must be a whole number of seconds, not '${APT_LOCK_TIMEOUT_SECONDS}'"
+  require_seconds APT_LOCK_TIMEOUT_SECONDS
   [[ "${DOCKER_APT_REPO}" =~ ^https?://[^[:space:]]+$ ]] \
     || die "DOCKER_APT_REPO must be an http(s) URL, not '${DOCKER_APT_REPO}'"
   DOCKER_APT_REPO="${DOCKER_APT_REPO%/}"
@@ -79,10 +78,8 @@ validate_input() {
 }
 
 read_platform() {
-  # shellcheck disable=SC1091 # the host's file, not ours
-  OS_ID="$(. /etc/os-release && echo "${ID:-}")"
-  # shellcheck disable=SC1091
-  OS_CODENAME="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  OS_ID="$(os_release_field ID)"
+  OS_CODENAME="$(os_release_field VERSION_CODENAME)"
   ARCH="$(dpkg --print-architecture)"
   case "${OS_ID}" in
     ubuntu | debian) ;;
@@ -295,9 +292,7 @@ add_group_users() {
   [[ -n "${DOCKER_GROUP_USERS// /}" ]] || return 0
   getent group docker >/dev/null || die "the docker group does not exist although docker-ce is installed; reinstall docker-ce"
   for user in ${DOCKER_GROUP_USERS}; do
-    if id -nG "${user}" | tr ' ' '\n' | grep -qxF docker; then
-      continue
-    fi
+    in_group "${user}" docker && continue
     usermod -aG docker "${user}"
     GROUP_ADDED+=("${user}")
     changed "added ${user} to the docker group"

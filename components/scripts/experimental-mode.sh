@@ -35,10 +35,9 @@ CHANGED=false
 RESTARTED=false
 
 validate_input() {
-  [[ "${APT_LOCK_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \
-    || die "APT_LOCK_TIMEOUT_SECONDS must be a whole number of seconds, not '${APT_LOCK_TIMEOUT_SECONDS}'"
+  require_seconds APT_LOCK_TIMEOUT_SECONDS
   [[ "${DAEMON_JSON}" == /* ]] || die "DAEMON_JSON must be an absolute path, not '${DAEMON_JSON}'"
-  command -v docker >/dev/null 2>&1 || die "docker is not installed; run the DockerEngine step (docker-engine.sh) first"
+  require_docker
 }
 
 ensure_jq() {

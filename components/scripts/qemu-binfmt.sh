@@ -142,10 +142,9 @@ parse_platforms() {
 }
 
 validate_input() {
-  [[ "${APT_LOCK_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \
-    || die "APT_LOCK_TIMEOUT_SECONDS must be a whole number of seconds, not '${APT_LOCK_TIMEOUT_SECONDS}'"
+  require_seconds APT_LOCK_TIMEOUT_SECONDS
   parse_platforms
-  command -v docker >/dev/null 2>&1 || die "docker is not installed; run the DockerEngine step (docker-engine.sh) first"
+  require_docker
 }
 
 # Preflight 1: the F flag needs Linux 4.8 or later.

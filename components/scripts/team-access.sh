@@ -130,7 +130,6 @@ shell_of() { getent passwd "$1" | cut -d: -f7; }
 expiry_of() { getent shadow "$1" | cut -d: -f8; }
 password_of() { getent shadow "$1" | cut -d: -f2; }
 
-in_docker_group() { id -nG "$1" | tr ' ' '\n' | grep -qxF "${DOCKER_GROUP}"; }
 
 is_locked() { [[ "$(shell_of "$1")" == "${LOCKED_SHELL}" || "$(expiry_of "$1")" == 1 ]]; }
 
@@ -192,7 +191,7 @@ grant_member() {
     unlock_account "${name}"
     gained=true
   fi
-  if ! in_docker_group "${name}"; then
+  if ! in_group "${name}" "${DOCKER_GROUP}"; then
     usermod -aG "${DOCKER_GROUP}" "${name}"
     log "added ${name} to the ${DOCKER_GROUP} group"
     touched=true
@@ -214,7 +213,7 @@ revoke_member() {
     rm -f "${home}/.ssh/authorized_keys"
     touched=true
   fi
-  if in_docker_group "${name}"; then
+  if in_group "${name}" "${DOCKER_GROUP}"; then
     gpasswd -d "${name}" "${DOCKER_GROUP}" >/dev/null
     touched=true
   fi

@@ -27,8 +27,7 @@ readonly STEP=wait-for-host
 readonly PACKAGE_LOCKS=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock)
 
 validate_input() {
-  [[ "${WAIT_TIMEOUT_SECONDS}" =~ ^[0-9]+$ ]] \
-    || die "WAIT_TIMEOUT_SECONDS must be a whole number of seconds, not '${WAIT_TIMEOUT_SECONDS}'"
+  require_seconds WAIT_TIMEOUT_SECONDS
 }
 
 seconds_left() {
@@ -40,12 +39,9 @@ seconds_left() {
 # Sets OS_ID, OS_VERSION, OS_CODENAME from /etc/os-release and fails on a release we do not support.
 read_os_release() {
   [[ -r /etc/os-release ]] || die "/etc/os-release is missing: cannot tell which distribution this is"
-  # shellcheck disable=SC1091 # the host's file, not ours
-  OS_ID="$(. /etc/os-release && echo "${ID:-}")"
-  # shellcheck disable=SC1091
-  OS_VERSION="$(. /etc/os-release && echo "${VERSION_ID:-}")"
-  # shellcheck disable=SC1091
-  OS_CODENAME="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+  OS_ID="$(os_release_field ID)"
+  OS_VERSION="$(os_release_field VERSION_ID)"
+  OS_CODENAME="$(os_release_field VERSION_CODENAME)"
   case "${OS_ID} ${OS_VERSION}" in
     "ubuntu 22.04" | "ubuntu 24.04" | "debian 12" | "debian 13") ;;
     *) die "unsupported OS '${OS_ID} ${OS_VERSION}' (${OS_CODENAME:-no codename}): supported are Ubuntu 22.04, Ubuntu 24.04, Debian 12 and Debian 13; use one of those images" ;;

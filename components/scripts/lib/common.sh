@@ -58,6 +58,23 @@ installed_version() {
 
 is_installed() { [[ -n "$(installed_version "$1")" ]]; }
 
+# Fails unless the variable named $1 holds a whole number of seconds.
+require_seconds() {
+  [[ "${!1}" =~ ^[0-9]+$ ]] || die "$1 must be a whole number of seconds, not '${!1}'"
+}
+
+# Prints one field (ID, VERSION_ID, VERSION_CODENAME, …) of /etc/os-release, or nothing.
+os_release_field() {
+  # shellcheck disable=SC1091 # the host's file, not ours
+  (. /etc/os-release && printf '%s' "${!1:-}")
+}
+
+in_group() { id -nG "$1" | tr ' ' '\n' | grep -qxF "$2"; }
+
+require_docker() {
+  command -v docker >/dev/null 2>&1 || die "docker is not installed; run the DockerEngine step (docker-engine.sh) first"
+}
+
 docker_answers() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 </dev/null; }
 
 # Waits up to $1 seconds for dockerd to answer; returns 1 when it does not.

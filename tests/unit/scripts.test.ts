@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from "child_process";
-import { readdirSync, readFileSync } from "fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
 import * as path from "path";
 
 import { COMMON_LIBRARY_PATH, hostStepDefinitions, SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
@@ -49,5 +50,21 @@ test("the QEMU step maps every platform config.ts accepts to the same emulator",
     for (const [platform, emulator] of Object.entries(EMULATED_PLATFORMS)) {
         const printed = execFileSync("bash", ["-s"], { input: `${functions}\nqemu_name_for ${platform}\n` }).toString().trim();
         expect([platform, printed]).toEqual([platform, emulator]);
+    }
+});
+
+test("the QEMU step's embedded proof binary for this machine's architecture runs and prints its name", () => {
+    const script = readFileSync(path.join(SCRIPTS_DIR, "qemu-binfmt.sh"), "utf8");
+    const native = process.arch === "arm64" ? "aarch64" : "x86_64";
+    const encoded = new RegExp(`^PROOF_ELF_${native}='([A-Za-z0-9+/=]+)'$`, "m").exec(script)?.[1];
+    expect(encoded).toBeDefined();
+    const dir = mkdtempSync(path.join(tmpdir(), "proof-"));
+    try {
+        const binary = path.join(dir, native);
+        writeFileSync(binary, Buffer.from(encoded!, "base64"));
+        chmodSync(binary, 0o755);
+        expect(execFileSync(binary).toString()).toBe(`${native}\n`);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
     }
 });

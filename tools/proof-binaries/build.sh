@@ -30,14 +30,14 @@ PROOF_VERIFY="${PROOF_VERIFY:-auto}"
 readonly BEGIN_MARKER='# BEGIN proof-binaries'
 readonly END_MARKER='# END proof-binaries'
 # uname -m name -> binutils target triplet, Debian package, qemu-user emulator.
-readonly NAMES=(aarch64 armv7l ppc64le s390x riscv64)
+readonly NAMES=(aarch64 armv7l ppc64le s390x riscv64 x86_64)
 declare -rA TRIPLET=(
   [aarch64]=aarch64-linux-gnu [armv7l]=arm-linux-gnueabihf [ppc64le]=powerpc64le-linux-gnu
-  [s390x]=s390x-linux-gnu [riscv64]=riscv64-linux-gnu
+  [s390x]=s390x-linux-gnu [riscv64]=riscv64-linux-gnu [x86_64]=x86_64-linux-gnu
 )
 declare -rA EMULATOR=(
   [aarch64]=qemu-aarch64 [armv7l]=qemu-arm [ppc64le]=qemu-ppc64le
-  [s390x]=qemu-s390x [riscv64]=qemu-riscv64
+  [s390x]=qemu-s390x [riscv64]=qemu-riscv64 [x86_64]=qemu-x86_64
 )
 
 export LC_ALL=C
@@ -67,7 +67,7 @@ ensure_binutils() {
   for name in "${NAMES[@]}"; do
     triplet="${TRIPLET[${name}]}"
     command -v "${triplet}-as" >/dev/null && command -v "${triplet}-ld" >/dev/null \
-      || missing+=("binutils-${triplet}")
+      || missing+=("binutils-${triplet//_/-}")  # Debian spells x86_64 as x86-64
   done
   if ((${#missing[@]})); then
     apt_install "${missing[@]}"

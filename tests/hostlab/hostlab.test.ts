@@ -14,11 +14,11 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { EMULATED_PLATFORMS, parseConfig } from "../../components/config";
+import { EMULATED_PLATFORMS } from "../../components/config";
 import { buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine } from "../../components/endpoint";
 import { HostStepDefinition, hostStepDefinitions, shellQuote, StepReport } from "../../components/steps";
 import {
-    binfmtFlags, expectStepOk, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
+    binfmtFlags, expectStepOk, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
 } from "./lab";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
@@ -35,13 +35,7 @@ if (!existsSync(memberKey)) {
     localOk(`ssh-keygen -q -t ed25519 -N '' -C ${MEMBER}@buildx-host-lab -f ${memberKey}`);
 }
 
-const config = parseConfig({
-    hostMode: "existing",
-    existingHostAddress: lab.host,
-    existingHostPort: String(lab.port),
-    existingHostUser: lab.user,
-    existingHostPublicKey: lab.hostPublicKey,
-    existingHostPrivateKey: readFileSync(lab.key, "utf8"),
+const config = labConfig(lab, {
     team: JSON.stringify([`${MEMBER} ${readFileSync(`${memberKey}.pub`, "utf8").trim()}`]),
     dockerAptRepo,
 });

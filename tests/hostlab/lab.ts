@@ -7,6 +7,7 @@ import { spawnSync } from "child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
+import { BuildHostConfig, parseConfig, RawConfig } from "../../components/config";
 import { HostStepDefinition, parseStepReport, shellQuote, stepCommand, StepReport } from "../../components/steps";
 
 /** What start-host.sh wrote about the lab host (host.env). */
@@ -21,6 +22,22 @@ export interface LabHost {
     readonly stateDir: string;
     /** The daemon.json start-host.sh put on the host before Docker was installed. */
     readonly daemonJsonSeed: string;
+}
+
+/**
+ * The program's configuration for a lab host, as a user would give it in existing-host mode;
+ * `settings` adds what a suite changes (team, dockerAptRepo).
+ */
+export function labConfig(lab: LabHost, settings: RawConfig = {}): BuildHostConfig {
+    return parseConfig({
+        hostMode: "existing",
+        existingHostAddress: lab.host,
+        existingHostPort: String(lab.port),
+        existingHostUser: lab.user,
+        existingHostPublicKey: lab.hostPublicKey,
+        existingHostPrivateKey: readFileSync(lab.key, "utf8"),
+        ...settings,
+    });
 }
 
 export function requiredEnv(name: string): string {

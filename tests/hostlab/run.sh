@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Host lab, one entry point: prepare everything (cached under $CACHE_DIR), start a fresh lab
-# host, run the jest suite against it over SSH, then clean up what this run started and put
-# this machine's binfmt_misc registrations back as they were.
+# Host lab, one entry point: prepare everything (cached under $CACHE_DIR), then for each suite
+# start a fresh lab host, run the suite against it over SSH and remove the host: Debian 13 (the
+# whole program), then Debian 12 with Docker 20.10 (the steps after the engine). Finally put this
+# machine's binfmt_misc registrations back as they were. One host at a time: binfmt_misc is the
+# kernel's, and a host's systemd registers and unregisters emulators for the whole machine.
 #
 # Needs: root, node_modules installed (npm ci), and network access to deb.debian.org and the
 # Go module proxy on a first run. Everything lab traffic touches is on 127.0.0.1.
 #
 # Environment (defaults in brackets):
-#   HOSTLAB_NAME      [buildx-host-lab]  host container name
-#   HOSTLAB_SSH_PORT  [2222]             sshd port of the lab host on 127.0.0.1
+#   HOSTLAB_NAME      [buildx-host-lab]  host container name (the Debian 12 one gets -bookworm)
+#   HOSTLAB_SSH_PORT  [2222]             sshd port of the lab hosts on 127.0.0.1
 #   APT_REPO_PORT     [8765]             port of the stand-in for Docker's apt repository
 #   CACHE_DIR         [/var/cache/buildx-host]
 #   HOSTLAB_KEEP      [0]  1 leaves the host container running afterwards (for debugging)
@@ -39,13 +41,15 @@ phase() {
   log "== $name done in $((SECONDS - start))s"
 }
 
+CURRENT_HOST=""
+
 cleanup() {
   local rc=$?
   if [[ "$HOSTLAB_KEEP" == 1 ]]; then
-    log "HOSTLAB_KEEP=1: leaving $HOSTLAB_NAME and its binfmt registrations in place; afterwards run:"
-    log "  $INFRA/stop-host.sh $HOSTLAB_NAME; $INFRA/serve-apt-repo.sh stop; $INFRA/binfmt-state.sh restore $BINFMT_STATE"
+    log "HOSTLAB_KEEP=1: leaving $CURRENT_HOST and its binfmt registrations in place; afterwards run:"
+    log "  $INFRA/stop-host.sh $CURRENT_HOST; $INFRA/serve-apt-repo.sh stop; $INFRA/binfmt-state.sh restore $BINFMT_STATE"
   else
-    "$INFRA/stop-host.sh" "$HOSTLAB_NAME" || rc=1
+    [[ -z "$CURRENT_HOST" ]] || "$INFRA/stop-host.sh" "$CURRENT_HOST" || rc=1
     "$INFRA/serve-apt-repo.sh" stop || rc=1
     # The lab host registered emulators in the kernel's binfmt_misc; put back what was here.
     "$INFRA/binfmt-state.sh" restore "$BINFMT_STATE" || rc=1
@@ -70,7 +74,7 @@ prepare() {
   ensure_tools
   phase "docker engine" "$INFRA/ensure-dockerd.sh"
   HOST_IMAGE="$("$INFRA/build-host-image.sh")"
-  export HOST_IMAGE
+  BOOKWORM_IMAGE="$(HOST_SUITE=bookworm "$INFRA/build-host-image.sh")"
   phase "stand-in for Docker's apt repository" "$INFRA/build-apt-repo.sh" >/dev/null
   HOSTLAB_DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start)"
   export HOSTLAB_DOCKER_APT_REPO
@@ -83,6 +87,20 @@ prepare() {
   export HOSTLAB_BUSYBOX_DIR
 }
 
+# Starts a host from an image, runs one test file against it, removes the host.
+run_suite() {
+  local name="$1" image="$2" test_file="$3"
+  CURRENT_HOST="$name"
+  HOSTLAB_ENV_FILE="$(HOST_IMAGE="$image" "$INFRA/start-host.sh" "$name" "$HOSTLAB_SSH_PORT")"
+  export HOSTLAB_ENV_FILE
+  log "host $name ready; running $test_file"
+  # shellcheck disable=SC2086 # JEST_ARGS is a list of words by design
+  npx jest --config tests/hostlab/jest.config.js --runInBand --runTestsByPath "$test_file" $JEST_ARGS
+  [[ "$HOSTLAB_KEEP" == 1 ]] && return
+  "$INFRA/stop-host.sh" "$name"
+  CURRENT_HOST=""
+}
+
 main() {
   local start=$SECONDS
   if [[ "$EUID" -ne 0 ]]; then
@@ -93,12 +111,11 @@ main() {
   rm -rf "$HOSTLAB_LOG_DIR"
   "$INFRA/binfmt-state.sh" save "$BINFMT_STATE"
   trap cleanup EXIT
-  HOSTLAB_ENV_FILE="$("$INFRA/start-host.sh" "$HOSTLAB_NAME" "$HOSTLAB_SSH_PORT")"
-  export HOSTLAB_ENV_FILE
-  log "lab ready after $((SECONDS - start))s; running the suite"
+  log "lab prepared after $((SECONDS - start))s"
   cd "$ROOT"
-  # shellcheck disable=SC2086 # JEST_ARGS is a list of words by design
-  npx jest --config tests/hostlab/jest.config.js --runInBand $JEST_ARGS
+  run_suite "$HOSTLAB_NAME" "$HOST_IMAGE" tests/hostlab/hostlab.test.ts
+  [[ "$HOSTLAB_KEEP" == 1 ]] && return
+  run_suite "$HOSTLAB_NAME-bookworm" "$BOOKWORM_IMAGE" tests/hostlab/bookworm.test.ts
   log "host lab finished in $((SECONDS - start))s; logs in $HOSTLAB_LOG_DIR"
 }
 

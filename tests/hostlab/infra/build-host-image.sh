@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the host lab's "machine": a Debian 13 (trixie) root filesystem with systemd, sshd
-# and sudo, imported as a Docker image. The host container started from it plays a fresh
+# Build the host lab's "machine": a Debian root filesystem (13 trixie by default; 12 bookworm
+# for the binfmt-support path) with systemd, sshd and sudo, imported as a Docker image. The host container started from it plays a fresh
 # server that the program's host scripts provision over SSH.
 #
 # Cached twice: the image itself (skipped when the tag exists) and the rootfs tarball under
@@ -8,7 +8,8 @@
 # and tarball name carry a hash of the package list, so changing it rebuilds.
 #
 # Environment (defaults in brackets):
-#   HOST_IMAGE_REPO   [buildx-host-lab/host]  image repository; the tag is trixie-<hash>
+#   HOST_SUITE        [trixie]                Debian release to debootstrap
+#   HOST_IMAGE_REPO   [buildx-host-lab/host]  image repository; the tag is <suite>-<hash>
 #   CACHE_DIR         [/var/cache/buildx-host]
 #   DEBIAN_MIRROR     [http://deb.debian.org/debian]
 # Prints the image reference on stdout.
@@ -17,7 +18,7 @@ set -euo pipefail
 HOST_IMAGE_REPO="${HOST_IMAGE_REPO:-buildx-host-lab/host}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-SUITE=trixie
+SUITE="${HOST_SUITE:-trixie}"
 # What a minimal cloud server has, plus kmod.
 # Deliberately absent: jq, qemu, docker: the host scripts must install what they use.
 INCLUDE=systemd,systemd-sysv,dbus,openssh-server,sudo,ca-certificates,curl,gnupg,iproute2,procps,kmod
@@ -42,7 +43,7 @@ ensure_debootstrap() {
 
 # Make the rootfs boot as a container: no hostname of the build machine, no machine-id
 # (systemd makes one per boot), sshd host keys removed (the harness installs its own,
-# like cloud-init does on a real server), the trixie security and updates suites enabled.
+# like cloud-init does on a real server), the release's security and updates suites enabled.
 customize_rootfs() {
   local dir="$1"
   rm -f "$dir/etc/hostname" "$dir"/etc/ssh/ssh_host_*

@@ -140,13 +140,16 @@ UNIT
 
 create_container() {
   local image="$1"
-  mkdir -p "$CACHE_DIR/apt-archives-trixie/partial"
+  # One package cache per release (the image tag starts with it): hosts of one release share it.
+  local tag="${image##*:}"
+  local archives="$CACHE_DIR/apt-archives-${tag%%-*}"
+  mkdir -p "$archives/partial"
   docker create --name "$HOSTLAB_NAME" \
     --network host \
     "${SYSTEMD_CONTAINER_FLAGS[@]}" \
     -v "$HOSTLAB_NAME-docker:/var/lib/docker" \
     -v "$HOSTLAB_NAME-containerd:/var/lib/containerd" \
-    -v "$CACHE_DIR/apt-archives-trixie:/var/cache/apt/archives" \
+    -v "$archives:/var/cache/apt/archives" \
     --label buildx-host-lab=host \
     "$image" /sbin/init >/dev/null
 }

@@ -64,6 +64,7 @@ export class BuildHost extends pulumi.ComponentResource {
         let user: string;
         let privateKey: pulumi.Output<string>;
         let hostPublicKey: pulumi.Output<string>;
+        let hostId: pulumi.Output<string>;
         if (config.mode === "ec2") {
             const ec2Host = new Ec2Host(`${name}-ec2`, {
                 settings: config.ec2!,
@@ -75,6 +76,7 @@ export class BuildHost extends pulumi.ComponentResource {
             user = ec2Host.loginUser;
             privateKey = ec2Host.loginPrivateKey;
             hostPublicKey = ec2Host.hostPublicKey;
+            hostId = ec2Host.instanceId;
             this.publicIp = ec2Host.publicIp;
             this.publicDns = ec2Host.publicDns;
             this.loginPrivateKey = ec2Host.loginPrivateKey;
@@ -88,6 +90,7 @@ export class BuildHost extends pulumi.ComponentResource {
             user = existing.user;
             privateKey = pulumi.secret(args.existingHostPrivateKey);
             hostPublicKey = pulumi.output(existing.hostPublicKey);
+            hostId = pulumi.output(`${existing.address}:${existing.port}`);
             this.publicIp = host;
             this.publicDns = host;
         }
@@ -102,6 +105,7 @@ export class BuildHost extends pulumi.ComponentResource {
             previous = new HostStep(`${name}-${definition.name}`, {
                 definition,
                 fingerprint: fingerprints[index],
+                hostId,
                 // A new instance refuses SSH until it has booted: keep dialling, bounded by the step's timeout.
                 connection: waitsForBoot ? { ...connection, dialErrorLimit: -1, perDialTimeout: 30 } : connection,
                 timeout: waitsForBoot ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,

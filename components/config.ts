@@ -301,8 +301,11 @@ function readEc2Settings(r: Reader): Ec2Settings {
 }
 
 function readExistingHostSettings(r: Reader): ExistingHostSettings {
-    const address = r.matching("existingHostAddress", /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/,
-        "must be a host name or IP address", "existingHostAddress build1.example.com");
+    const address = r.matching("existingHostAddress", /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[0-9a-fA-F:]*:[0-9a-fA-F:]*$/,
+        "must be a host name or IP address, without a port (that is existingHostPort)", "existingHostAddress build1.example.com");
+    if (address?.includes(":") && !isIpv6(address)) {
+        r.problem("existingHostAddress", `"${address}" is not an IPv6 address; give the port in existingHostPort`, "existingHostPort 2222");
+    }
     if (!r.has("existingHostAddress")) {
         r.problem("existingHostAddress", "is required in existing mode", "existingHostAddress build1.example.com");
     }

@@ -1,7 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
-import { HostStepDefinition, parseStepReport, StepFingerprint, StepReport, stepCommand } from "./steps";
+import { HostStepDefinition, parseStepReport, StepFingerprint, StepReport, stepCommand, stepRunCommand } from "./steps";
 
 /** Arguments of one host step. */
 export interface HostStepArgs {
@@ -9,6 +9,8 @@ export interface HostStepArgs {
     readonly definition: HostStepDefinition;
     /** What the step's run depends on (from `stepFingerprints`). */
     readonly fingerprint: StepFingerprint;
+    /** The machine the steps run on (instance id, or address:port of an existing host). */
+    readonly hostId: pulumi.Input<string>;
     /** How to reach the host; `hostKey` must be set so the host's identity is checked. */
     readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
     /** Upper bound for one run of the script, e.g. "20m". Default: the provider's. */
@@ -19,8 +21,8 @@ export interface HostStepArgs {
  * Runs one idempotent script from components/scripts on the host over SSH, as root, and exposes the
  * JSON report of its last stdout line.
  *
- * A changed script (stdin), parameter or upstream step changes the command's inputs, which re-runs it
- * in place. Not through `triggers`: @pulumi/command replaces on any trigger change, and a replaced
+ * A changed script (stdin), parameter, upstream step or machine changes the command's inputs, which
+ * re-runs it in place. Not through `triggers`: @pulumi/command replaces on any trigger change, and a replaced
  * step runs its old `delete` after the new `create`, which would remove the builder it just made.
  * Only a change of what the step owns (its `identity`) replaces it, deleting the old one first.
  */
@@ -36,7 +38,7 @@ export class HostStep extends pulumi.ComponentResource {
         const { definition, fingerprint } = args;
         const remoteCommand = new command.remote.Command(`${name}-run`, {
             connection: args.connection,
-            create: stepCommand(definition.environment, fingerprint.upstreamSha256),
+            create: pulumi.output(args.hostId).apply(hostId => stepRunCommand(definition, fingerprint, hostId)),
             delete: definition.deleteEnvironment ? stepCommand(definition.deleteEnvironment) : undefined,
             stdin: definition.script,
             triggers: definition.identity ? [...definition.identity] : undefined,

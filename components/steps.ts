@@ -85,13 +85,20 @@ export function shellQuote(value: string): string {
 /**
  * The command that runs a step's script, fed on stdin, as root with its parameters.
  * Parameters travel as `env` assignments because sshd's AcceptEnv usually drops SSH environment requests.
- * `upstreamSha256` (the steps before this one) is passed along unused by the script, so that a change
- * upstream changes this command and re-runs the step.
  */
-export function stepCommand(environment: Readonly<Record<string, string>>, upstreamSha256?: string): string {
-    const variables = upstreamSha256 === undefined ? environment : { UPSTREAM_STEPS_SHA256: upstreamSha256, ...environment };
-    const assignments = Object.entries(variables).map(([name, value]) => `${name}=${shellQuote(value)}`);
+export function stepCommand(environment: Readonly<Record<string, string>>): string {
+    const assignments = Object.entries(environment).map(([name, value]) => `${name}=${shellQuote(value)}`);
     return ["sudo", "-n", "env", ...assignments, "bash", "-s"].join(" ");
+}
+
+/**
+ * The create command of a step as `pulumi up` runs it. Two assignments the scripts ignore make it
+ * change, and so re-run the step in place, when the steps before it change (`UPSTREAM_STEPS_SHA256`)
+ * and when the machine behind the connection changes (`HOST_ID`: a replaced instance keeps its
+ * Elastic IP, so the connection alone would not show it).
+ */
+export function stepRunCommand(step: HostStepDefinition, fingerprint: StepFingerprint, hostId: string): string {
+    return stepCommand({ UPSTREAM_STEPS_SHA256: fingerprint.upstreamSha256, HOST_ID: hostId, ...step.environment });
 }
 
 export function sha256(text: string): string {

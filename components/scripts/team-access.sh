@@ -121,7 +121,8 @@ check_ownership() {
   done
   ((${#foreign[@]} == 0)) \
     || die "account(s) ${foreign[*]} already exist on this host and were not created by buildx-host; this step will not take over an existing account (give the member another name)"
-  getent group "${DOCKER_GROUP}" >/dev/null \
+  # Only granting needs the group; revoking everyone (the delete run) must work without it.
+  ((${#MEMBERS[@]} == 0)) || getent group "${DOCKER_GROUP}" >/dev/null \
     || die "the ${DOCKER_GROUP} group does not exist; run the DockerEngine step (docker-engine.sh) first"
 }
 
@@ -129,7 +130,6 @@ home_of() { getent passwd "$1" | cut -d: -f6; }
 shell_of() { getent passwd "$1" | cut -d: -f7; }
 expiry_of() { getent shadow "$1" | cut -d: -f8; }
 password_of() { getent shadow "$1" | cut -d: -f2; }
-
 
 is_locked() { [[ "$(shell_of "$1")" == "${LOCKED_SHELL}" || "$(expiry_of "$1")" == 1 ]]; }
 

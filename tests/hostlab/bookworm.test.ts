@@ -30,7 +30,8 @@ const EVERY_PLATFORM_PROVED = {
 
 describe("a Debian 12 host with Debian's Docker 20.10", () => {
     beforeAll(() => {
-        sudoOk(lab, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >/dev/null");
+        sudoOk(lab, "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q " +
+            "-o DPkg::Lock::Timeout=600 --no-install-recommends docker.io >/dev/null");
         expect(ssh(lab, "sudo -n docker version -f '{{.Server.Version}}'").stdout).toMatch(/^20\.10\./);
         sudoOk(lab, `usermod -aG docker ${lab.user}`);
     });

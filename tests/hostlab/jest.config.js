@@ -1,6 +1,6 @@
 /**
  * Host lab: real SSH, a real systemd host, real dockerd, binfmt_misc and multi-platform builds.
- * Minutes, one test file whose tests build on each other: run through tests/hostlab/run.sh.
+ * Minutes; each test file's tests build on each other on a host of their own: run through tests/hostlab/run.sh.
  */
 module.exports = {
     rootDir: "../..",

@@ -158,8 +158,8 @@ export interface StepRun {
 }
 
 /**
- * Runs a step the way the HostStep component does: `stepCommand(environment)` as the SSH command,
- * the script's text on stdin. `overrides` replace environment values for lab-only experiments.
+ * Runs a step the way the HostStep component does: `stepCommand(environment)` as the SSH command
+ * (HostStep adds two re-run markers the scripts ignore), the script's text on stdin. `overrides` replace environment values for lab-only experiments.
  */
 export function runStep(lab: LabHost, step: HostStepDefinition, label: string,
                         overrides: Record<string, string> = {}): StepRun {

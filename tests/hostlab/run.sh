@@ -13,7 +13,8 @@
 #   HOSTLAB_SSH_PORT  [2222]             sshd port of the lab hosts on 127.0.0.1
 #   APT_REPO_PORT     [8765]             port of the stand-in for Docker's apt repository
 #   CACHE_DIR         [/var/cache/buildx-host]
-#   HOSTLAB_KEEP      [0]  1 leaves the host container running afterwards (for debugging)
+#   HOSTLAB_KEEP      [0]  1 leaves the Debian 13 host running after its suite (for debugging) and
+#                          skips the Debian 12 suite
 #   JEST_ARGS         []   extra jest arguments (e.g. -t 'first run')
 set -euo pipefail
 

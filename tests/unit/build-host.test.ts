@@ -8,7 +8,7 @@ const recorder = installMocks();
 import { BuildHost } from "../../components/build-host";
 import { parseConfig, RawConfig } from "../../components/config";
 import { CANONICAL_OWNER_ID } from "../../components/ec2-host";
-import { STEP_NAMES } from "../../components/steps";
+import { hostStepDefinitions, STEP_NAMES, stepFingerprints, stepRunCommand } from "../../components/steps";
 
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
@@ -139,8 +139,10 @@ describe("ec2 mode", () => {
 
     test("each command runs its script from stdin as root; only what owns something deletes it, first", () => {
         const commands = commandsInOrder(deployed.resources, "ec2") as any[];
+        const definitions = hostStepDefinitions(parseConfig(config), "ubuntu");
+        const fingerprints = stepFingerprints(definitions);
         for (const [i, command] of commands.entries()) {
-            expect(command.inputs.create).toMatch(/^sudo -n env UPSTREAM_STEPS_SHA256='[0-9a-f]{64}'( \w+='[^']*')* bash -s$/s);
+            expect(command.inputs.create).toBe(stepRunCommand(definitions[i], fingerprints[i], "ec2-ec2-instance-id"));
             expect(command.inputs.update).toBeUndefined();
             expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${STEP_NAMES[i]}.sh`);
             const owns = ["buildx-builder", "team-access"].includes(STEP_NAMES[i]);
@@ -228,6 +230,8 @@ describe("existing-host mode", () => {
         }
         const docker = deployed.ofType("command:remote:Command").find(c => c.name === "onprem-docker-engine-run")!;
         expect(docker.inputs.create).toContain("DOCKER_GROUP_USERS='builder'");
+        // Pointing the stack at another server re-runs every step there.
+        expect(docker.inputs.create).toContain("HOST_ID='127.0.0.1:2222'");
     });
 
     test("outputs carry the port where it is not 22, and no login key", async () => {

@@ -68,3 +68,14 @@ test("the QEMU step's embedded proof binary for this machine's architecture runs
         rmSync(dir, { recursive: true, force: true });
     }
 });
+
+test("the builder runs on Docker's bridge, and on the host network only when the daemon has none", () => {
+    const script = readFileSync(path.join(SCRIPTS_DIR, "buildx-builder.sh"), "utf8").replace(/^main "\$@"$/m, "");
+    const functions = `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${script}`;
+    const choose = (bridgeExists: boolean) => execFileSync("bash", ["-s"], {
+        input: `${functions}\ndocker() { [[ "$1 $2 $3" == "network inspect bridge" ]] && ${bridgeExists}; }\n` +
+            "choose_driver_opts 2>/dev/null\necho \"${NETWORK} ${DRIVER_OPTS[*]}\"\n",
+    }).toString().trim();
+    expect(choose(true)).toBe("bridge image=moby/buildkit:v0.34.2");
+    expect(choose(false)).toBe("host image=moby/buildkit:v0.34.2 network=host");
+});

@@ -4,7 +4,7 @@ import { readFileSync } from "fs";
 import { parseConfig } from "../../components/config";
 import {
     COMMON_LIBRARY_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand,
-    stepFingerprints,
+    stepFingerprints, stepRunCommand,
 } from "../../components/steps";
 
 const CONFIG = parseConfig({
@@ -72,7 +72,7 @@ describe("host step definitions", () => {
 describe("stepCommand", () => {
     test("runs the script from stdin as root with env assignments", () => {
         expect(stepCommand({ A: "1", B: "two words" })).toBe("sudo -n env A='1' B='two words' bash -s");
-        expect(stepCommand({ A: "1" }, "abc")).toBe("sudo -n env UPSTREAM_STEPS_SHA256='abc' A='1' bash -s");
+
     });
 
     test("quoting survives a real shell, whatever the value holds", () => {
@@ -90,7 +90,7 @@ describe("what re-runs a step", () => {
     /** The inputs of each step's remote command that re-run it in place when they change. */
     function runInputs(definitions: HostStepDefinition[]) {
         const fingerprints = stepFingerprints(definitions);
-        return definitions.map((step, i) => ({ create: stepCommand(step.environment, fingerprints[i].upstreamSha256), stdin: step.script }));
+        return definitions.map((step, i) => ({ create: stepRunCommand(step, fingerprints[i], "i-0abc"), stdin: step.script }));
     }
     const before = runInputs(steps);
 
@@ -126,6 +126,14 @@ describe("what re-runs a step", () => {
     test("editing the shared functions re-runs every step", () => {
         runInputs(steps.map(s => ({ ...s, script: `# edited\n${s.script}` })))
             .forEach((inputs, i) => expect(inputs.stdin).not.toBe(before[i].stdin));
+    });
+
+    test("a different machine behind the connection re-runs every step", () => {
+        const fingerprints = stepFingerprints(steps);
+        steps.forEach((step, i) => {
+            expect(stepRunCommand(step, fingerprints[i], "i-0def")).not.toBe(before[i].create);
+            expect(stepRunCommand(step, fingerprints[i], "i-0def")).toMatch(/^sudo -n env UPSTREAM_STEPS_SHA256='[0-9a-f]{64}' HOST_ID='i-0def' /);
+        });
     });
 
     test("the same inputs give the same commands", () => {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the host lab's "machine": a Debian root filesystem (13 trixie by default; 12 bookworm
-# for the binfmt-support path) with systemd, sshd and sudo, imported as a Docker image. The host container started from it plays a fresh
+# for the oldest Docker and QEMU) with systemd, sshd and sudo, imported as a Docker image. The host container started from it plays a fresh
 # server that the program's host scripts provision over SSH.
 #
 # Cached twice: the image itself (skipped when the tag exists) and the rootfs tarball under

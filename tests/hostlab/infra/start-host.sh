@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a fresh lab host: a Debian 13 container with systemd as PID 1 that plays a newly
+# Start a fresh lab host: a Debian container (13, or 12: HOST_IMAGE) with systemd as PID 1 that plays a newly
 # provisioned server the program reaches over SSH.
 #
 # It is set up the way the program sets up an EC2 instance through cloud-init: an SSH host

@@ -20,6 +20,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 INFRA="$ROOT/tests/hostlab/infra"
+# shellcheck source=infra/lib.sh
+source "$INFRA/lib.sh"
 export HOSTLAB_NAME="${HOSTLAB_NAME:-buildx-host-lab}"
 export HOSTLAB_SSH_PORT="${HOSTLAB_SSH_PORT:-2222}"
 export APT_REPO_PORT="${APT_REPO_PORT:-8765}"
@@ -67,7 +69,7 @@ ensure_tools() {
   command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
   ((${#missing[@]} == 0)) && return 0
   log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}" </dev/null >&2
+  install_packages "${missing[@]}"
 }
 
 prepare() {

@@ -23,6 +23,9 @@
 # Prints the repository's root directory on stdout (serve it with serve-apt-repo.sh).
 set -euo pipefail
 
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 APT_REPO_ARCH="${APT_REPO_ARCH:-$(dpkg --print-architecture)}"
 CODENAME=trixie
@@ -150,7 +153,7 @@ repo_dir() {
 ensure_tools() {
   command -v apt-ftparchive >/dev/null 2>&1 && command -v gpg >/dev/null 2>&1 && return 0
   log "installing apt-utils and gnupg"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 apt-utils gnupg </dev/null >&2
+  install_packages apt-utils gnupg
 }
 
 make_signing_key() {

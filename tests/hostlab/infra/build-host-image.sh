@@ -15,6 +15,9 @@
 # Prints the image reference on stdout.
 set -euo pipefail
 
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 HOST_IMAGE_REPO="${HOST_IMAGE_REPO:-buildx-host-lab/host}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -36,9 +39,7 @@ image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 ensure_debootstrap() {
   command -v debootstrap >/dev/null 2>&1 && return 0
   log "installing debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 debootstrap </dev/null >&2 \
-    || { DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >&2 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 debootstrap </dev/null >&2; }
+  install_packages debootstrap
 }
 
 # Make the rootfs boot as a container: no hostname of the build machine, no machine-id

@@ -14,6 +14,9 @@
 #   DOCKERD_WAIT_SECONDS [120]  how long to wait for the engine to answer
 set -euo pipefail
 
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 DOCKER_SOCKET="${DOCKER_SOCKET:-/var/run/docker.sock}"
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/buildx-host-dockerd.log}"
 DOCKERD_PIDFILE="${DOCKERD_PIDFILE:-/var/run/buildx-host-dockerd.pid}"
@@ -38,10 +41,7 @@ install_dockerd() {
     chmod 0755 "$policy"
   fi
   local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >&2 || rc=$?
-  if [[ "$rc" -eq 0 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 docker.io </dev/null >&2 || rc=$?
-  fi
+  install_packages docker.io || rc=$?
   [[ "$had_policy" == false ]] && rm -f "$policy"
   if [[ "$rc" -ne 0 ]]; then
     log "apt-get failed (exit $rc) installing docker.io; check that deb.debian.org is reachable"
@@ -49,16 +49,9 @@ install_dockerd() {
   fi
 }
 
-running_pid() {
-  local pid
-  [[ -f "$DOCKERD_PIDFILE" ]] || return 1
-  pid="$(cat "$DOCKERD_PIDFILE")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
-
 start_dockerd() {
-  if running_pid >/dev/null; then
-    log "dockerd (pid $(running_pid)) is starting already; waiting"
+  if live_pid "$DOCKERD_PIDFILE" >/dev/null; then
+    log "dockerd (pid $(live_pid "$DOCKERD_PIDFILE")) is starting already; waiting"
     return 0
   fi
   log "starting dockerd (no bridge, no iptables), log $DOCKERD_LOG"

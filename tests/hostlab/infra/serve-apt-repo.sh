@@ -10,6 +10,9 @@
 # "start" prints the DOCKER_APT_REPO value to use (http://127.0.0.1:<port>).
 set -euo pipefail
 
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 APT_REPO_PORT="${APT_REPO_PORT:-8765}"
 APT_REPO_PIDFILE="${APT_REPO_PIDFILE:-/var/run/buildx-host-apt-repo.pid}"
@@ -18,20 +21,13 @@ URL="http://127.0.0.1:$APT_REPO_PORT"
 
 log() { echo "serve-apt-repo: $*" >&2; }
 
-running_pid() {
-  local pid
-  [[ -f "$APT_REPO_PIDFILE" ]] || return 1
-  pid="$(cat "$APT_REPO_PIDFILE")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
-
 serves_repo() { curl -fsS -o /dev/null "$URL/debian/gpg" 2>/dev/null; }
 
 start() {
   local dir="${APT_REPO_DIR:-}"
   [[ -n "$dir" ]] || dir="$("$INFRA_DIR/build-apt-repo.sh")"
-  if running_pid >/dev/null && serves_repo; then
-    log "already serving on $URL (pid $(running_pid))"
+  if live_pid "$APT_REPO_PIDFILE" >/dev/null && serves_repo; then
+    log "already serving on $URL (pid $(live_pid "$APT_REPO_PIDFILE"))"
   else
     stop
     setsid python3 -m http.server --bind 127.0.0.1 --directory "$dir" "$APT_REPO_PORT" \
@@ -40,21 +36,21 @@ start() {
     local tries=0
     until serves_repo; do
       ((tries += 1))
-      if ((tries > 50)) || ! running_pid >/dev/null; then
+      if ((tries > 50)) || ! live_pid "$APT_REPO_PIDFILE" >/dev/null; then
         log "http.server did not serve $dir on $URL; log:"
         tail -n 10 "$APT_REPO_LOG" >&2 || true
         return 1
       fi
       sleep 0.2
     done
-    log "serving the stand-in for Docker's apt repo ($dir) on $URL (pid $(running_pid))"
+    log "serving the stand-in for Docker's apt repo ($dir) on $URL (pid $(live_pid "$APT_REPO_PIDFILE"))"
   fi
   echo "$URL"
 }
 
 stop() {
   local pid
-  if pid="$(running_pid)"; then
+  if pid="$(live_pid "$APT_REPO_PIDFILE")"; then
     kill "$pid"
     log "stopped pid $pid"
   fi

@@ -35,16 +35,23 @@ const buildHost = new BuildHost(PROJECT, {
     tags: { Project: PROJECT, Stack: pulumi.getStack(), ManagedBy: "pulumi" },
 });
 
-export const publicIp = buildHost.publicIp;
-export const publicDns = buildHost.publicDns;
-export const sshEndpoint = buildHost.sshEndpoint;
-export const knownHostsLine = buildHost.knownHostsLine;
-export const loginPrivateKeyOpenssh = buildHost.loginPrivateKey;
-export const dockerContextCommand = buildHost.dockerContextCommand;
-export const buildxCreateCommand = buildHost.buildxCreateCommand;
-export const githubActionsSnippet = buildHost.githubActionsSnippet;
-export const teamDockerContextCommands = buildHost.teamDockerContextCommands;
-export const teamGithubActionsSnippets = buildHost.teamGithubActionsSnippets;
-export const platforms = buildHost.platforms;
-export const versions = buildHost.versions;
-export const preflight = buildHost.preflight;
+const outputs = {
+    instanceId: buildHost.instanceId,
+    publicIp: buildHost.publicIp,
+    publicDns: buildHost.publicDns,
+    sshEndpoint: buildHost.sshEndpoint,
+    knownHostsLine: buildHost.knownHostsLine,
+    loginPrivateKeyOpenssh: buildHost.loginPrivateKey,
+    dockerContextCommand: buildHost.dockerContextCommand,
+    buildxCreateCommand: buildHost.buildxCreateCommand,
+    githubActionsSnippet: buildHost.githubActionsSnippet,
+    teamDockerContextCommands: buildHost.teamDockerContextCommands,
+    teamGithubActionsSnippets: buildHost.teamGithubActionsSnippets,
+    platforms: buildHost.platforms,
+    versions: buildHost.versions,
+    preflight: buildHost.preflight,
+};
+
+// Outputs of the other mode (instanceId, the generated login key in existing mode) are left out:
+// Pulumi warns on every `up` about an undefined stack output.
+export = Object.fromEntries(Object.entries(outputs).filter(([, value]) => value !== undefined));

@@ -34,6 +34,8 @@ export interface HostVersions {
  * host steps in order, each after the one before, and the outputs clients paste to attach to it.
  */
 export class BuildHost extends pulumi.ComponentResource {
+    /** The EC2 instance id (mode "ec2", for `aws ec2 stop-instances --instance-ids …`); undefined in mode "existing". */
+    public readonly instanceId?: pulumi.Output<string>;
     /** Public IP (mode "ec2"; the configured address in mode "existing"). */
     public readonly publicIp: pulumi.Output<string>;
     /** Public DNS name (mode "ec2"; the configured address in mode "existing"). */
@@ -77,6 +79,7 @@ export class BuildHost extends pulumi.ComponentResource {
             privateKey = ec2Host.loginPrivateKey;
             hostPublicKey = ec2Host.hostPublicKey;
             hostId = ec2Host.instanceId;
+            this.instanceId = ec2Host.instanceId;
             this.publicIp = ec2Host.publicIp;
             this.publicDns = ec2Host.publicDns;
             this.loginPrivateKey = ec2Host.loginPrivateKey;
@@ -145,6 +148,7 @@ export class BuildHost extends pulumi.ComponentResource {
         }));
 
         this.registerOutputs({
+            instanceId: this.instanceId,
             publicIp: this.publicIp,
             publicDns: this.publicDns,
             sshEndpoint: this.sshEndpoint,

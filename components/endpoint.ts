@@ -51,20 +51,33 @@ export function buildxCreateCommand(parts: EndpointParts): string {
     return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote '${remoteBuilderEndpoint(parts)}' --use`;
 }
 
+/** The action the GitHub Actions snippet attaches buildx with: its current major, v4 (node24). */
+export const SETUP_BUILDX_ACTION = "docker/setup-buildx-action@v4";
+
 /**
- * A GitHub Actions job fragment: trust the host, create the context, attach buildx to the shared
- * BuildKit. The secret BUILDX_HOST_SSH_KEY holds the private key of `user`.
+ * GitHub Actions steps to paste under a job's `steps:` (indented alike): trust the pinned host key,
+ * give ssh the key for this host, create the docker context, attach buildx to the shared BuildKit.
+ * The repository secret BUILDX_HOST_SSH_KEY holds the private key of `user`; it reaches the shell
+ * through `env:`, never interpolated into the script, and its file is private from the start
+ * (umask). Every line is idempotent, so a reused self-hosted runner can run it again.
  */
 export function githubActionsSnippet(parts: EndpointParts, user = parts.user): string {
+    const keyFile = `~/.ssh/${parts.builderName}.key`;
+    const knownHosts = knownHostsLine(parts);
+    const hostBlock = `Host ${parts.host}`;
     return [
-        "- name: Trust the buildx host",
+        "- name: Trust the buildx host and create its docker context",
+        "  env:",
+        "    BUILDX_HOST_SSH_KEY: ${{ secrets.BUILDX_HOST_SSH_KEY }}",
         "  run: |",
-        "    install -m 700 -d ~/.ssh",
-        `    echo '${knownHostsLine(parts)}' >> ~/.ssh/known_hosts`,
-        "    echo \"${{ secrets.BUILDX_HOST_SSH_KEY }}\" > ~/.ssh/id_ed25519",
-        "    chmod 600 ~/.ssh/id_ed25519",
-        `    ${dockerContextCommand(parts, user)}`,
-        "- uses: docker/setup-buildx-action@v3",
+        "    umask 077",
+        "    mkdir -p ~/.ssh",
+        `    printf '%s\\n' "$BUILDX_HOST_SSH_KEY" > ${keyFile}`,
+        `    grep -qxF '${knownHosts}' ~/.ssh/known_hosts 2>/dev/null || echo '${knownHosts}' >> ~/.ssh/known_hosts`,
+        `    grep -qxF '${hostBlock}' ~/.ssh/config 2>/dev/null || printf '${hostBlock}\\n  IdentityFile ${keyFile}\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config`,
+        `    docker context inspect ${parts.builderName} >/dev/null 2>&1 || ${dockerContextCommand(parts, user)}`,
+        "- name: Attach buildx to the shared builder",
+        `  uses: ${SETUP_BUILDX_ACTION}`,
         "  with:",
         "    driver: remote",
         `    endpoint: ${remoteBuilderEndpoint(parts)}`,

@@ -261,15 +261,14 @@ delete_builder() {
 print_result() {
   local buildx=""
   command -v docker >/dev/null 2>&1 && buildx="$(docker buildx version 2>/dev/null | awk '{ print $2; exit }' || true)"
-  printf '{"step":"%s","changed":%s,"action":"%s","builder":%s,"node":%s,"container":%s,"network":%s,"platforms":%s,"buildkitVersion":%s,"buildxVersion":%s}\n' \
+  report "$(printf '{"step":"%s","changed":%s,"action":"%s","builder":%s,"node":%s,"container":%s,"network":%s,"platforms":%s,"buildkitVersion":%s,"buildxVersion":%s}' \
     "${STEP}" "${CHANGED}" "${ACTION}" "$(json_string "${BUILDER_NAME}")" "$(json_string "${NODE}")" \
     "$(json_string "${CONTAINER}")" "$(json_or_null "${NETWORK}")" "$(json_array "${PLATFORMS[@]}")" \
-    "$(json_or_null "${BUILDKIT_VERSION}")" "$(json_or_null "${buildx}")"
+    "$(json_or_null "${BUILDKIT_VERSION}")" "$(json_or_null "${buildx}")")"
 }
 
 main() {
-  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
-  exec </dev/null
+  begin_step
   validate_input
   if [[ "${BUILDER_ACTION}" == delete ]]; then
     delete_builder

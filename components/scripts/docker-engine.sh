@@ -307,15 +307,14 @@ print_result() {
   done
   is_held docker-ce && held=true
   buildx="$(docker buildx version </dev/null 2>/dev/null | awk '{ print $2; exit }' || true)"
-  printf '{"step":"%s","changed":%s,"repo":%s,"packages":{%s},"dockerVersion":%s,"buildxVersion":%s,"held":%s,"removed":%s,"groupAdded":%s}\n' \
+  report "$(printf '{"step":"%s","changed":%s,"repo":%s,"packages":{%s},"dockerVersion":%s,"buildxVersion":%s,"held":%s,"removed":%s,"groupAdded":%s}' \
     "${STEP}" "${CHANGED}" "$(json_string "${REPO_URL}")" "${packages}" \
     "$(json_string "$(docker version -f '{{.Server.Version}}' </dev/null)")" "$(json_string "${buildx}")" \
-    "${held}" "$(json_array "${REMOVED[@]}")" "$(json_array "${GROUP_ADDED[@]}")"
+    "${held}" "$(json_array "${REMOVED[@]}")" "$(json_array "${GROUP_ADDED[@]}")")"
 }
 
 main() {
-  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
-  exec </dev/null
+  begin_step
   validate_input
   read_platform
   log "host: ${OS_ID} ${OS_CODENAME} ${ARCH}; repository ${REPO_URL}"

@@ -132,13 +132,12 @@ verify_experimental() {
 }
 
 print_result() {
-  printf '{"step":"%s","changed":%s,"restarted":%s,"experimental":true,"daemonJson":%s}\n' \
-    "${STEP}" "${CHANGED}" "${RESTARTED}" "$(json_string "${DAEMON_JSON}")"
+  report "$(printf '{"step":"%s","changed":%s,"restarted":%s,"experimental":true,"daemonJson":%s}' \
+    "${STEP}" "${CHANGED}" "${RESTARTED}" "$(json_string "${DAEMON_JSON}")")"
 }
 
 main() {
-  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
-  exec </dev/null
+  begin_step
   local current
   validate_input
   ensure_jq

@@ -486,15 +486,14 @@ print_result() {
     platforms+="${sep}$(json_string "${platform}"):${PLATFORM_JSON[${platform}]}"
     sep=","
   done
-  printf '{"step":"%s","changed":%s,"qemuVersion":%s,"preflight":{"kernel":%s,"kernelOk":true,"binfmtMounted":true,"mountedNow":%s,"updateBinfmts":%s,"persistence":%s},"emulators":{%s},"platforms":{%s}}\n' \
+  report "$(printf '{"step":"%s","changed":%s,"qemuVersion":%s,"preflight":{"kernel":%s,"kernelOk":true,"binfmtMounted":true,"mountedNow":%s,"updateBinfmts":%s,"persistence":%s},"emulators":{%s},"platforms":{%s}}' \
     "${STEP}" "${CHANGED}" "$(json_or_null "$(dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null || true)")" \
     "$(json_string "${KERNEL}")" "${MOUNTED_NOW}" "$(json_or_null "${BINFMTS_VERSION}")" \
-    "$(json_or_null "$(persistence_name)")" "${emulators}" "${platforms}"
+    "$(json_or_null "$(persistence_name)")" "${emulators}" "${platforms}")"
 }
 
 main() {
-  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
-  exec </dev/null
+  begin_step
   local entry platform
   validate_input
   check_kernel

@@ -230,14 +230,13 @@ revoke_member() {
 print_result() {
   local changed=false
   ((${#ADDED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} == 0)) || changed=true
-  printf '{"step":"%s","changed":%s,"members":%s,"added":%s,"updated":%s,"removed":%s}\n' \
+  report "$(printf '{"step":"%s","changed":%s,"members":%s,"added":%s,"updated":%s,"removed":%s}' \
     "${STEP}" "${changed}" "$(json_array "${MEMBERS[@]}")" "$(json_array "${ADDED[@]}")" \
-    "$(json_array "${UPDATED[@]}")" "$(json_array "${REMOVED[@]}")"
+    "$(json_array "${UPDATED[@]}")" "$(json_array "${REMOVED[@]}")")"
 }
 
 main() {
-  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
-  exec </dev/null
+  begin_step
   local name
   parse_members
   read_state

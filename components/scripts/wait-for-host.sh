@@ -129,14 +129,13 @@ wait_for_package_locks() {
 }
 
 print_result() {
-  printf '{"step":"%s","changed":false,"os":%s,"osVersion":%s,"codename":%s,"arch":%s,"kernel":%s,"cloudInit":"%s","waitedSeconds":%d}\n' \
+  report "$(printf '{"step":"%s","changed":false,"os":%s,"osVersion":%s,"codename":%s,"arch":%s,"kernel":%s,"cloudInit":"%s","waitedSeconds":%d}' \
     "${STEP}" "$(json_string "${OS_ID}")" "$(json_string "${OS_VERSION}")" "$(json_string "${OS_CODENAME}")" \
-    "$(json_string "$(dpkg --print-architecture)")" "$(json_string "$(uname -r)")" "${CLOUD_INIT}" "${SECONDS}"
+    "$(json_string "$(dpkg --print-architecture)")" "$(json_string "$(uname -r)")" "${CLOUD_INIT}" "${SECONDS}")"
 }
 
 main() {
-  # The script arrives on stdin; nothing below may read (and so swallow) the rest of it.
-  exec </dev/null
+  begin_step
   validate_input
   DEADLINE=$((SECONDS + WAIT_TIMEOUT_SECONDS))
   read_os_release

@@ -11,7 +11,7 @@
  * The tests run in order and share one host: each builds on the state the previous ones left.
  * Run through tests/hostlab/run.sh, which prepares the lab and sets the HOSTLAB_* environment.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
 import { EMULATED_PLATFORMS } from "../../components/config";
@@ -20,6 +20,7 @@ import { HostStepDefinition, hostStepDefinitions, shellQuote, StepReport } from 
 import {
     binfmtFlags, expectStepOk, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
 } from "./lab";
+import { cacheUse, LabClient, waitFor } from "./client";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const dockerAptRepo = requiredEnv("HOSTLAB_DOCKER_APT_REPO");
@@ -48,6 +49,10 @@ const NATIVE_PLATFORM = process.arch === "arm64" ? "linux/arm64" : "linux/amd64"
 const emulators = [...new Set(config.platforms.filter(p => p !== NATIVE_PLATFORM).map(p => `qemu-${EMULATED_PLATFORMS[p]}`))];
 const BINFMT = "/proc/sys/fs/binfmt_misc";
 const FOREIGN_IMAGE = "buildx-host-lab/busybox-arm64:lab";
+
+const client = new LabClient(lab, clientImage, busyboxDir, knownHostsLine(endpoint));
+/** A new client attaches with the commands the program outputs, as printed. */
+const attachCommands = (user: string) => [dockerContextCommand(endpoint, user), buildxCreateCommand(endpoint)];
 
 const runs: StepRun[] = [];
 const firstReports = new Map<string, StepReport>();
@@ -102,103 +107,6 @@ function binfmtEntries(): Record<string, string> {
         entries[name.trim()] = rest.join("\n");
     }
     return entries;
-}
-
-/** A client's home directory as the program's GitHub Actions snippet sets it up: key and known_hosts line. */
-function clientHome(user: string, key: string): string {
-    const home = path.join(lab.stateDir, `client-home-${user}`);
-    rmSync(home, { recursive: true, force: true });
-    mkdirSync(path.join(home, ".ssh"), { recursive: true, mode: 0o700 });
-    copyFileSync(key, path.join(home, ".ssh", "id_ed25519"));
-    chmodSync(path.join(home, ".ssh", "id_ed25519"), 0o600);
-    writeFileSync(path.join(home, ".ssh", "known_hosts"), `${knownHostsLine(endpoint)}\n`);
-    writeFileSync(path.join(home, ".ssh", "config"), "Host *\n  StrictHostKeyChecking yes\n  BatchMode yes\n");
-    return home;
-}
-
-function buildContext(): string {
-    const dir = path.join(lab.stateDir, "build-context");
-    mkdirSync(dir, { recursive: true });
-    for (const arch of ["amd64", "arm64"]) {
-        copyFileSync(path.join(busyboxDir, `busybox-${arch}`), path.join(dir, `busybox-${arch}`));
-        chmodSync(path.join(dir, `busybox-${arch}`), 0o755);
-    }
-    writeFileSync(path.join(dir, "Dockerfile"), [
-        "FROM scratch",
-        "ARG TARGETARCH",
-        "COPY busybox-${TARGETARCH} /bin/busybox",
-        'RUN --network=none ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /arch"]',
-        "",
-    ].join("\n"));
-    return dir;
-}
-
-/**
- * From a client container (Debian 13 + Debian's docker-cli and docker-buildx, host networking), attach
- * with the commands the program outputs and build for linux/amd64 and linux/arm64 into a local dir.
- */
-const clientHomes = new Map<string, string>();
-
-function clientBuild(user: string, key: string, label: string): { output: string; arches: Record<string, string> } {
-    const attached = clientHomes.has(user);
-    const home = clientHomes.get(user) ?? clientHome(user, key);
-    const out = path.join(lab.stateDir, `build-output-${label}`);
-    rmSync(out, { recursive: true, force: true });
-    mkdirSync(out, { recursive: true });
-    const script = [
-        "set -euo pipefail",
-        // A new client runs the commands the program outputs, as printed; later builds reuse them.
-        ...(attached ? [] : [dockerContextCommand(endpoint, user), buildxCreateCommand(endpoint)]),
-        "docker buildx build --progress=plain --platform linux/amd64,linux/arm64 --output type=local,dest=/out /ctx",
-    ].join("\n");
-    const result = local(`docker run --rm -i --network host -v '${home}:/root' -v '${buildContext()}:/ctx:ro' ` +
-        `-v '${out}:/out' ${clientImage} bash -s`, script);
-    const output = result.stdout + result.stderr;
-    writeFileSync(path.join(logDirectory(lab), `build-${label}.log`), output);
-    if (result.status !== 0) {
-        throw new Error(`client build (${label}, as ${user}) failed with exit ${result.status}:\n${tail(output, 60)}`);
-    }
-    clientHomes.set(user, home);
-    const arches: Record<string, string> = {};
-    for (const platform of ["linux_amd64", "linux_arm64"]) {
-        const file = path.join(out, platform, "arch");
-        arches[platform] = existsSync(file) ? readFileSync(file, "utf8").trim() : "(missing)";
-    }
-    return { output, arches };
-}
-
-/**
- * Whether BuildKit took every COPY and RUN step of a plain-progress build log from its cache, and how
- * many RUN steps there were (one per platform).
- */
-function cacheUse(output: string): { runSteps: number; allCached: boolean } {
-    const stepIds = new Set<string>();
-    const runIds = new Set<string>();
-    const cached = new Set<string>();
-    for (const line of output.split("\n")) {
-        const named = /^#(\d+) \[(?:linux\/\w+ )?\d+\/\d+\] (COPY|RUN) /.exec(line);
-        if (named) {
-            stepIds.add(named[1]);
-            if (named[2] === "RUN") {
-                runIds.add(named[1]);
-            }
-        }
-        const hit = /^#(\d+) CACHED$/.exec(line.trim());
-        if (hit) {
-            cached.add(hit[1]);
-        }
-    }
-    return { runSteps: runIds.size, allCached: stepIds.size > 0 && [...stepIds].every(id => cached.has(id)) };
-}
-
-function waitFor(what: string, seconds: number, check: () => boolean): void {
-    const deadline = Date.now() + seconds * 1000;
-    while (!check()) {
-        if (Date.now() > deadline) {
-            throw new Error(`timed out after ${seconds}s waiting for ${what}`);
-        }
-        localOk("sleep 2");
-    }
 }
 
 afterAll(() => {
@@ -327,7 +235,7 @@ describe("a host provisioned by the program's steps", () => {
 
     test("through the SSH endpoint, a client builds linux/amd64 and linux/arm64 and each variant reports its arch", () => {
         requireFirstRun();
-        const build = clientBuild(lab.user, lab.key, "login-user");
+        const build = client.build(lab.user, lab.key, "login-user", attachCommands(lab.user));
         expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         // A fresh host has no cache: both RUN steps really ran, the arm64 one under QEMU.
         expect(cacheUse(build.output)).toEqual({ runSteps: 2, allCached: false });
@@ -376,10 +284,10 @@ describe("a host provisioned by the program's steps", () => {
         expect(firstReports.get("team-access")).toMatchObject({ added: [MEMBER] });
         expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: memberKey }).stdout.split(/\s+/)).toContain("docker");
 
-        const firstBuild = clientBuild(MEMBER, memberKey, "member-1");
+        const firstBuild = client.build(MEMBER, memberKey, "member-1", attachCommands(MEMBER));
         expect(firstBuild.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         expect(cacheUse(firstBuild.output)).toEqual({ runSteps: 2, allCached: true });
-        const secondBuild = clientBuild(MEMBER, memberKey, "member-2");
+        const secondBuild = client.build(MEMBER, memberKey, "member-2", attachCommands(MEMBER));
         expect(secondBuild.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         expect(cacheUse(secondBuild.output)).toEqual({ runSteps: 2, allCached: true });
     });
@@ -422,7 +330,7 @@ describe("a host provisioned by the program's steps", () => {
         const recreated = expectStepOk(record(runStep(lab, builder, "gc-change", { BUILDKIT_GC_MAX_USED_SPACE: "90GB" })));
         expect(recreated).toMatchObject({ changed: true, action: "recreated" });
         expect(sudoOk(lab, "cat /etc/buildx-host/buildkitd.toml")).toMatch(/maxUsedSpace = "90GB"/);
-        expect(cacheUse(clientBuild(lab.user, lab.key, "after-recreate").output)).toEqual({ runSteps: 2, allCached: true });
+        expect(cacheUse(client.build(lab.user, lab.key, "after-recreate", attachCommands(lab.user)).output)).toEqual({ runSteps: 2, allCached: true });
 
         const deleted = expectStepOk(record(runStep(lab, { ...builder, environment: builder.deleteEnvironment! }, "delete")));
         expect(deleted).toMatchObject({ changed: true, action: "deleted" });

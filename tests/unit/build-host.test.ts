@@ -170,6 +170,7 @@ describe("ec2 mode", () => {
         expect(Object.keys(await valueOf(host.teamGithubActionsSnippets))).toEqual(["alice"]);
         expect((await valueOf(host.teamGithubActionsSnippets)).alice).toContain(`--docker host=ssh://alice@${dns}`);
         expect(await valueOf(host.publicIp)).toBe("198.51.100.7");
+        expect(await valueOf(host.instanceId!)).toBe("ec2-ec2-instance-id");
         expect(await valueOf(host.platforms)).toEqual(["linux/amd64", "linux/arm64"]);
         expect(await valueOf(host.versions)).toEqual({ docker: "28.5.2", buildx: "v0.29.1", buildkit: "v0.34.2", qemu: "8.2.2", kernel: "6.8.0-1021-aws" });
         expect(await valueOf(host.preflight)).toMatchObject({ preflight: { kernelOk: true, binfmtMounted: true }, platforms: { "linux/arm64": { ok: true } } });
@@ -236,6 +237,7 @@ describe("existing-host mode", () => {
 
     test("outputs carry the port where it is not 22, and no login key", async () => {
         expect(deployed.host.loginPrivateKey).toBeUndefined();
+        expect(deployed.host.instanceId).toBeUndefined();
         expect(await valueOf(deployed.host.sshEndpoint)).toBe("ssh://builder@127.0.0.1:2222");
         expect(await valueOf(deployed.host.knownHostsLine)).toBe(`[127.0.0.1]:2222 ${HOST_KEY}`);
         expect(await valueOf(deployed.host.dockerContextCommand)).toBe("docker context create lab --docker host=ssh://builder@127.0.0.1:2222");

@@ -2,6 +2,11 @@ import {
     buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet,
     knownHostsLine, sshEndpoint,
 } from "../../components/endpoint";
+import { execFileSync } from "child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "fs";
+import * as yaml from "js-yaml";
+import { tmpdir } from "os";
+import * as path from "path";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
 const EC2: EndpointParts = { host: "ec2-198-51-100-7.eu-west-1.compute.amazonaws.com", port: 22, user: "ubuntu", hostPublicKey: KEY, builderName: "buildx-host" };
@@ -31,22 +36,76 @@ test("docker context and buildx commands are ready to paste", () => {
 });
 
 test("a member's GitHub Actions snippet logs in as that member", () => {
-    expect(githubActionsSnippet(LAB, "ci")).toContain("    docker context create lab --docker host=ssh://ci@127.0.0.1:2222\n");
+    expect(githubActionsSnippet(LAB, "ci")).toContain(" || docker context create lab --docker host=ssh://ci@127.0.0.1:2222\n");
 });
 
-test("GitHub Actions snippet trusts the pinned host key and attaches to the shared BuildKit", () => {
+test("GitHub Actions snippet trusts the pinned host key and attaches to the shared BuildKit with setup-buildx-action v4", () => {
     expect(githubActionsSnippet(LAB)).toBe([
-        "- name: Trust the buildx host",
+        "- name: Trust the buildx host and create its docker context",
+        "  env:",
+        "    BUILDX_HOST_SSH_KEY: ${{ secrets.BUILDX_HOST_SSH_KEY }}",
         "  run: |",
-        "    install -m 700 -d ~/.ssh",
-        `    echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts`,
-        "    echo \"${{ secrets.BUILDX_HOST_SSH_KEY }}\" > ~/.ssh/id_ed25519",
-        "    chmod 600 ~/.ssh/id_ed25519",
-        "    docker context create lab --docker host=ssh://builder@127.0.0.1:2222",
-        "- uses: docker/setup-buildx-action@v3",
+        "    umask 077",
+        "    mkdir -p ~/.ssh",
+        "    printf '%s\\n' \"$BUILDX_HOST_SSH_KEY\" > ~/.ssh/lab.key",
+        `    grep -qxF '[127.0.0.1]:2222 ${KEY}' ~/.ssh/known_hosts 2>/dev/null || echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts`,
+        "    grep -qxF 'Host 127.0.0.1' ~/.ssh/config 2>/dev/null || printf 'Host 127.0.0.1\\n  IdentityFile ~/.ssh/lab.key\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config",
+        "    docker context inspect lab >/dev/null 2>&1 || docker context create lab --docker host=ssh://builder@127.0.0.1:2222",
+        "- name: Attach buildx to the shared builder",
+        "  uses: docker/setup-buildx-action@v4",
         "  with:",
         "    driver: remote",
         "    endpoint: docker-container://buildx_buildkit_lab0?context=lab",
         "",
     ].join("\n"));
+});
+
+interface WorkflowStep {
+    name: string;
+    env?: Record<string, string>;
+    run?: string;
+    uses?: string;
+    with?: Record<string, string>;
+}
+
+test("the snippet is the same steps pasted at the top level or indented under a job's steps:", () => {
+    const snippet = githubActionsSnippet(EC2);
+    const indented = snippet.split("\n").map(line => (line ? `      ${line}` : line)).join("\n");
+    const workflow = yaml.load(`jobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n${indented}`) as
+        { jobs: { build: { steps: WorkflowStep[] } } };
+    const steps = yaml.load(snippet) as WorkflowStep[];
+    expect(workflow.jobs.build.steps).toEqual(steps);
+    expect(steps.map(step => step.uses ?? "run")).toEqual(["run", "docker/setup-buildx-action@v4"]);
+    expect(steps[0].env).toEqual({ BUILDX_HOST_SSH_KEY: "${{ secrets.BUILDX_HOST_SSH_KEY }}" });
+    expect(steps[0].run).not.toContain("${{");
+});
+
+test("the snippet's shell step keeps the key private and, run twice on one runner, changes nothing the second time", () => {
+    const run = (yaml.load(githubActionsSnippet(LAB)) as WorkflowStep[])[0].run!;
+    const home = mkdtempSync(path.join(tmpdir(), "runner-home-"));
+    try {
+        // A docker CLI that knows a context once it was created, and logs every call.
+        const bin = path.join(home, "bin");
+        mkdirSync(bin);
+        writeFileSync(path.join(bin, "docker"), [
+            "#!/bin/bash",
+            'echo "$*" >> "$HOME/docker-calls"',
+            'if [[ "$1 $2" == "context inspect" ]]; then [[ -e "$HOME/context-$3" ]]; exit; fi',
+            'if [[ "$1 $2" == "context create" ]]; then touch "$HOME/context-$3"; fi',
+            "",
+        ].join("\n"), { mode: 0o755 });
+        const env = { PATH: `${bin}:${process.env.PATH}`, HOME: home, BUILDX_HOST_SSH_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----" };
+        for (let i = 0; i < 2; i++) {
+            execFileSync("bash", ["-e", "-c", run], { env });
+        }
+        const keyFile = path.join(home, ".ssh", "lab.key");
+        expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+        expect(readFileSync(keyFile, "utf8")).toBe(`${env.BUILDX_HOST_SSH_KEY}\n`);
+        expect(readFileSync(path.join(home, ".ssh", "known_hosts"), "utf8")).toBe(`[127.0.0.1]:2222 ${KEY}\n`);
+        expect(readFileSync(path.join(home, ".ssh", "config"), "utf8")).toBe("Host 127.0.0.1\n  IdentityFile ~/.ssh/lab.key\n  IdentitiesOnly yes\n");
+        expect(readFileSync(path.join(home, "docker-calls"), "utf8").split("\n").filter(call => call.startsWith("context create")))
+            .toEqual(["context create lab --docker host=ssh://builder@127.0.0.1:2222"]);
+    } finally {
+        rmSync(home, { recursive: true, force: true });
+    }
 });

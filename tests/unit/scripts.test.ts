@@ -79,3 +79,47 @@ test("the builder runs on Docker's bridge, and on the host network only when the
     expect(choose(true)).toBe("bridge image=moby/buildkit:v0.34.2");
     expect(choose(false)).toBe("host image=moby/buildkit:v0.34.2 network=host");
 });
+
+describe("the run log (one line per step run, for operators and for counting what ran)", () => {
+    /** Runs `body` as a step's main with the shared functions, the run log in a temporary file. */
+    function runLogged(body: string): { status: number | null; lines: string[] } {
+        const dir = mkdtempSync(path.join(tmpdir(), "run-log-"));
+        const runLog = path.join(dir, "log", "steps.log");
+        try {
+            const result = spawnSync("bash", ["-s"], {
+                input: `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\nreadonly STEP=demo\nmain() { begin_step; ${body}; }\nmain\n`,
+                env: { ...process.env, BUILDX_HOST_RUN_LOG: runLog }, encoding: "utf8",
+            });
+            return { status: result.status, lines: readFileSync(runLog, "utf8").trimEnd().split("\n") };
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    }
+    const LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ demo (\S+) seconds=\d+\.\d( .*)?$/;
+
+    test("a run that changed something logs changed=true with its report", () => {
+        const { status, lines } = runLogged(`report '{"step":"demo","changed":true}'`);
+        expect(status).toBe(0);
+        expect(lines).toHaveLength(1);
+        expect(LINE.exec(lines[0])?.slice(1)).toEqual(["changed=true", ' {"step":"demo","changed":true}']);
+    });
+
+    test("a run that changed nothing logs changed=false", () => {
+        const { lines } = runLogged(`report '{"step":"demo","changed":false}'`);
+        expect(LINE.exec(lines[0])?.[1]).toBe("changed=false");
+    });
+
+    test("a failing run logs how it failed, with the report it printed if any", () => {
+        const { status, lines } = runLogged(`report '{"step":"demo","changed":true}'; die "proof failed"`);
+        expect(status).toBe(1);
+        expect(LINE.exec(lines[0])?.slice(1)).toEqual(["failed(exit=1)", ' {"step":"demo","changed":true}']);
+        expect(LINE.exec(runLogged("false").lines[0])?.slice(1)).toEqual(["failed(exit=1)", undefined]);
+    });
+
+    test.each(scripts)("%s starts its main with begin_step and prints its report through report", script => {
+        const text = readFileSync(path.join(SCRIPTS_DIR, script), "utf8");
+        expect(text).toMatch(/\nmain\(\) \{\n {2}begin_step\n/);
+        expect(text).toMatch(/\n {2}report "\$\(printf '\{"step":/);
+        expect(text).not.toMatch(/printf '\{"step":[^\n]*\\n'/);
+    });
+});

@@ -8,6 +8,41 @@ die() { log "ERROR: $*"; exit 1; }
 # shellcheck disable=SC2034 # CHANGED belongs to the step that sources this
 changed() { CHANGED=true; log "$*"; }
 
+# The run log: one line per run of a step, appended on exit, for operators and for tests that
+# count what ran: "<UTC time> <step> changed=true|changed=false|failed(exit=N) seconds=<s.d> <report JSON>".
+readonly RUN_LOG="${BUILDX_HOST_RUN_LOG:-/var/log/buildx-host/steps.log}"
+
+# Every step's main starts here: the script arrives on stdin, and nothing below may read (and so
+# swallow) the rest of it; from now on the run is timed and logged however it ends.
+begin_step() {
+  exec </dev/null
+  RUN_STARTED_NS="$(date +%s%N)"
+  REPORT=""
+  trap 'append_run_log $?' EXIT
+}
+
+# Prints the step's JSON report, its last stdout line, and keeps it for the run log.
+report() {
+  REPORT="$1"
+  printf '%s\n' "${REPORT}"
+}
+
+append_run_log() {
+  local status="$1" outcome elapsed_ms line
+  if ((status != 0)); then
+    outcome="failed(exit=${status})"
+  elif [[ "${REPORT}" == *'"changed":true'* ]]; then
+    outcome=changed=true
+  else
+    outcome=changed=false
+  fi
+  elapsed_ms=$((($(date +%s%N) - RUN_STARTED_NS) / 1000000))
+  printf -v line '%s %s %s seconds=%d.%d %s' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${STEP:-unknown}" "${outcome}" \
+    $((elapsed_ms / 1000)) $((elapsed_ms % 1000 / 100)) "${REPORT}"
+  { mkdir -p "${RUN_LOG%/*}" && printf '%s\n' "${line% }" >>"${RUN_LOG}"; } 2>/dev/null ||
+    log "could not append to the run log ${RUN_LOG}"
+}
+
 json_string() {
   local s="$1"
   s="${s//\\/\\\\}"

@@ -1,0 +1,128 @@
+/**
+ * A client of the build host, as a teammate or a CI job runs one: a container from the lab's client
+ * image (Debian 13 with Debian's docker-cli and docker-buildx, host networking) whose home directory
+ * holds the user's key and the pinned known_hosts line, attaching with the commands the program
+ * outputs and building a two-platform image through the SSH endpoint.
+ */
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
+import * as path from "path";
+
+import { LabHost, local, localOk, logDirectory, tail } from "./lab";
+
+/** What a client build produced: its log and the architecture each platform's RUN step reported. */
+export interface ClientBuildResult {
+    readonly output: string;
+    readonly arches: Record<string, string>;
+}
+
+/** The platforms every client build asks for: the host's own and one that needs QEMU. */
+export const CLIENT_BUILD_PLATFORMS = "linux/amd64,linux/arm64";
+
+export class LabClient {
+    private readonly homes = new Map<string, string>();
+
+    /**
+     * @param lab the host the client attaches to
+     * @param image the client image (tests/hostlab/infra/build-client-image.sh)
+     * @param busyboxDir static busybox binaries per architecture (infra/fetch-busybox.sh)
+     * @param knownHostsLine the line the client trusts the host with, as the program outputs it
+     */
+    constructor(private readonly lab: LabHost, readonly image: string, private readonly busyboxDir: string,
+                private readonly knownHostsLine: string) {}
+
+    /** A fresh home directory for `user`: the private key, the known_hosts line, strict host key checking. */
+    home(user: string, key: string): string {
+        const home = path.join(this.lab.stateDir, `client-home-${user}`);
+        rmSync(home, { recursive: true, force: true });
+        mkdirSync(path.join(home, ".ssh"), { recursive: true, mode: 0o700 });
+        copyFileSync(key, path.join(home, ".ssh", "id_ed25519"));
+        chmodSync(path.join(home, ".ssh", "id_ed25519"), 0o600);
+        writeFileSync(path.join(home, ".ssh", "known_hosts"), `${this.knownHostsLine}\n`);
+        writeFileSync(path.join(home, ".ssh", "config"), "Host *\n  StrictHostKeyChecking yes\n  BatchMode yes\n");
+        return home;
+    }
+
+    /** A build context whose RUN step writes the architecture it ran on to /arch. */
+    buildContext(): string {
+        const dir = path.join(this.lab.stateDir, "build-context");
+        mkdirSync(dir, { recursive: true });
+        for (const arch of ["amd64", "arm64"]) {
+            copyFileSync(path.join(this.busyboxDir, `busybox-${arch}`), path.join(dir, `busybox-${arch}`));
+            chmodSync(path.join(dir, `busybox-${arch}`), 0o755);
+        }
+        writeFileSync(path.join(dir, "Dockerfile"), [
+            "FROM scratch",
+            "ARG TARGETARCH",
+            "COPY busybox-${TARGETARCH} /bin/busybox",
+            'RUN --network=none ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /arch"]',
+            "",
+        ].join("\n"));
+        return dir;
+    }
+
+    /**
+     * Builds for linux/amd64 and linux/arm64 into a local directory as `user`. The first build of a
+     * user runs `attachCommands` (the context and buildx commands, exactly as printed) in a new home;
+     * later builds reuse that home.
+     */
+    build(user: string, key: string, label: string, attachCommands: readonly string[]): ClientBuildResult {
+        const attached = this.homes.has(user);
+        const home = this.homes.get(user) ?? this.home(user, key);
+        const out = path.join(this.lab.stateDir, `build-output-${label}`);
+        rmSync(out, { recursive: true, force: true });
+        mkdirSync(out, { recursive: true });
+        const script = [
+            "set -euo pipefail",
+            ...(attached ? [] : attachCommands),
+            `docker buildx build --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`,
+        ].join("\n");
+        const result = local(`docker run --rm -i --network host -v '${home}:/root' -v '${this.buildContext()}:/ctx:ro' ` +
+            `-v '${out}:/out' ${this.image} bash -s`, script);
+        const output = result.stdout + result.stderr;
+        writeFileSync(path.join(logDirectory(this.lab), `build-${label}.log`), output);
+        if (result.status !== 0) {
+            throw new Error(`client build (${label}, as ${user}) failed with exit ${result.status}:\n${tail(output, 60)}`);
+        }
+        this.homes.set(user, home);
+        const arches: Record<string, string> = {};
+        for (const platform of ["linux_amd64", "linux_arm64"]) {
+            const file = path.join(out, platform, "arch");
+            arches[platform] = existsSync(file) ? readFileSync(file, "utf8").trim() : "(missing)";
+        }
+        return { output, arches };
+    }
+}
+
+/**
+ * Whether BuildKit took every COPY and RUN step of a plain-progress build log from its cache, and how
+ * many RUN steps there were (one per platform).
+ */
+export function cacheUse(output: string): { runSteps: number; allCached: boolean } {
+    const stepIds = new Set<string>();
+    const runIds = new Set<string>();
+    const cached = new Set<string>();
+    for (const line of output.split("\n")) {
+        const named = /^#(\d+) \[(?:linux\/\w+ )?\d+\/\d+\] (COPY|RUN) /.exec(line);
+        if (named) {
+            stepIds.add(named[1]);
+            if (named[2] === "RUN") {
+                runIds.add(named[1]);
+            }
+        }
+        const hit = /^#(\d+) CACHED$/.exec(line.trim());
+        if (hit) {
+            cached.add(hit[1]);
+        }
+    }
+    return { runSteps: runIds.size, allCached: stepIds.size > 0 && [...stepIds].every(id => cached.has(id)) };
+}
+
+export function waitFor(what: string, seconds: number, check: () => boolean): void {
+    const deadline = Date.now() + seconds * 1000;
+    while (!check()) {
+        if (Date.now() > deadline) {
+            throw new Error(`timed out after ${seconds}s waiting for ${what}`);
+        }
+        localOk("sleep 2");
+    }
+}

@@ -5,8 +5,9 @@ import { Ec2Host } from "./ec2-host";
 import {
     buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet, knownHostsLine, sshEndpoint,
 } from "./endpoint";
+import { HostKeyCheck } from "./host-key-check";
 import { HostStep } from "./host-step";
-import { hostStepDefinitions, StepName, StepReport, stepFingerprints } from "./steps";
+import { hostStepDefinitions, sha256, StepName, StepReport, stepFingerprints } from "./steps";
 
 /** Arguments of the build host. */
 export interface BuildHostArgs {
@@ -67,6 +68,7 @@ export class BuildHost extends pulumi.ComponentResource {
         let privateKey: pulumi.Output<string>;
         let hostPublicKey: pulumi.Output<string>;
         let hostId: pulumi.Output<string>;
+        let pinnedKeySource: string;
         if (config.mode === "ec2") {
             const ec2Host = new Ec2Host(`${name}-ec2`, {
                 settings: config.ec2!,
@@ -79,6 +81,7 @@ export class BuildHost extends pulumi.ComponentResource {
             privateKey = ec2Host.loginPrivateKey;
             hostPublicKey = ec2Host.hostPublicKey;
             hostId = ec2Host.instanceId;
+            pinnedKeySource = "the host key Pulumi generated for this instance";
             this.instanceId = ec2Host.instanceId;
             this.publicIp = ec2Host.publicIp;
             this.publicDns = ec2Host.publicDns;
@@ -94,6 +97,7 @@ export class BuildHost extends pulumi.ComponentResource {
             privateKey = pulumi.secret(args.existingHostPrivateKey);
             hostPublicKey = pulumi.output(existing.hostPublicKey);
             hostId = pulumi.output(`${existing.address}:${existing.port}`);
+            pinnedKeySource = "existingHostPublicKey";
             this.publicIp = host;
             this.publicDns = host;
         }
@@ -101,19 +105,24 @@ export class BuildHost extends pulumi.ComponentResource {
         const connection = { host, port, user, privateKey, hostKey: hostPublicKey };
         const definitions = hostStepDefinitions(config, user);
         const fingerprints = stepFingerprints(definitions);
+        // Runs whenever the first step will: a booting host is waited for there, a wrong key fails at once.
+        const hostKeyCheck = new HostKeyCheck(`${name}-host-key`, {
+            host, port, hostPublicKey, pinnedKeySource, timeoutMinutes: config.hostReadyTimeoutMinutes,
+            runWith: hostId.apply(id => sha256(JSON.stringify({ fingerprint: fingerprints[0], hostId: id }))),
+        }, { parent: this });
         const steps: Partial<Record<StepName, HostStep>> = {};
-        let previous: HostStep | undefined;
+        let previous: pulumi.Resource = hostKeyCheck;
         definitions.forEach((definition, index) => {
-            const waitsForBoot = definition.name === "wait-for-host";
-            previous = new HostStep(`${name}-${definition.name}`, {
+            const step = new HostStep(`${name}-${definition.name}`, {
                 definition,
                 fingerprint: fingerprints[index],
                 hostId,
-                // A new instance refuses SSH until it has booted: keep dialling, bounded by the step's timeout.
-                connection: waitsForBoot ? { ...connection, dialErrorLimit: -1, perDialTimeout: 30 } : connection,
-                timeout: waitsForBoot ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,
-            }, { parent: this, dependsOn: previous ? [previous] : [] });
-            steps[definition.name] = previous;
+                connection,
+                // WaitForHost waits for cloud-init and the package locks on a new host, within this bound.
+                timeout: index === 0 ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,
+            }, { parent: this, dependsOn: [previous] });
+            steps[definition.name] = step;
+            previous = step;
         });
         this.steps = steps as Record<StepName, HostStep>;
 

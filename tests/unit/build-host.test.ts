@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "fs";
 
 import { installMocks, isSecret, SECRET_SIGNATURE_KEY, settle, valueOf } from "./mocks";
 
@@ -8,7 +9,8 @@ const recorder = installMocks();
 import { BuildHost } from "../../components/build-host";
 import { parseConfig, RawConfig } from "../../components/config";
 import { CANONICAL_OWNER_ID } from "../../components/ec2-host";
-import { hostStepDefinitions, STEP_NAMES, stepFingerprints, stepRunCommand } from "../../components/steps";
+import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
+import { hostStepDefinitions, sha256, STEP_NAMES, stepFingerprints, stepRunCommand } from "../../components/steps";
 
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
@@ -116,12 +118,41 @@ describe("ec2 mode", () => {
         expect(await valueOf(deployed.host.loginPrivateKey!)).toContain("ec2-ec2-login-key");
     });
 
-    test("the first step keeps dialling while the instance boots; the others fail fast", () => {
+    test("before the first step, the host key probe runs on the Pulumi machine: it waits for a booting host, then checks the pinned key", () => {
+        const [probe] = deployed.ofType("command:local:Command");
+        expect(probe.name).toBe("ec2-host-key-probe");
+        expect(probe.inputs).toMatchObject({
+            create: "node -",
+            stdin: readFileSync(HOST_KEY_PROBE_PATH, "utf8"),
+            addPreviousOutputInEnv: false,
+            environment: {
+                PROBE_HOST: "ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
+                PROBE_PORT: "22",
+                PROBE_PINNED_KEY: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI16fakeec2-ec2-host-key",
+                PROBE_PINNED_KEY_SETTING: "the host key Pulumi generated for this instance",
+                PROBE_TIMEOUT_SECONDS: "900",
+            },
+        });
         const [wait, ...rest] = commandsInOrder(deployed.resources, "ec2") as any[];
-        expect(wait.inputs.connection).toMatchObject({ dialErrorLimit: -1, perDialTimeout: 30 });
-        for (const command of rest) {
-            expect(command.inputs.connection.dialErrorLimit).toBe(10); // the provider's default
+        expect(wait.dependencies).toEqual(expect.arrayContaining([probe.urn]));
+        // Once the probe saw the pinned key, SSH answers: every step, the first too, fails after the provider's 10 dials.
+        for (const command of [wait, ...rest]) {
+            expect(command.inputs.connection.dialErrorLimit).toBe(10);
         }
+    });
+
+    test("the probe runs again exactly when the first step will: its fingerprint or the machine changed", async () => {
+        const [probe] = deployed.ofType("command:local:Command");
+        const definitions = hostStepDefinitions(parseConfig(config), "ubuntu");
+        const expected = sha256(JSON.stringify({ fingerprint: stepFingerprints(definitions)[0], hostId: "ec2-ec2-instance-id" }));
+        expect(probe.inputs.environment.PROBE_RUN_WITH).toBe(expected);
+        // A longer wait changes the first step's parameters, so both run again, the probe with the new bound.
+        const slower = { ...config, hostReadyTimeoutMinutes: "20" };
+        const otherProbe = (await deploy("ec2slow", slower)).ofType("command:local:Command")[0].inputs.environment;
+        const slowerFirstStep = stepFingerprints(hostStepDefinitions(parseConfig(slower), "ubuntu"))[0];
+        expect(slowerFirstStep).not.toEqual(stepFingerprints(definitions)[0]);
+        expect(otherProbe.PROBE_RUN_WITH).toBe(sha256(JSON.stringify({ fingerprint: slowerFirstStep, hostId: "ec2slow-ec2-instance-id" })));
+        expect(otherProbe.PROBE_TIMEOUT_SECONDS).toBe("1200");
     });
 
     test("steps run in order: each command depends on the step before it", () => {
@@ -130,6 +161,7 @@ describe("ec2 mode", () => {
         commands.forEach((command, i) => {
             if (i === 0) {
                 expect(command.dependencies.filter((urn: string) => urn.includes("command:remote:Command"))).toEqual([]);
+                expect(command.dependencies).toEqual(expect.arrayContaining([deployed.ofType("command:local:Command")[0].urn]));
             } else {
                 expect(command.dependencies).toEqual(expect.arrayContaining([commands[i - 1].urn]));
             }
@@ -231,6 +263,8 @@ describe("existing-host mode", () => {
         }
         const docker = deployed.ofType("command:remote:Command").find(c => c.name === "onprem-docker-engine-run")!;
         expect(docker.inputs.create).toContain("DOCKER_GROUP_USERS='builder'");
+        const probe = deployed.ofType("command:local:Command")[0].inputs.environment;
+        expect(probe).toMatchObject({ PROBE_HOST: "127.0.0.1", PROBE_PORT: "2222", PROBE_PINNED_KEY: HOST_KEY, PROBE_PINNED_KEY_SETTING: "existingHostPublicKey" });
         // Pointing the stack at another server re-runs every step there.
         expect(docker.inputs.create).toContain("HOST_ID='127.0.0.1:2222'");
     });

@@ -1,0 +1,58 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "fs";
+import * as path from "path";
+
+/** The probe's source, run by `node -` on the machine that runs Pulumi. */
+export const HOST_KEY_PROBE_PATH = path.join(__dirname, "host-key-probe.js");
+
+/** Arguments of the host key check. */
+export interface HostKeyCheckArgs {
+    /** The SSH server: address or DNS name. */
+    readonly host: pulumi.Input<string>;
+    readonly port: number;
+    /** The pinned host key, "ssh-ed25519 AAAA…". */
+    readonly hostPublicKey: pulumi.Input<string>;
+    /** Where the pinned key comes from, named in the mismatch error (a setting, or the generated key). */
+    readonly pinnedKeySource: string;
+    /** How long a host that does not answer SSH yet (a booting instance) is waited for. */
+    readonly timeoutMinutes: number;
+    /** Changes whenever the first host step will run again, so that the check runs right before it. */
+    readonly runWith: pulumi.Input<string>;
+}
+
+/**
+ * Waits until the host answers SSH and checks that it presents the pinned host key, on the machine
+ * that runs Pulumi, before the first host step connects. @pulumi/command counts a host key mismatch
+ * as one more dial error, and the first step must dial patiently while an instance boots; so without
+ * this check a wrong key is found only at the step's timeout, with "context canceled". The probe
+ * fails at once on a mismatch, naming the host and both keys, with nothing run on the host.
+ */
+export class HostKeyCheck extends pulumi.ComponentResource {
+    /** The probe's JSON line: host, port, key type and fingerprint it found, seconds waited. */
+    public readonly result: pulumi.Output<string>;
+
+    constructor(name: string, args: HostKeyCheckArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("buildx-host:host:HostKeyCheck", name, {}, opts);
+        const timeoutSeconds = args.timeoutMinutes * 60;
+        const probe = new command.local.Command(`${name}-probe`, {
+            create: "node -",
+            stdin: readFileSync(HOST_KEY_PROBE_PATH, "utf8"),
+            environment: {
+                PROBE_HOST: args.host,
+                PROBE_PORT: String(args.port),
+                PROBE_PINNED_KEY: args.hostPublicKey,
+                PROBE_PINNED_KEY_SETTING: args.pinnedKeySource,
+                PROBE_TIMEOUT_SECONDS: String(timeoutSeconds),
+                PROBE_RUN_WITH: args.runWith,
+            },
+            addPreviousOutputInEnv: false,
+        }, {
+            parent: this,
+            dependsOn: opts?.dependsOn,
+            customTimeouts: { create: `${args.timeoutMinutes + 5}m`, update: `${args.timeoutMinutes + 5}m` },
+        });
+        this.result = probe.stdout;
+        this.registerOutputs({ result: this.result });
+    }
+}

@@ -1,166 +1,335 @@
 /**
- * The real Pulumi CLI (tools/build-pulumi.sh) runs the compiled program in-process through
- * Automation API, on a local file backend. Run by tests/engine/run.sh as a plain node script: the
- * program must be re-required for every run (jest's module registry does not allow that), and
- * Automation API rejects a failing program's promises once more after the run has ended, which
- * node's test runner would count as a failure of its own.
+ * Engine layer: the real Pulumi CLI, its Node.js language host running index.ts as written and the
+ * real command provider (all built here from source: tools/build-pulumi.sh, tools/build-plugins.sh),
+ * driven the way the README tells a user — `pulumi stack init`, `pulumi config set …`, `pulumi up`,
+ * `pulumi stack output`, `pulumi destroy` — on a local file backend with a passphrase, in existing
+ * mode against a lab host (a Debian 13 systemd container reached over real SSH).
+ *
+ * Stand-ins, because nothing outside this machine is reachable: Docker's apt repository is a local
+ * signed repository (tests/hostlab/infra/build-apt-repo.sh), and the registry the host pulls the
+ * pinned BuildKit image from is a local one (infra/serve-registry.sh) named through the
+ * `buildkitImage` setting, which exists for mirrors.
+ *
+ * What ran on the host is read from the run log every step appends to (/var/log/buildx-host/steps.log).
+ * The tests run in order on one host; each builds on what the previous ones left.
  */
-import * as assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
-
-import { ConfigMap, EngineEvent, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
+import { execFileSync } from "child_process";
+import { appendFileSync, existsSync, readFileSync } from "fs";
+import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
+import { buildkitContainerName } from "../../components/endpoint";
+import { STEP_NAMES } from "../../components/steps";
 import { configProblems } from "../config-problems";
+import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
+import { binfmtFlags, local, localOk, readLabHost, requiredEnv, ssh, sudoOk, tail } from "../hostlab/lab";
+import { CliRun, PulumiProject, resourceSummary, ROOT } from "./cli";
+import { runSnippet } from "./github-actions";
 
-const ROOT = path.resolve(__dirname, "..", "..", "..");
-const PROGRAM_DIR = path.join(ROOT, "bin");
-const TOOLS_DIR = process.env.PULUMI_TOOLS_DIR ?? "";
-const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nZW5naW5lLXRlc3Qta2V5LW1hdGVyaWFs\n-----END OPENSSH PRIVATE KEY-----\n";
+const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
+const toolsDir = requiredEnv("PULUMI_TOOLS_DIR");
+const buildkitImage = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_REF");
+const runner = {
+    actionDir: requiredEnv("ENGINE_SETUP_BUILDX_ACTION_DIR"),
+    actionVersion: requiredEnv("ENGINE_SETUP_BUILDX_ACTION_VERSION"),
+    nodeBinDir: requiredEnv("ENGINE_NODE24_BIN_DIR"),
+    clientImage: requiredEnv("HOSTLAB_CLIENT_IMAGE"),
+};
+const client = () => new LabClient(lab, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), project.output("knownHostsLine"));
 
-let workDir: string;
-let pulumiCommand: PulumiCommand;
+const RUN_LOG = "/var/log/buildx-host/steps.log";
+const PASSPHRASE = "engine-layer-passphrase";
+const project = new PulumiProject(toolsDir, PASSPHRASE);
+const packageJson = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
 
-/** The compiled index.js, loaded afresh for every engine run, as the language host would. */
-async function program(): Promise<void> {
-    for (const file of Object.keys(require.cache)) {
-        if (file.startsWith(PROGRAM_DIR + path.sep) && !file.includes(`${path.sep}tests${path.sep}`)) {
-            delete require.cache[file];
-        }
+/** A team member's key pair, made once per lab host. */
+function memberKey(name: string): string {
+    const key = path.join(lab.stateDir, `${name}_ed25519`);
+    if (!existsSync(key)) {
+        localOk(`ssh-keygen -q -t ed25519 -N '' -C ${name}@engine-layer -f ${key}`);
     }
-    require(path.join(PROGRAM_DIR, "index.js"));
+    return key;
+}
+const member = (name: string) => `${name} ${readFileSync(`${memberKey(name)}.pub`, "utf8").trim()}`;
+
+/** One line of the host's run log. */
+interface RunLogLine {
+    readonly step: string;
+    readonly outcome: string;
+    readonly report: Record<string, unknown>;
 }
 
-async function newStack(name: string, config: ConfigMap): Promise<Stack> {
-    const workspace = await LocalWorkspace.create({
-        workDir,
-        pulumiCommand,
-        program,
-        envVars: {
-            PULUMI_BACKEND_URL: `file://${path.join(workDir, "state")}`,
-            PULUMI_CONFIG_PASSPHRASE: "engine-test",
-            PULUMI_HOME: path.join(TOOLS_DIR, "home"),
-            PULUMI_SKIP_UPDATE_CHECK: "true",
-        },
+function runLog(): RunLogLine[] {
+    const text = sudoOk(lab, `cat ${RUN_LOG} 2>/dev/null || true`);
+    return text.split("\n").filter(Boolean).map(line => {
+        const match = /^\S+ (\S+) (\S+) seconds=\S+ ?(.*)$/.exec(line);
+        if (!match) {
+            throw new Error(`unexpected run log line: ${line}`);
+        }
+        return { step: match[1], outcome: match[2], report: match[3] ? JSON.parse(match[3]) as Record<string, unknown> : {} };
     });
-    const stack = await Stack.create(name, workspace);
-    await stack.setAllConfig(config);
-    return stack;
 }
 
-/** What the program receives: every buildx-host key with Pulumi.yaml's defaults filled in by the CLI. */
-async function programConfig(stack: Stack): Promise<Record<string, string>> {
-    const all = await stack.getAllConfig();
-    return Object.fromEntries(Object.entries(all)
-        .filter(([key]) => key.startsWith("buildx-host:"))
-        .map(([key, { value }]) => [key.slice("buildx-host:".length), value]));
+/** The lines the run log gained while `action` ran. */
+function newRunLogLines(action: () => void): RunLogLine[] {
+    const before = runLog().length;
+    action();
+    return runLog().slice(before);
 }
 
-/** Runs a preview that must fail; returns its output and the types of resources it registered. */
-async function failingPreview(stack: Stack): Promise<{ output: string; types: string[] }> {
-    let output = "";
-    const types: string[] = [];
-    await assert.rejects(stack.preview({
-        onOutput: text => { output += text; },
-        onEvent: (event: EngineEvent) => {
-            if (event.resourcePreEvent) {
-                types.push(event.resourcePreEvent.metadata.type);
+const settings = (values: Record<string, string>) => {
+    for (const [key, value] of Object.entries(values)) {
+        project.ok(["config", "set", key, value]);
+    }
+};
+
+/** A new stack in existing mode for the lab host, set up as the README tells a user, with alice on the team. */
+function initExistingModeStack(name: string): void {
+    project.ok(["stack", "init", name]);
+    settings({
+        hostMode: "existing",
+        existingHostAddress: lab.host,
+        existingHostPort: String(lab.port),
+        existingHostUser: lab.user,
+        existingHostPublicKey: lab.hostPublicKey,
+        dockerAptRepo: requiredEnv("HOSTLAB_DOCKER_APT_REPO"),
+        buildkitImage,
+    });
+    project.ok(["config", "set", "--secret", "existingHostPrivateKey"], readFileSync(lab.key, "utf8"));
+    project.ok(["config", "set", "--path", "team[0]", member("alice")]);
+}
+
+function up(): CliRun {
+    const run = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200);
+    appendFileSync(path.join(lab.stateDir, "engine-up.log"), `${run.stdout}\n${run.stderr}\n`);
+    return run;
+}
+
+function builderRunning(): boolean {
+    return ssh(lab, `docker inspect -f '{{.State.Running}}' ${buildkitContainerName(DEFAULTS.builderName)} </dev/null`).stdout.trim() === "true";
+}
+
+function canLogIn(name: string): boolean {
+    return ssh(lab, "docker info --format '{{.ServerVersion}}' </dev/null", undefined,
+        { user: name, key: memberKey(name), timeoutSeconds: 30 }).status === 0;
+}
+
+const groupsOf = (name: string) => sudoOk(lab, `id -nG ${name}`).trim().split(/\s+/);
+const timings: Record<string, number> = {};
+
+afterAll(() => {
+    console.log(`engine layer wall times (s): ${JSON.stringify(timings)}`);
+});
+
+describe("the CLI and its plugins", () => {
+    test("are the versions package.json pins: CLI and language host @pulumi/pulumi, provider @pulumi/command", () => {
+        const pulumiVersion = packageJson.dependencies["@pulumi/pulumi"];
+        expect(project.ok(["version"]).stdout.trim()).toBe(`v${pulumiVersion}`);
+        const plugins = JSON.parse(project.ok(["plugin", "ls", "--json"]).stdout) as { name: string; kind: string; version: string }[];
+        expect(plugins.filter(p => p.name === "command").map(p => [p.kind, p.version]))
+            .toEqual([["resource", packageJson.dependencies["@pulumi/command"]]]);
+        const languageHost = path.join(toolsDir, "bin", "pulumi-language-nodejs");
+        expect(execFileSync(languageHost, ["-version"]).toString().trim()).toBe(`v${pulumiVersion}`);
+    });
+});
+
+describe("configuration problems stop the preview before anything is registered", () => {
+    test("a new stack needs no setting to exist and gets every default Pulumi.yaml declares", () => {
+        project.ok(["stack", "init", "defaults"]);
+        const config = JSON.parse(project.ok(["config", "--json"]).stdout) as Record<string, { value?: string }>;
+        for (const [key, value] of Object.entries(DEFAULTS)) {
+            expect([key, config[`buildx-host:${key}`]?.value]).toEqual([key, typeof value === "string" ? value : JSON.stringify(value)]);
+        }
+    });
+
+    test("a first preview without allowedSshCidrs fails with our message, no stack trace, only the Stack registered", () => {
+        const run = project.run(["preview", "--json"]);
+        expect(run.status).not.toBe(0);
+        const preview = JSON.parse(run.stdout) as { steps?: { newState?: { type: string } }[]; diagnostics?: { message: string }[] };
+        const message = (preview.diagnostics ?? []).map(d => d.message).join("\n");
+        expect(message).toMatch(/Invalid buildx-host configuration \(1 problem\):\n\s+- buildx-host:allowedSshCidrs is required in ec2 mode: list the networks allowed to reach SSH\. Example: pulumi config set --path 'allowedSshCidrs\[0\]' 203\.0\.113\.0\/24/);
+        expect(message).not.toMatch(/\n\s+at [^\n]+\(/);
+        expect([...new Set((preview.steps ?? []).map(s => s.newState?.type))]).toEqual(["pulumi:pulumi:Stack"]);
+    });
+
+    test("several bad settings fail the preview together, each as parseConfig words it, the secret unseen, the host untouched", () => {
+        project.ok(["stack", "init", "bad-settings"]);
+        settings({
+            hostMode: "existing", existingHostAddress: lab.host, existingHostPort: "70000", existingHostUser: "Bad User",
+            builderName: "Shared Builder", instancetype: "c7i.large",
+        });
+        project.ok(["config", "set", "--secret", "existingHostPrivateKey"], readFileSync(lab.key, "utf8"));
+        // What the program receives: the settings with Pulumi.yaml's defaults, and the secret (not shown by the CLI).
+        const config = JSON.parse(project.ok(["config", "--json"]).stdout) as Record<string, { value?: string }>;
+        const problems = configProblems({
+            ...Object.fromEntries(Object.entries(config)
+                .filter(([key]) => key.startsWith("buildx-host:")).map(([key, { value }]) => [key.slice("buildx-host:".length), value])),
+            existingHostPrivateKey: readFileSync(lab.key, "utf8"),
+        });
+        expect(problems.length).toBeGreaterThanOrEqual(5);
+        const run = project.run(["preview"]);
+        expect(run.status).not.toBe(0);
+        for (const problem of problems) {
+            expect(run.stdout + run.stderr).toContain(problem);
+        }
+        expect(runLog()).toEqual([]);
+        project.ok(["stack", "rm", "--yes", "--force", "bad-settings"]);
+    });
+});
+
+describe("a host provisioned by `pulumi up`", () => {
+    beforeAll(() => initExistingModeStack("dev"));
+
+    test("a wrong pinned host key fails `up` within 60 s, naming the host and the key type, with nothing run on the host", () => {
+        const otherKey = path.join(lab.stateDir, "not-the-host-key");
+        if (!existsSync(otherKey)) {
+            localOk(`ssh-keygen -q -t ed25519 -N '' -f ${otherKey}`);
+        }
+        settings({ existingHostPublicKey: readFileSync(`${otherKey}.pub`, "utf8").trim() });
+        const run = project.run(["up", "--yes", "--skip-preview"], undefined, 300);
+        timings.hostKeyMismatch = run.seconds;
+        expect(run.status).not.toBe(0);
+        expect(run.seconds).toBeLessThan(60);
+        const output = run.stdout + run.stderr;
+        expect(output).toContain("host key mismatch");
+        expect(output).toContain(`${lab.host}:${lab.port}`);
+        expect(output).toContain("ssh-ed25519");
+        expect(runLog()).toEqual([]);
+        settings({ existingHostPublicKey: lab.hostPublicKey });
+    });
+
+    test("the first `up` runs every step once, in order, and prints no warning", () => {
+        const run = up();
+        timings.firstUp = run.seconds;
+        expect(run.stdout + run.stderr).not.toMatch(/warning:/i);
+        expect(resourceSummary(run.stdout).created).toBeGreaterThan(STEP_NAMES.length);
+        expect(runLog().map(line => [line.step, line.outcome])).toEqual(STEP_NAMES.map(step =>
+            [step, step === "wait-for-host" ? "changed=false" : "changed=true"]));
+    });
+
+    test("the builder works: experimental on, every QEMU entry with F, the builder's platforms as output", () => {
+        expect(ssh(lab, "docker version -f '{{.Server.Experimental}}' </dev/null").stdout.trim()).toBe("true");
+        const entries = sudoOk(lab, "for f in /proc/sys/fs/binfmt_misc/qemu-*; do echo \"${f##*/} $(grep ^flags: \"$f\")\"; done")
+            .trim().split("\n");
+        expect(entries.length).toBeGreaterThanOrEqual(5);
+        for (const entry of entries) {
+            expect([entry, binfmtFlags(entry.slice(entry.indexOf(" ") + 1)).includes("F")]).toEqual([entry, true]);
+        }
+        const platforms = JSON.parse(project.ok(["stack", "output", "platforms", "--json"]).stdout) as string[];
+        expect(platforms).toEqual(expect.arrayContaining(["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/riscv64"]));
+        expect(builderRunning()).toBe(true);
+    });
+
+    test("a client attaches with the stack outputs exactly as printed and builds linux/amd64 and linux/arm64", () => {
+        const attach = [project.output("dockerContextCommand"), project.output("buildxCreateCommand")];
+        const build = client().build(lab.user, lab.key, "engine-login-user", attach);
+        expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
+    });
+
+    test("the GitHub Actions snippet runs on a runner: its shell step, the real setup-buildx-action, a build, the post step", () => {
+        const buildClient = client();
+        const context = buildClient.buildContext();
+        const out = path.join(lab.stateDir, "engine-actions-out");
+        const run = runSnippet(runner, path.join(lab.stateDir, "engine-runner"), project.output("githubActionsSnippet"),
+            { BUILDX_HOST_SSH_KEY: readFileSync(lab.key, "utf8") },
+            `rm -rf /out/*\ndocker buildx build --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`,
+            [`${context}:/ctx:ro`, `${out}:/out`]);
+        for (const [phase, result] of Object.entries(run.phases)) {
+            expect([phase, result.status, result.status === 0 ? "" : tail(result.stdout + result.stderr, 60)]).toEqual([phase, 0, ""]);
+        }
+        expect(run.outputs.driver).toBe("remote");
+        for (const [platform, arch] of [["linux_amd64", "x86_64"], ["linux_arm64", "aarch64"]]) {
+            expect(readFileSync(path.join(out, platform, "arch"), "utf8").trim()).toBe(arch);
+        }
+        // The post step removed the runner's builder, not the shared BuildKit on the host.
+        expect(run.phases.post.stdout + run.phases.post.stderr).toContain(run.outputs.name);
+        expect(builderRunning()).toBe(true);
+    });
+
+    test("a second `up` changes nothing: the engine reports no change and no command ran on the host", () => {
+        let run: CliRun | undefined;
+        expect(newRunLogLines(() => { run = project.ok(["up", "--yes", "--expect-no-changes"], undefined, 600); })).toEqual([]);
+        timings.noOpUp = run!.seconds;
+        const summary = resourceSummary(run!.stdout);
+        expect(Object.keys(summary)).toEqual(["unchanged"]);
+        expect(run!.stdout + run!.stderr).not.toMatch(/warning:/i);
+    });
+
+    test("a changed GC limit runs the builder step and the steps after it, and nothing before", () => {
+        settings({ buildkitGcMaxUsedSpace: "60GB" });
+        const lines = newRunLogLines(() => { timings.gcChangeUp = up().seconds; });
+        expect(lines.map(line => line.step)).toEqual(["buildx-builder", "team-access"]);
+        expect(lines[0].outcome).toBe("changed=true");
+    });
+
+    test("a changed script runs that step and the steps after it, and nothing before", () => {
+        appendFileSync(path.join(project.dir, "components", "scripts", "experimental-mode.sh"), "# edited by the engine layer\n");
+        const lines = newRunLogLines(() => { timings.scriptChangeUp = up().seconds; });
+        expect(lines.map(line => line.step)).toEqual(["experimental-mode", "qemu-binfmt", "buildx-builder", "team-access"]);
+        expect(lines.map(line => line.outcome)).toEqual(["changed=false", "changed=false", "changed=false", "changed=false"]);
+    });
+
+    test("team: a member added can attach; the first member removed loses SSH and docker, the second keeps both", () => {
+        project.ok(["config", "set", "--path", "team[1]", member("bob")]);
+        up();
+        expect([canLogIn("alice"), canLogIn("bob")]).toEqual([true, true]);
+        project.ok(["config", "set", "--path", "team[0]", member("bob")]);
+        project.ok(["config", "rm", "--path", "team[1]"]);
+        const lines = newRunLogLines(() => up());
+        expect(lines.map(line => [line.step, line.report.removed])).toEqual([["team-access", ["alice"]]]);
+        expect([canLogIn("alice"), canLogIn("bob")]).toEqual([false, true]);
+        expect(groupsOf("alice")).not.toContain("docker");
+        expect(groupsOf("bob")).toContain("docker");
+    });
+
+    test("no private key appears in clear in any CLI output or in `pulumi stack export`", () => {
+        project.ok(["stack", "export"]);
+        project.ok(["stack", "output", "--json"]);
+        const keyLines = [lab.key, memberKey("alice"), memberKey("bob")].flatMap(key =>
+            readFileSync(key, "utf8").split("\n").filter(line => line && !line.startsWith("-----")));
+        const leaks = project.transcript
+            .filter(run => keyLines.some(line => (run.stdout + run.stderr).includes(line)))
+            .map(run => `pulumi ${run.args.join(" ")}`);
+        expect(leaks).toEqual([]);
+        expect(project.transcript.length).toBeGreaterThan(20);
+        expect(project.allOutput()).toContain("existingHostPrivateKey");
+    });
+
+    test("`pulumi destroy` removes the builder and revokes the team, and the run log says so", () => {
+        let run: CliRun | undefined;
+        const lines = newRunLogLines(() => { run = project.ok(["destroy", "--yes", "--skip-preview"], undefined, 600); });
+        timings.destroy = run!.seconds;
+        expect(lines.map(line => [line.step, line.outcome])).toEqual([["team-access", "changed=true"], ["buildx-builder", "changed=true"]]);
+        expect(lines[0].report.removed).toEqual(["bob"]);
+        expect(lines[1].report.action).toBe("deleted");
+        expect(builderRunning()).toBe(false);
+        expect(canLogIn("bob")).toBe(false);
+        expect(groupsOf("bob")).not.toContain("docker");
+    });
+});
+
+describe("a host that is gone", () => {
+    test("`pulumi destroy` ends within 5 minutes naming the host, and the README's recipe finishes the job", () => {
+        initExistingModeStack("gone");
+        up();
+        localOk(`docker stop ${lab.container}`);
+        try {
+            const run = project.run(["destroy", "--yes", "--skip-preview"], undefined, 600);
+            timings.destroyHostGone = run.seconds;
+            expect(run.status).not.toBe(0);
+            expect(run.seconds).toBeLessThan(300);
+            expect(run.stdout + run.stderr).toContain(`${lab.host}:${lab.port}`);
+
+            const recipe = /<!-- host-gone-recipe -->\n```sh\n([\s\S]*?)```/.exec(readFileSync(path.join(ROOT, "README.md"), "utf8"))?.[1];
+            expect(recipe).toBeDefined();
+            const finished = local(`cd '${project.dir}' && set -euo pipefail\n${recipe}`, undefined, 600, project.environment());
+            if (finished.status !== 0) {
+                throw new Error(`the README's recipe failed (exit ${finished.status}):\n${tail(finished.stdout + finished.stderr)}`);
             }
-        },
-    }), (error: Error) => { output += error.message; return true; });
-    return { output, types };
-}
-
-const tests: [string, () => Promise<void> | void][] = [];
-function test(name: string, body: () => Promise<void> | void): void {
-    tests.push([name, body]);
-}
-
-async function setUp(): Promise<void> {
-    assert.ok(TOOLS_DIR, "PULUMI_TOOLS_DIR must point at tools/build-pulumi.sh's output (tests/engine/run.sh sets it)");
-    pulumiCommand = await PulumiCommand.get({ root: TOOLS_DIR });
-    workDir = mkdtempSync(path.join(tmpdir(), "buildx-host-engine-"));
-    copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(workDir, "Pulumi.yaml"));
-    mkdirSync(path.join(workDir, "state"));
-}
-
-test("the CLI is the version package.json pins for @pulumi/pulumi", () => {
-    const pinned = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).dependencies["@pulumi/pulumi"];
-    const reported = execFileSync(path.join(TOOLS_DIR, "bin", "pulumi"), ["version"], { env: { ...process.env, PULUMI_SKIP_UPDATE_CHECK: "true" } });
-    assert.equal(reported.toString().trim(), `v${pinned}`);
-});
-
-test("the CLI accepts Pulumi.yaml: a new stack needs no setting to exist and gets every default", async () => {
-    const stack = await newStack("defaults", {});
-    const config = await programConfig(stack);
-    for (const [key, value] of Object.entries(DEFAULTS)) {
-        assert.equal(config[key], typeof value === "string" ? value : JSON.stringify(value), key);
-    }
-    assert.equal(config.allowedSshCidrs, "[]");
-    assert.equal(config.subnetId, "");
-});
-
-test("a first preview without allowedSshCidrs fails with our message and registers nothing but the stack", async () => {
-    const stack = await newStack("first-preview", {});
-    const { output, types } = await failingPreview(stack);
-    assert.match(output, /Invalid buildx-host configuration \(1 problem\):\n\s+- buildx-host:allowedSshCidrs is required in ec2 mode: list the networks allowed to reach SSH\. Example: pulumi config set --path 'allowedSshCidrs\[0\]' 203\.0\.113\.0\/24/);
-    assert.doesNotMatch(output, /\n\s+at [^\n]+\(/, "no stack trace");
-    assert.deepEqual([...new Set(types)], ["pulumi:pulumi:Stack"]);
-});
-
-test("several bad settings fail the preview together, each line as parseConfig words it, secrets unseen", async () => {
-    const stack = await newStack("bad-existing", {
-        "buildx-host:hostMode": { value: "existing" },
-        "buildx-host:existingHostAddress": { value: "build1.example.com" },
-        "buildx-host:existingHostPort": { value: "70000" },
-        "buildx-host:existingHostUser": { value: "Bad User" },
-        "buildx-host:existingHostPrivateKey": { value: PRIVATE_KEY, secret: true },
-        "buildx-host:builderName": { value: "Shared Builder" },
-        "buildx-host:instancetype": { value: "c7i.large" },
-    });
-    const problems = configProblems(await programConfig(stack));
-    assert.ok(problems.length >= 5, problems.join("\n"));
-    const { output, types } = await failingPreview(stack);
-    for (const problem of problems) {
-        assert.ok(output.includes(problem), `missing from the engine's output: ${problem}`);
-    }
-    assert.ok(!output.includes("ZW5naW5lLXRlc3Qta2V5LW1hdGVyaWFs"), "the private key must never be printed");
-    assert.deepEqual([...new Set(types)], ["pulumi:pulumi:Stack"]);
-});
-
-async function main(): Promise<void> {
-    // The late rejections of a failing program are the failure these tests expect; anything else fails the run.
-    process.on("unhandledRejection", reason => {
-        if (!(reason instanceof Error && reason.message.startsWith("Invalid buildx-host configuration"))) {
-            console.error("unexpected unhandled rejection:", reason);
-            process.exitCode = 1;
+            const state = JSON.parse(project.ok(["stack", "export"]).stdout) as { deployment: { resources?: unknown[] } };
+            expect(state.deployment.resources ?? []).toEqual([]);
+        } finally {
+            localOk(`docker start ${lab.container}`);
         }
     });
-    await setUp();
-    let passed = 0;
-    let failed = 0;
-    try {
-        for (const [name, body] of tests) {
-            const started = Date.now();
-            try {
-                await body();
-                passed++;
-                console.log(`ok - ${name} (${Date.now() - started} ms)`);
-            } catch (error) {
-                failed++;
-                console.log(`not ok - ${name}\n${error instanceof Error ? error.stack : String(error)}`);
-            }
-        }
-    } finally {
-        rmSync(workDir, { recursive: true, force: true });
-    }
-    console.log(`engine: ${passed} passed, ${failed} failed`);
-    if (failed > 0) {
-        process.exitCode = 1;
-    }
-}
-
-void main();
+});

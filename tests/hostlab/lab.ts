@@ -78,11 +78,15 @@ export interface RunResult {
 
 const MAX_BUFFER = 256 * 1024 * 1024;
 
-/** Runs a command on this machine (bash -c), never throwing; `input` goes to its stdin. */
-export function local(command: string, input?: string | Buffer, timeoutSeconds = 1800): RunResult {
+/**
+ * Runs a command on this machine (bash -c), never throwing; `input` goes to its stdin, `env` adds
+ * to its environment (for values that must not appear on a command line).
+ */
+export function local(command: string, input?: string | Buffer, timeoutSeconds = 1800,
+                      env: Readonly<Record<string, string>> = {}): RunResult {
     const start = Date.now();
     const result = spawnSync("bash", ["-c", command], {
-        input, encoding: "utf8", maxBuffer: MAX_BUFFER, timeout: timeoutSeconds * 1000,
+        input, encoding: "utf8", maxBuffer: MAX_BUFFER, timeout: timeoutSeconds * 1000, env: { ...process.env, ...env },
     });
     return {
         status: result.status,

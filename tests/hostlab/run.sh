@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# Host lab, one entry point: prepare everything (cached under $CACHE_DIR), then for each suite
-# start a fresh lab host, run the suite against it over SSH and remove the host: Debian 13 (the
-# whole program), then Debian 12 with Docker 20.10 (the steps after the engine). Finally put this
-# machine's binfmt_misc registrations back as they were. One host at a time: binfmt_misc is the
-# kernel's, and a host's systemd registers and unregisters emulators for the whole machine.
+# Host lab and engine layer, one entry point: prepare everything once (cached under $CACHE_DIR),
+# then for each suite start a fresh lab host, run the suite against it over SSH and remove the
+# host. Finally put this machine's binfmt_misc registrations back as they were. One host at a time
+# (and one run at a time: a lock): binfmt_misc is the kernel's, and a host's systemd registers and
+# unregisters emulators for the whole machine.
 #
-# Needs: root, node_modules installed (npm ci), and network access to deb.debian.org and the
-# Go module proxy on a first run. Everything lab traffic touches is on 127.0.0.1.
+# Usage: run.sh [SUITE...]   default: every suite, in this order
+#   debian13    tests/hostlab/hostlab.test.ts    the whole program's steps on Debian 13
+#   debian12    tests/hostlab/bookworm.test.ts   the steps after the engine, on Docker 20.10
+#   cloud-init  tests/hostlab/cloud-init.test.ts ec2 mode's cloud-init user data, booted for real
+#   engine      tests/engine/engine.test.ts      the real Pulumi CLI and plugins: up, no-op up,
+#                                                changes, destroy, the GitHub Actions snippet
+#
+# Needs: root, node_modules installed (npm ci), and network access to deb.debian.org, the Go
+# module proxy and PyPI on a first run. Everything lab traffic touches is on 127.0.0.1.
 #
 # Environment (defaults in brackets):
-#   HOSTLAB_NAME      [buildx-host-lab]  host container name (the Debian 12 one gets -bookworm)
+#   HOSTLAB_NAME      [buildx-host-lab]  host container name (other suites' hosts get a suffix)
 #   HOSTLAB_SSH_PORT  [2222]             sshd port of the lab hosts on 127.0.0.1
 #   APT_REPO_PORT     [8765]             port of the stand-in for Docker's apt repository
+#   LAB_REGISTRY_PORT [5000]             port of the stand-in registry (engine suite)
 #   CACHE_DIR         [/var/cache/buildx-host]
-#   HOSTLAB_KEEP      [0]  1 leaves the Debian 13 host running after its suite (for debugging) and
-#                          skips the Debian 12 suite
+#   HOSTLAB_KEEP      [0]  1 leaves the first suite's host running after it (for debugging) and
+#                          skips the other suites
 #   JEST_ARGS         []   extra jest arguments (e.g. -t 'first run')
 set -euo pipefail
 
@@ -26,6 +34,8 @@ export HOSTLAB_NAME="${HOSTLAB_NAME:-buildx-host-lab}"
 export HOSTLAB_SSH_PORT="${HOSTLAB_SSH_PORT:-2222}"
 export APT_REPO_PORT="${APT_REPO_PORT:-8765}"
 export CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
+export LAB_REGISTRY_PORT="${LAB_REGISTRY_PORT:-5000}"
+ALL_SUITES=(debian13 debian12 cloud-init engine)
 HOSTLAB_KEEP="${HOSTLAB_KEEP:-0}"
 JEST_ARGS="${JEST_ARGS:-}"
 RUN_DIR="/var/tmp/buildx-host-lab/run-$HOSTLAB_NAME"
@@ -54,6 +64,7 @@ cleanup() {
   else
     [[ -z "$CURRENT_HOST" ]] || "$INFRA/stop-host.sh" "$CURRENT_HOST" || rc=1
     "$INFRA/serve-apt-repo.sh" stop || rc=1
+    "$INFRA/serve-registry.sh" stop || rc=1
     # The lab host registered emulators in the kernel's binfmt_misc; put back what was here.
     "$INFRA/binfmt-state.sh" restore "$BINFMT_STATE" || rc=1
   fi
@@ -77,7 +88,6 @@ prepare() {
   ensure_tools
   phase "docker engine" "$INFRA/ensure-dockerd.sh"
   HOST_IMAGE="$("$INFRA/build-host-image.sh")"
-  BOOKWORM_IMAGE="$(HOST_SUITE=bookworm "$INFRA/build-host-image.sh")"
   phase "stand-in for Docker's apt repository" "$INFRA/build-apt-repo.sh" >/dev/null
   HOSTLAB_DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start)"
   export HOSTLAB_DOCKER_APT_REPO
@@ -90,7 +100,26 @@ prepare() {
   export HOSTLAB_BUSYBOX_DIR
 }
 
-# Starts a host from an image, runs one test file against it, removes the host.
+# What only the engine suite needs: the Pulumi CLI and its plugins, built once from source; the
+# BuildKit image in a loopback registry (`pulumi up` pulls it on the host as in the field); the
+# real setup-buildx-action and its node24.
+prepare_engine() {
+  local cli
+  cli="$(bash "$ROOT/tools/build-pulumi.sh" | tail -n 1)"
+  PULUMI_TOOLS_DIR="$(dirname "$(jq -r .bin <<<"$cli")")"
+  export PULUMI_TOOLS_DIR
+  phase "Pulumi plugins from ../shared/vendor" bash "$ROOT/tools/build-plugins.sh" >/dev/null
+  "$INFRA/serve-registry.sh" start >/dev/null
+  HOSTLAB_BUILDKIT_IMAGE_REF="$("$INFRA/serve-registry.sh" push "$(sed -n 's/^BUILDKIT_IMAGE=//p' "$RUN_DIR/buildkit.env")")"
+  export HOSTLAB_BUILDKIT_IMAGE_REF
+  set -a
+  # shellcheck source=/dev/null # KEY=value lines written by the script
+  source <(bash "$ROOT/tests/engine/infra/prepare-runner.sh")
+  set +a
+}
+
+# Starts a host from an image, runs one test file against it, removes the host. HOST_VARIANT in
+# the environment picks how the host is set up (start-host.sh).
 run_suite() {
   local name="$1" image="$2" test_file="$3"
   CURRENT_HOST="$name"
@@ -104,22 +133,43 @@ run_suite() {
   CURRENT_HOST=""
 }
 
+suite() {
+  case "$1" in
+    debian13) run_suite "$HOSTLAB_NAME" "$HOST_IMAGE" tests/hostlab/hostlab.test.ts ;;
+    debian12) run_suite "$HOSTLAB_NAME-bookworm" "$(HOST_SUITE=bookworm "$INFRA/build-host-image.sh")" tests/hostlab/bookworm.test.ts ;;
+    cloud-init)
+      HOST_VARIANT=cloud-init run_suite "$HOSTLAB_NAME-cloud-init" "$(HOST_VARIANT=cloud-init "$INFRA/build-host-image.sh")" \
+        tests/hostlab/cloud-init.test.ts
+      ;;
+    engine) run_suite "$HOSTLAB_NAME-engine" "$HOST_IMAGE" tests/engine/engine.test.ts ;;
+  esac
+}
+
 main() {
-  local start=$SECONDS
+  local start=$SECONDS suites=("$@") name
+  ((${#suites[@]} > 0)) || suites=("${ALL_SUITES[@]}")
+  for name in "${suites[@]}"; do
+    [[ " ${ALL_SUITES[*]} " == *" $name "* ]] || { log "unknown suite '$name'; suites: ${ALL_SUITES[*]}"; return 2; }
+  done
   if [[ "$EUID" -ne 0 ]]; then
     log "run as root: the lab starts dockerd, mounts binfmt_misc and installs packages"
     return 1
   fi
+  exec 9>/var/lock/buildx-host-lab.lock
+  flock -w 3600 9 || { log "another lab run holds /var/lock/buildx-host-lab.lock"; return 1; }
   prepare
+  [[ " ${suites[*]} " != *" engine "* ]] || prepare_engine
   rm -rf "$HOSTLAB_LOG_DIR"
   "$INFRA/binfmt-state.sh" save "$BINFMT_STATE"
   trap cleanup EXIT
   log "lab prepared after $((SECONDS - start))s"
   cd "$ROOT"
-  run_suite "$HOSTLAB_NAME" "$HOST_IMAGE" tests/hostlab/hostlab.test.ts
-  [[ "$HOSTLAB_KEEP" == 1 ]] && return
-  run_suite "$HOSTLAB_NAME-bookworm" "$BOOKWORM_IMAGE" tests/hostlab/bookworm.test.ts
-  log "host lab finished in $((SECONDS - start))s; logs in $HOSTLAB_LOG_DIR"
+  for name in "${suites[@]}"; do
+    log "== suite $name"
+    suite "$name"
+    [[ "$HOSTLAB_KEEP" == 1 ]] && return
+  done
+  log "suites ${suites[*]} finished in $((SECONDS - start))s; logs in $HOSTLAB_LOG_DIR"
 }
 
 main "$@"

@@ -26,36 +26,13 @@ serves_repo() { curl -fsS -o /dev/null "$URL/debian/gpg" 2>/dev/null; }
 start() {
   local dir="${APT_REPO_DIR:-}"
   [[ -n "$dir" ]] || dir="$("$INFRA_DIR/build-apt-repo.sh")"
-  if live_pid "$APT_REPO_PIDFILE" >/dev/null && serves_repo; then
-    log "already serving on $URL (pid $(live_pid "$APT_REPO_PIDFILE"))"
-  else
-    stop
-    setsid python3 -m http.server --bind 127.0.0.1 --directory "$dir" "$APT_REPO_PORT" \
-      </dev/null >>"$APT_REPO_LOG" 2>&1 &
-    echo $! >"$APT_REPO_PIDFILE"
-    local tries=0
-    until serves_repo; do
-      ((tries += 1))
-      if ((tries > 50)) || ! live_pid "$APT_REPO_PIDFILE" >/dev/null; then
-        log "http.server did not serve $dir on $URL; log:"
-        tail -n 10 "$APT_REPO_LOG" >&2 || true
-        return 1
-      fi
-      sleep 0.2
-    done
-    log "serving the stand-in for Docker's apt repo ($dir) on $URL (pid $(live_pid "$APT_REPO_PIDFILE"))"
-  fi
+  start_server "$APT_REPO_PIDFILE" "$APT_REPO_LOG" serves_repo -- \
+    python3 -m http.server --bind 127.0.0.1 --directory "$dir" "$APT_REPO_PORT"
+  log "the stand-in for Docker's apt repo ($dir) is on $URL"
   echo "$URL"
 }
 
-stop() {
-  local pid
-  if pid="$(live_pid "$APT_REPO_PIDFILE")"; then
-    kill "$pid"
-    log "stopped pid $pid"
-  fi
-  rm -f "$APT_REPO_PIDFILE"
-}
+stop() { stop_server "$APT_REPO_PIDFILE"; }
 
 main() {
   case "${1:-}" in

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import { BuildHost } from "./components/build-host";
-import { ConfigError, parseConfig, RawConfig } from "./components/config";
+import { ConfigError, parseConfig, RawConfig, SECRET_KEYS } from "./components/config";
 
 const PROJECT = "buildx-host";
 const config = new pulumi.Config(PROJECT);
@@ -14,9 +14,12 @@ function rawConfig(): RawConfig {
         .map(([key, value]) => [key.slice(prefix.length), value]));
 }
 
+/** Whether a setting is stored encrypted; the SDK exports this check only internally. */
+const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
+
 function validatedConfig() {
     try {
-        return parseConfig(rawConfig());
+        return parseConfig(rawConfig(), SECRET_KEYS.filter(key => isConfigSecret(`${PROJECT}:${key}`)));
     } catch (error) {
         // RunError fails the preview with the message alone, without a stack trace.
         throw error instanceof ConfigError ? new pulumi.RunError(error.message) : error;

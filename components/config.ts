@@ -13,10 +13,11 @@ export type HostMode = "ec2" | "existing";
 export type CpuArchitecture = "amd64" | "arm64";
 export type UbuntuRelease = "22.04" | "24.04";
 
-/** A person who gets their own account on the host, in the docker group, with their SSH key. */
+/** A person who gets their own account on the host, in the docker group, with their SSH keys. */
 export interface TeamMember {
     readonly name: string;
-    readonly sshPublicKey: string;
+    /** One per `team` entry of this member (a laptop, a CI job, …), in the order listed. */
+    readonly sshPublicKeys: readonly string[];
 }
 
 /** BuildKit garbage-collection limits, written to buildkitd.toml (`reservedSpace`, `maxUsedSpace`, `minFreeSpace`). */
@@ -64,8 +65,14 @@ export interface BuildHostConfig {
     readonly hostReadyTimeoutMinutes: number;
 }
 
-/** Config keys whose values are secrets: read with `getSecret`, never echoed in an error. */
+/** Config keys whose values are secrets: stored encrypted (`--secret`), never echoed in an error. */
 export const SECRET_KEYS = ["loginPrivateKey", "existingHostPrivateKey"] as const;
+
+/** Settings of one mode only; set in the other mode they are a mistake (Pulumi.yaml gives each its default). */
+const EC2_ONLY_KEYS = ["instanceType", "architecture", "ubuntuRelease", "ubuntuAmiSerial", "rootVolumeSizeGb",
+    "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey"] as const;
+const EXISTING_ONLY_KEYS = ["existingHostAddress", "existingHostPort", "existingHostUser", "existingHostPrivateKey",
+    "existingHostPublicKey"] as const;
 
 /** Defaults; Pulumi.yaml declares the same values (a unit test keeps the two equal). */
 export const DEFAULTS = {
@@ -184,7 +191,12 @@ export function architectureOfInstanceType(instanceType: string): CpuArchitectur
 class Reader {
     readonly problems: string[] = [];
 
-    constructor(private readonly raw: RawConfig) {}
+    constructor(private readonly raw: RawConfig, private readonly secretKeys?: readonly string[]) {}
+
+    /** Whether `key` is stored encrypted; unknown (no list given, as in the lab) counts as yes. */
+    storedAsSecret(key: string): boolean {
+        return this.secretKeys === undefined || this.secretKeys.includes(key);
+    }
 
     problem(key: string, why: string, example: string): void {
         this.problems.push(`buildx-host:${key} ${why}. Example: pulumi config set ${example}`);
@@ -193,6 +205,13 @@ class Reader {
     has(key: string): boolean {
         const value = this.raw[key];
         return value !== undefined && value.trim() !== "";
+    }
+
+    /** Whether the stack sets `key` to something other than its Pulumi.yaml default. */
+    isSet(key: string): boolean {
+        const fallback = (DEFAULTS as Readonly<Record<string, unknown>>)[key];
+        const declared = fallback === undefined ? undefined : typeof fallback === "string" ? fallback : JSON.stringify(fallback);
+        return this.has(key) && this.raw[key]!.trim() !== declared && !(this.raw[key]!.trim() === "[]" && key === "allowedSshCidrs");
     }
 
     string(key: string, fallback?: string): string | undefined {
@@ -281,6 +300,9 @@ function readEc2Settings(r: Reader): Ec2Settings {
     for (const cidr of allowedSshCidrs) {
         if (!isCidr(cidr)) {
             r.problem("allowedSshCidrs", `has "${cidr}", which is not a CIDR block`, cidrExample);
+        } else if (cidr.includes(":")) {
+            r.problem("allowedSshCidrs", `has "${cidr}", an IPv6 network: the host has only an IPv4 address (its Elastic IP), ` +
+                "so no IPv6 client could reach it; list the IPv4 networks your clients come from", cidrExample);
         } else if (isOpenToWorld(cidr) && !allowOpenSsh) {
             r.problem("allowedSshCidrs", `has "${cidr}", which opens SSH to the whole internet; ` +
                 "set allowOpenSsh to true to accept that explicitly", "allowOpenSsh true");
@@ -314,9 +336,13 @@ function readExistingHostSettings(r: Reader): ExistingHostSettings {
         r.problem("existingHostUser", "is required in existing mode: a user with passwordless sudo", "existingHostUser ubuntu");
     }
     const hostPublicKey = r.string("existingHostPublicKey");
-    const hostKeyExample = "existingHostPublicKey \"$(ssh-keyscan -t ed25519 build1.example.com | cut -d' ' -f2-)\"";
+    const port = r.string("existingHostPort", String(DEFAULTS.existingHostPort));
+    const hostKeyExample = `existingHostPublicKey "$(ssh-keyscan ${port === "22" ? "" : `-p ${port} `}-t ed25519 ${address || "build1.example.com"} | cut -d' ' -f2-)"`;
     if (hostPublicKey === undefined) {
         r.problem("existingHostPublicKey", "is required in existing mode: the host's SSH public key, pinned on every connection", hostKeyExample);
+    } else if (!isSshPublicKey(hostPublicKey) && isSshPublicKey(hostPublicKey.split(/\s+/).slice(1).join(" "))) {
+        r.problem("existingHostPublicKey", `starts with "${hostPublicKey.split(/\s+/)[0]}", the host name of a known_hosts line; ` +
+            "give only the key type and the key", hostKeyExample);
     } else if (!isSshPublicKey(hostPublicKey)) {
         r.problem("existingHostPublicKey", "is not an SSH public key", hostKeyExample);
     }
@@ -327,6 +353,27 @@ function readExistingHostSettings(r: Reader): ExistingHostSettings {
         user: user ?? "",
         hostPublicKey: (hostPublicKey ?? "").split(/\s+/).slice(0, 2).join(" "),
     };
+}
+
+/**
+ * Whether a private key is protected by a passphrase: a PEM key with an ENCRYPTED header or in
+ * PKCS#8's encrypted form, or an OpenSSH key whose cipher (after "openssh-key-v1\0") is not "none".
+ */
+export function isEncryptedPrivateKey(key: string): boolean {
+    if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(key)) {
+        return true;
+    }
+    const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(key)?.[1];
+    if (body === undefined) {
+        return false;
+    }
+    const bytes = Buffer.from(body.replace(/\s+/g, ""), "base64");
+    const magic = "openssh-key-v1\0";
+    if (bytes.length < magic.length + 4 || bytes.subarray(0, magic.length).toString("latin1") !== magic) {
+        return false;
+    }
+    const cipherLength = bytes.readUInt32BE(magic.length);
+    return bytes.subarray(magic.length + 4, magic.length + 4 + cipherLength).toString("latin1") !== "none";
 }
 
 /**
@@ -343,19 +390,30 @@ function readPrivateKeyPresence(r: Reader, key: typeof SECRET_KEYS[number], requ
         return false;
     }
     const accepted = key === "loginPrivateKey" ? /^-----BEGIN OPENSSH PRIVATE KEY-----/ : /^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----/;
+    if (!r.storedAsSecret(key)) {
+        r.problem(key, "is stored in plain text in the stack's settings file (value not shown); store it encrypted", example);
+    }
     if (!accepted.test(value)) {
         r.problem(key, key === "loginPrivateKey"
             ? "is not an OpenSSH private key (value not shown; `ssh-keygen -p -f KEY` rewrites a PEM key in OpenSSH format)"
             : "is not a PEM or OpenSSH private key (value not shown)", example);
+    } else if (isEncryptedPrivateKey(value)) {
+        // The SSH connection could take a passphrase, but it would be one more stack secret beside the key,
+        // under the same protection; and the login key's public half is derived without one.
+        r.problem(key, "is protected by a passphrase, which `pulumi up` cannot type (value not shown); use a key without " +
+            "one, made for this host (ssh-keygen -t ed25519 -N '' -f ~/.ssh/buildx-host), or remove the passphrase " +
+            "from a copy (ssh-keygen -p -N '' -f COPY)", example);
     }
     return true;
 }
 
-/** Team members; `loginUser` (the existing host's user) is taken, as are system accounts. */
+/**
+ * Team members; `loginUser` (the existing host's user) is taken, as are system accounts. A member
+ * listed more than once gets every key listed (a laptop and a CI job, say).
+ */
 function readTeam(r: Reader, loginUser?: string): readonly TeamMember[] {
     const example = `--path 'team[0]' "alice ${KEY_EXAMPLE}"`;
-    const seen = new Set<string>();
-    const team: TeamMember[] = [];
+    const keysOf = new Map<string, string[]>();
     for (const entry of r.stringList("team", [], example)) {
         const [name, ...keyFields] = entry.split(/\s+/);
         const sshPublicKey = keyFields.join(" ");
@@ -364,16 +422,57 @@ function readTeam(r: Reader, loginUser?: string): readonly TeamMember[] {
                 "at most 32, not a system account)", example);
         } else if (name === loginUser) {
             r.problem("team", `member "${name}" is the login user (existingHostUser), whose account the team step must not take over`, example);
-        } else if (seen.has(name)) {
-            r.problem("team", `lists member "${name}" twice`, example);
         } else if (!isSshPublicKey(sshPublicKey)) {
             r.problem("team", `member "${name}" has no valid SSH public key after the name`, example);
+        } else if (keysOf.get(name)?.some(key => sameKey(key, sshPublicKey))) {
+            r.problem("team", `lists the same key of member "${name}" twice`, example);
         } else {
-            seen.add(name);
-            team.push({ name, sshPublicKey });
+            keysOf.set(name, [...keysOf.get(name) ?? [], sshPublicKey]);
         }
     }
-    return team;
+    return [...keysOf].map(([name, sshPublicKeys]) => ({ name, sshPublicKeys }));
+}
+
+/** Same key type and key material, whatever the comments. */
+function sameKey(a: string, b: string): boolean {
+    return a.split(/\s+/).slice(0, 2).join(" ") === b.split(/\s+/).slice(0, 2).join(" ");
+}
+
+/** The host mode; undefined when the value is not one, so that neither mode's settings are judged. */
+function readHostMode(r: Reader): HostMode | undefined {
+    const value = r.string("hostMode", DEFAULTS.hostMode)!;
+    const modes: readonly HostMode[] = ["ec2", "existing"];
+    if (!(modes as readonly string[]).includes(value)) {
+        const meant = modes.find(mode => mode === value.toLowerCase());
+        r.problem("hostMode", `must be "ec2" or "existing", not "${value}"${meant ? `; did you mean ${meant}?` : ""}`,
+            `hostMode ${meant ?? "existing"}`);
+        return undefined;
+    }
+    const mode = value as HostMode;
+    const [otherKeys, otherMode] = mode === "ec2" ? [EXISTING_ONLY_KEYS, "existing"] : [EC2_ONLY_KEYS, "ec2"];
+    const misplaced = otherKeys.filter(key => r.isSet(key));
+    if (misplaced.length > 0) {
+        const [what, fix] = mode === "ec2"
+            ? [`hostMode is "ec2"${r.has("hostMode") ? "" : " (the default)"}, which creates an EC2 instance and ignores them`, "hostMode existing"]
+            : ["they do nothing in existing mode", `hostMode ec2, or remove them: pulumi config rm ${misplaced[0]}`];
+        r.problem(misplaced[0], `${misplaced.length === 1 ? "is a setting" : `and ${misplaced.slice(1).join(", ")} are settings`} ` +
+            `of ${otherMode} mode, but ${what}`, fix);
+    }
+    return mode;
+}
+
+/** Docker's apt repository root, without the distro path the DockerEngine step appends. */
+function readDockerAptRepo(r: Reader): string {
+    const repo = r.matching("dockerAptRepo", /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%/-]*)?$/,
+        "must be an http(s) URL of a Docker apt repository root", "dockerAptRepo https://download.docker.com/linux",
+        DEFAULTS.dockerAptRepo)!.replace(/\/+$/, "");
+    const distro = /\/(ubuntu|debian)$/.exec(repo);
+    if (distro) {
+        const root = repo.slice(0, -distro[0].length);
+        r.problem("dockerAptRepo", `ends with "${distro[0]}", the distro path the host's own release adds; give the root`,
+            `dockerAptRepo ${root}`);
+    }
+    return repo;
 }
 
 function readPlatforms(r: Reader): readonly string[] {
@@ -389,9 +488,13 @@ function readPlatforms(r: Reader): readonly string[] {
     return [...new Set(platforms)];
 }
 
-/** Parses and validates the configuration; throws one ConfigError listing every problem. */
-export function parseConfig(raw: RawConfig): BuildHostConfig {
-    const r = new Reader(raw);
+/**
+ * Parses and validates the configuration; throws one ConfigError listing every problem.
+ * `secretKeys`: the settings the stack stores encrypted (Pulumi's runtime knows); unset, every
+ * secret setting is taken to be stored encrypted.
+ */
+export function parseConfig(raw: RawConfig, secretKeys?: readonly string[]): BuildHostConfig {
+    const r = new Reader(raw, secretKeys);
     for (const key of Object.keys(raw)) {
         if (!(KNOWN_KEYS as readonly string[]).includes(key)) {
             const suggestion = KNOWN_KEYS.find(k => k.toLowerCase() === key.toLowerCase());
@@ -400,18 +503,17 @@ export function parseConfig(raw: RawConfig): BuildHostConfig {
         }
     }
 
-    const mode = r.oneOf<HostMode>("hostMode", ["ec2", "existing"], DEFAULTS.hostMode, "hostMode existing");
+    const mode = readHostMode(r);
     const existingHost = mode === "existing" ? readExistingHostSettings(r) : undefined;
     const config: BuildHostConfig = {
-        mode,
+        mode: mode ?? DEFAULTS.hostMode,
         ec2: mode === "ec2" ? readEc2Settings(r) : undefined,
         existingHost,
         team: readTeam(r, existingHost?.user),
-        dockerAptRepo: r.matching("dockerAptRepo", /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%/-]*)?$/,
-            "must be an http(s) URL of a Docker apt repository root", "dockerAptRepo https://download.docker.com/linux",
-            DEFAULTS.dockerAptRepo)!.replace(/\/+$/, ""),
-        dockerCeVersion: r.matching("dockerCeVersion", /^(\d+:)?[0-9][A-Za-z0-9.+~-]*$/,
-            "must be an exact apt version as `apt-cache madison docker-ce` prints it",
+        dockerAptRepo: readDockerAptRepo(r),
+        // Docker's packages always carry a Debian revision ("-1~ubuntu.24.04~noble"); "28.5.2" alone is no apt version.
+        dockerCeVersion: r.matching("dockerCeVersion", /^(\d+:)?\d[A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$/,
+            "must be an exact apt version as `apt-cache madison docker-ce` prints it, with its revision",
             "dockerCeVersion '5:28.5.2-1~ubuntu.24.04~noble'"),
         platforms: readPlatforms(r),
         builderName: r.matching("builderName", /^[a-z][a-z0-9_-]{0,62}$/,

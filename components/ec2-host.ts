@@ -103,8 +103,6 @@ export class Ec2Host extends pulumi.ComponentResource {
         const vpcId = settings.subnetId
             ? aws.ec2.getSubnetOutput({ id: settings.subnetId }, { parent: this }).vpcId
             : aws.ec2.getVpcOutput({ default: true }, { parent: this }).id;
-        const ipv4Cidrs = settings.allowedSshCidrs.filter(cidr => !cidr.includes(":"));
-        const ipv6Cidrs = settings.allowedSshCidrs.filter(cidr => cidr.includes(":"));
         const securityGroup = new aws.ec2.SecurityGroup(`${name}-ssh`, {
             description: "buildx-host: SSH from the allowed networks only",
             vpcId,
@@ -113,8 +111,8 @@ export class Ec2Host extends pulumi.ComponentResource {
                 protocol: "tcp",
                 fromPort: 22,
                 toPort: 22,
-                cidrBlocks: ipv4Cidrs,
-                ipv6CidrBlocks: ipv6Cidrs,
+                // IPv4 only: the instance's one public address is its Elastic IP (parseConfig refuses IPv6 networks).
+                cidrBlocks: [...settings.allowedSshCidrs],
             }],
             egress: [{
                 description: "Package repositories, registries and build traffic",

@@ -72,7 +72,7 @@ export function hostStepDefinitions(config: BuildHostConfig, loginUser: string):
         }),
         // On delete, an empty team: every account the step made loses its key and the docker group.
         loadStep("team-access", {
-            TEAM_MEMBERS: config.team.map(member => `${member.name} ${member.sshPublicKey}`).join("\n"),
+            TEAM_MEMBERS: config.team.flatMap(member => member.sshPublicKeys.map(key => `${member.name} ${key}`)).join("\n"),
         }, { deleteEnvironment: { TEAM_MEMBERS: "" } }),
     ];
 }

@@ -1,9 +1,9 @@
 import { ConfigError, parseConfig, RawConfig } from "../components/config";
 
 /** The problems parseConfig reports for a configuration that must be invalid. */
-export function configProblems(raw: RawConfig): readonly string[] {
+export function configProblems(raw: RawConfig, secretKeys?: readonly string[]): readonly string[] {
     try {
-        parseConfig(raw);
+        parseConfig(raw, secretKeys);
     } catch (error) {
         if (error instanceof ConfigError) {
             return error.problems;

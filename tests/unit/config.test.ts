@@ -1,16 +1,24 @@
-import { readFileSync } from "fs";
+import { execFileSync } from "child_process";
+import { mkdtempSync, readFileSync, rmSync } from "fs";
 import * as yaml from "js-yaml";
+import { tmpdir } from "os";
 import * as path from "path";
 
 import {
-    architectureOfInstanceType, DEFAULTS, isCidr, isSshPublicKey, KNOWN_KEYS, parseConfig, RawConfig,
+    architectureOfInstanceType, DEFAULTS, isCidr, isEncryptedPrivateKey, isSshPublicKey, KNOWN_KEYS, parseConfig, RawConfig,
 } from "../../components/config";
+import { hostStepDefinitions } from "../../components/steps";
 import { configProblems } from "../config-problems";
 
 const ROOT = path.join(__dirname, "..", "..");
 const ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
 const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n";
+
+/** An ed25519 key made by `ssh-keygen -N passphrase` (its cipher field says aes256-ctr). */
+const ENCRYPTED_OPENSSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\n" +
+    Buffer.concat([Buffer.from("openssh-key-v1\0"), Buffer.from([0, 0, 0, 10]), Buffer.from("aes256-ctr"), Buffer.alloc(64)]).toString("base64") +
+    "\n-----END OPENSSH PRIVATE KEY-----\n";
 
 const EC2: RawConfig = { allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) };
 const EXISTING: RawConfig = {
@@ -55,13 +63,28 @@ describe("parseConfig defaults", () => {
 
     test("team entries become members, a trailing slash leaves the repo URL", () => {
         const config = parseConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`]), dockerAptRepo: "https://mirror.example.com/docker/" });
-        expect(config.team).toEqual([{ name: "alice", sshPublicKey: ALICE_KEY }]);
+        expect(config.team).toEqual([{ name: "alice", sshPublicKeys: [ALICE_KEY] }]);
         expect(config.dockerAptRepo).toBe("https://mirror.example.com/docker");
     });
 
     test("0.0.0.0/0 is accepted with the explicit opt-in", () => {
-        const config = parseConfig({ ...EC2, allowedSshCidrs: JSON.stringify(["0.0.0.0/0", "::/0"]), allowOpenSsh: "true" });
-        expect(config.ec2!.allowedSshCidrs).toEqual(["0.0.0.0/0", "::/0"]);
+        const config = parseConfig({ ...EC2, allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]), allowOpenSsh: "true" });
+        expect(config.ec2!.allowedSshCidrs).toEqual(["0.0.0.0/0"]);
+    });
+
+    test("a member listed once per key gets every key; the team step receives one line per key", () => {
+        const ciKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF ci@runner";
+        const config = parseConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `bob ${ciKey}`, `alice ${ciKey}`]) });
+        expect(config.team).toEqual([{ name: "alice", sshPublicKeys: [ALICE_KEY, ciKey] }, { name: "bob", sshPublicKeys: [ciKey] }]);
+        const team = hostStepDefinitions(config, "ubuntu").find(step => step.name === "team-access")!;
+        expect(team.environment.TEAM_MEMBERS).toBe(`alice ${ALICE_KEY}\nalice ${ciKey}\nbob ${ciKey}`);
+    });
+
+    test("Pulumi.yaml's defaults of the other mode's settings are not mistaken for settings", () => {
+        const defaults = Object.fromEntries(Object.entries(DEFAULTS).map(([key, value]) =>
+            [key, typeof value === "string" ? value : JSON.stringify(value)]));
+        expect(() => parseConfig({ ...defaults, ...EXISTING, allowedSshCidrs: "[]", architecture: "", subnetId: "" })).not.toThrow();
+        expect(() => parseConfig({ ...defaults, ...EC2, existingHostAddress: "", existingHostUser: "" })).not.toThrow();
     });
 });
 
@@ -81,7 +104,18 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["allowedSshCidrs not a list", { allowedSshCidrs: "203.0.113.0/24" }, "allowedSshCidrs"],
         ["invalid CIDR", { allowedSshCidrs: JSON.stringify(["203.0.113.300/24"]) }, "allowedSshCidrs"],
         ["0.0.0.0/0 without opt-in", { allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]) }, "allowedSshCidrs", "allowOpenSsh true"],
-        ["::/0 without opt-in", { allowedSshCidrs: JSON.stringify(["::/0"]) }, "allowedSshCidrs", "allowOpenSsh true"],
+        ["an IPv6 network, which can never reach the IPv4-only host", { allowedSshCidrs: JSON.stringify(["2001:db8::/32"]) }, "allowedSshCidrs", "only an IPv4 address"],
+        ["existing-mode settings while hostMode is the default ec2", { ...EC2, existingHostAddress: "build1.example.com", existingHostUser: "builder" },
+            "existingHostAddress", "and existingHostUser are settings of existing mode, but hostMode is \"ec2\" (the default), which creates an EC2 instance"],
+        ["ec2-mode settings left over in existing mode", { ...EXISTING, instanceType: "c7g.large", allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) },
+            "instanceType", "and allowedSshCidrs are settings of ec2 mode, but they do nothing in existing mode"],
+        ["host mode in the wrong case", { ...EXISTING, hostMode: "Existing" }, "hostMode", "did you mean existing?"],
+        ["a passphrase-protected OpenSSH key", { ...EXISTING, existingHostPrivateKey: ENCRYPTED_OPENSSH_KEY }, "existingHostPrivateKey", "ssh-keygen -p -N '' -f COPY"],
+        ["a passphrase-protected PEM key", { ...EXISTING, existingHostPrivateKey: "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n" }, "existingHostPrivateKey", "passphrase"],
+        ["a host key pasted with the host name in front", { ...EXISTING, existingHostPort: "2222", existingHostPublicKey: `[build1.example.com]:2222 ${HOST_KEY}` },
+            "existingHostPublicKey", "ssh-keyscan -p 2222 -t ed25519 build1.example.com | cut -d' ' -f2-"],
+        ["Docker's repo URL with the distro path", { ...EC2, dockerAptRepo: "https://download.docker.com/linux/ubuntu" }, "dockerAptRepo", "dockerAptRepo https://download.docker.com/linux"],
+        ["docker-ce version without the package revision", { ...EC2, dockerCeVersion: "28.5.2" }, "dockerCeVersion", "5:28.5.2-1~ubuntu.24.04~noble"],
         ["allowOpenSsh not a boolean", { ...EC2, allowOpenSsh: "yes" }, "allowOpenSsh"],
         ["malformed subnet id", { ...EC2, subnetId: "my-subnet" }, "subnetId"],
         ["login key not a private key", { ...EC2, loginPrivateKey: "ssh-ed25519 AAAA" }, "loginPrivateKey"],
@@ -90,7 +124,7 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["team member named like a system account", { ...EC2, team: JSON.stringify([`root ${ALICE_KEY}`]) }, "team"],
         ["team member with a broken key", { ...EC2, team: JSON.stringify(["alice ssh-ed25519 AAAAnotakey"]) }, "team"],
         ["team member without a key", { ...EC2, team: JSON.stringify(["alice"]) }, "team"],
-        ["team member listed twice", { ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `alice ${ALICE_KEY}`]) }, "team"],
+        ["team member listed twice with the same key", { ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `alice ${ALICE_KEY} other comment`]) }, "team"],
         ["docker repo not a URL", { ...EC2, dockerAptRepo: "download.docker.com" }, "dockerAptRepo"],
         ["docker-ce version with spaces", { ...EC2, dockerCeVersion: "28 latest" }, "dockerCeVersion"],
         ["unsupported platform", { ...EC2, platforms: JSON.stringify(["linux/arm64", "windows/amd64"]) }, "platforms"],
@@ -140,6 +174,14 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         expect(problems.filter(p => p.startsWith("buildx-host:existingHostAddress "))).toHaveLength(1);
     });
 
+    test("a private key stored in plain text is refused, showing the --secret command, value unseen", () => {
+        const problems = configProblems({ ...EC2, loginPrivateKey: PRIVATE_KEY }, ["someOtherKey"]);
+        expect(problems).toEqual(["buildx-host:loginPrivateKey is stored in plain text in the stack's settings file (value not shown); " +
+            "store it encrypted. Example: pulumi config set --secret loginPrivateKey < ~/.ssh/id_ed25519"]);
+        expect(configProblems({ ...EXISTING, existingHostAddress: "bad host!" }, ["existingHostPrivateKey"])
+            .filter(p => p.includes("plain text"))).toEqual([]);
+    });
+
     test("never echoes a secret", () => {
         const secret = "-----BEGIN SOMETHING-----supersecretmaterial";
         const problems = configProblems({ ...EXISTING, existingHostPrivateKey: secret });
@@ -155,6 +197,22 @@ describe("validators", () => {
         }
         for (const bad of ["10.0.0.0", "10.0.0.0/33", "256.0.0.0/8", "2001:db8::/129", "2001::db8::/32", "a.b.c.d/8", "/24"]) {
             expect([bad, isCidr(bad)]).toEqual([bad, false]);
+        }
+    });
+
+    test("passphrase-protected private keys are told from plain ones, as ssh-keygen writes them", () => {
+        const dir = mkdtempSync(path.join(tmpdir(), "keys-"));
+        try {
+            for (const [type, passphrase, encrypted] of [["ed25519", "", false], ["ed25519", "secret words", true],
+                ["rsa", "", false], ["rsa", "secret words", true], ["ecdsa", "secret words", true]] as const) {
+                const file = path.join(dir, `${type}-${encrypted}`);
+                execFileSync("ssh-keygen", ["-q", "-t", type, "-N", passphrase, "-f", file]);
+                expect([type, passphrase, isEncryptedPrivateKey(readFileSync(file, "utf8"))]).toEqual([type, passphrase, encrypted]);
+            }
+            expect(isEncryptedPrivateKey(ENCRYPTED_OPENSSH_KEY)).toBe(true);
+            expect(isEncryptedPrivateKey(PRIVATE_KEY)).toBe(false);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
         }
     });
 
@@ -192,7 +250,9 @@ describe("project files", () => {
             .filter(([key]) => key.startsWith("buildx-host:"))
             .map(([key, value]) => [key.slice("buildx-host:".length), typeof value === "string" ? value : JSON.stringify(value)]));
         const config = parseConfig(raw);
-        expect(config.team.map(m => m.name)).toEqual(["alice", "ci"]);
         expect(stack["aws:region"]).toMatch(/^[a-z]{2}-[a-z]+-\d$/);
+        // An example must never grant access: whoever uses it adds their own keys.
+        expect(config.team).toEqual([]);
+        expect(config.ec2!.loginKeyProvided).toBe(false);
     });
 });

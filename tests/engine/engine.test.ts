@@ -290,8 +290,9 @@ describe("a host provisioned by `pulumi up`", () => {
     test("no private key appears in clear in any CLI output or in `pulumi stack export`", () => {
         project.ok(["stack", "export"]);
         project.ok(["stack", "output", "--json"]);
+        // The body of each private key, less its first line: that one is the same in every unencrypted ed25519 key.
         const keyLines = [lab.key, memberKey("alice"), memberKey("bob")].flatMap(key =>
-            readFileSync(key, "utf8").split("\n").filter(line => line && !line.startsWith("-----")));
+            readFileSync(key, "utf8").split("\n").filter(line => line && !line.startsWith("-----")).slice(1));
         const leaks = project.transcript
             .filter(run => keyLines.some(line => (run.stdout + run.stderr).includes(line)))
             .map(run => `pulumi ${run.args.join(" ")}`);

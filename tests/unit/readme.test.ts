@@ -1,0 +1,46 @@
+/**
+ * The README against the code: what it tells a user to type or expect must be what the program does.
+ */
+import { readFileSync } from "fs";
+import * as path from "path";
+
+import { DEFAULTS, KNOWN_KEYS } from "../../components/config";
+import { buildxCreateCommand, EndpointParts, SETUP_BUILDX_ACTION } from "../../components/endpoint";
+
+const ROOT = path.join(__dirname, "..", "..");
+const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+const section = (title: string) => readme.split(/^## /m).find(s => s.startsWith(`${title}\n`)) ?? "";
+const tableKeys = (text: string) => [...text.matchAll(/^\| `([A-Za-z]+)`/gm)].map(m => m[1]);
+
+test("the first two lines are the two commands a newcomer needs: the main job and the tests", () => {
+    const [main, tests] = readme.split("\n");
+    expect(main).toMatch(/^`npm ci && pulumi up` — /);
+    expect(tests).toMatch(/^`npm ci && npm test` — /);
+    expect(JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.test).toBeDefined();
+});
+
+test("the configuration table lists every setting, and only those", () => {
+    const listed = tableKeys(section("Configuration")).concat(
+        [...section("Configuration").matchAll(/^\| `([A-Za-z]+)` \/ `([A-Za-z]+)` \/ `([A-Za-z]+)`/gm)].flatMap(m => [m[2], m[3]]),
+        [...section("Configuration").matchAll(/^\| `existingHostAddress`, `(\w+)` \(22\), `(\w+)`/gm)].flatMap(m => [m[1], m[2]]));
+    expect([...new Set(listed)].sort()).toEqual([...KNOWN_KEYS].sort());
+});
+
+test("the default platforms the README names are the program's, with the linux/ prefix", () => {
+    const row = section("Configuration").split("\n").find(line => line.startsWith("| `platforms` |"))!;
+    expect([...row.split("|")[2].matchAll(/`([^`]+)`/g)].map(m => m[1])).toEqual([...DEFAULTS.platforms]);
+});
+
+test("the outputs table lists every stack output index.ts exports", () => {
+    const exported = [...readFileSync(path.join(ROOT, "index.ts"), "utf8").matchAll(/^ {4}(\w+): buildHost\.\w+,$/gm)].map(m => m[1]);
+    expect(exported.length).toBeGreaterThan(10);
+    const listed = section("Outputs").split("\n").flatMap(line => [...(/^\| ([^|]+) \|/.exec(line)?.[1] ?? "").matchAll(/`(\w+)`/g)].map(m => m[1]));
+    expect([...new Set(listed)].sort()).toEqual([...exported].sort());
+});
+
+test("the attach commands and the CI action are the ones the program prints", () => {
+    const parts: EndpointParts = { host: "h", port: 22, user: "u", hostPublicKey: "k", builderName: DEFAULTS.builderName };
+    expect(section("Attaching")).toContain(buildxCreateCommand(parts));
+    expect(section("Attaching")).toContain(SETUP_BUILDX_ACTION);
+    expect(readme).toContain(`client-side buildx builder is \`<builderName>-remote\``);
+});

@@ -4,9 +4,8 @@ import { BuildHost } from "./components/build-host";
 import { ConfigError, parseConfig, RawConfig, SECRET_KEYS } from "./components/config";
 
 const PROJECT = "buildx-host";
-const config = new pulumi.Config(PROJECT);
 
-/** Every `buildx-host:*` value, so that typos are reported too (secrets are checked for shape, never shown). */
+/** Every `buildx-host:*` value, read once, so that typos are reported too. */
 function rawConfig(): RawConfig {
     const prefix = `${PROJECT}:`;
     return Object.fromEntries(Object.entries(pulumi.runtime.allConfig())
@@ -17,24 +16,24 @@ function rawConfig(): RawConfig {
 /** Whether a setting is stored encrypted; the SDK exports this check only internally. */
 const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
 
-function validatedConfig() {
+function validatedConfig(raw: RawConfig) {
     try {
-        return parseConfig(rawConfig(), SECRET_KEYS.filter(key => isConfigSecret(`${PROJECT}:${key}`)));
+        return parseConfig(raw, SECRET_KEYS.filter(key => isConfigSecret(`${PROJECT}:${key}`)));
     } catch (error) {
         // RunError fails the preview with the message alone, without a stack trace.
         throw error instanceof ConfigError ? new pulumi.RunError(error.message) : error;
     }
 }
 
-const settings = validatedConfig();
-// Read only where set: Pulumi.yaml gives every optional key an empty default.
-const loginPrivateKey = settings.ec2?.loginKeyProvided ? config.requireSecret("loginPrivateKey") : undefined;
-const existingHostPrivateKey = settings.existingHost ? config.requireSecret("existingHostPrivateKey") : undefined;
+const raw = rawConfig();
+const settings = validatedConfig(raw);
+/** A secret setting, wrapped as a secret where it is read; undefined where unset (Pulumi.yaml's default is ""). */
+const secretSetting = (key: typeof SECRET_KEYS[number]) => raw[key] ? pulumi.secret(raw[key]!) : undefined;
 
 const buildHost = new BuildHost(PROJECT, {
     config: settings,
-    loginPrivateKey,
-    existingHostPrivateKey,
+    loginPrivateKey: secretSetting("loginPrivateKey"),
+    existingHostPrivateKey: secretSetting("existingHostPrivateKey"),
     tags: { Project: PROJECT, Stack: pulumi.getStack(), ManagedBy: "pulumi" },
 });
 
@@ -42,6 +41,7 @@ const outputs = {
     instanceId: buildHost.instanceId,
     publicIp: buildHost.publicIp,
     publicDns: buildHost.publicDns,
+    address: buildHost.address,
     sshEndpoint: buildHost.sshEndpoint,
     knownHostsLine: buildHost.knownHostsLine,
     loginPrivateKeyOpenssh: buildHost.loginPrivateKey,
@@ -55,6 +55,6 @@ const outputs = {
     preflight: buildHost.preflight,
 };
 
-// Outputs of the other mode (instanceId, the generated login key in existing mode) are left out:
+// Outputs of the other mode (instanceId, publicIp, publicDns, the generated login key) are left out:
 // Pulumi warns on every `up` about an undefined stack output.
 export = Object.fromEntries(Object.entries(outputs).filter(([, value]) => value !== undefined));

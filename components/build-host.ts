@@ -13,11 +13,11 @@ import { hostStepDefinitions, sha256, StepName, StepReport, stepFingerprints } f
 export interface BuildHostArgs {
     /** The validated configuration (`parseConfig`). */
     readonly config: BuildHostConfig;
-    /** Mode "ec2": the login private key to use instead of a generated one (secret). */
+    /** Mode "ec2": the login private key to use instead of a generated one (secret). Default: generated. */
     readonly loginPrivateKey?: pulumi.Input<string>;
-    /** Mode "existing": the private key of `existingHost.user` (secret). */
+    /** Mode "existing", required there: the private key of `existingHost.user` (secret). */
     readonly existingHostPrivateKey?: pulumi.Input<string>;
-    /** Tags for every AWS resource (mode "ec2"). */
+    /** Tags for every AWS resource (mode "ec2"). Default: none. */
     readonly tags?: Readonly<Record<string, string>>;
 }
 
@@ -30,77 +30,112 @@ export interface HostVersions {
     readonly kernel: string;
 }
 
+/** What the QEMU step found and proved (its report, regrouped). */
+export interface QemuPreflight {
+    /** Klauser's checks: kernel version, binfmt_misc mounted, update-binfmts version, how registrations persist. */
+    readonly checks: unknown;
+    /** Per qemu-* entry: its flags, whether F is set, whether the interpreter is static, whether the step fixed it. */
+    readonly emulators: unknown;
+    /** Per configured platform: the emulator, and what a foreign binary printed in a container. */
+    readonly emulationProofs: unknown;
+}
+
+/** Where the steps connect to, and how, in either mode. */
+interface ConnectionTarget {
+    readonly host: pulumi.Output<string>;
+    readonly port: number;
+    readonly user: string;
+    readonly privateKey: pulumi.Output<string>;
+    /** The pinned host key, "ssh-ed25519 AAAA…". */
+    readonly hostPublicKey: pulumi.Output<string>;
+    /** The machine behind the connection: the instance id, or address:port of an existing host. */
+    readonly hostId: pulumi.Output<string>;
+    /** Where the pinned key comes from, for the host key check's mismatch message. */
+    readonly pinnedKeySource: string;
+    /** Mode "ec2": the instance made for it. */
+    readonly ec2Host?: Ec2Host;
+}
+
+/** The host the steps run on: an EC2 instance made for it (a child of `parent`), or the configured server. */
+function connectionTarget(name: string, args: BuildHostArgs, parent: pulumi.Resource): ConnectionTarget {
+    const { config } = args;
+    if (config.mode === "ec2") {
+        const ec2Host = new Ec2Host(`${name}-ec2`, {
+            settings: config.ec2,
+            loginPrivateKey: args.loginPrivateKey,
+            tags: args.tags ?? {},
+        }, { parent });
+        return {
+            host: ec2Host.address, port: 22, user: ec2Host.loginUser, privateKey: ec2Host.loginPrivateKey,
+            hostPublicKey: ec2Host.hostPublicKey, hostId: ec2Host.instanceId,
+            pinnedKeySource: "the host key Pulumi generated for this instance", ec2Host,
+        };
+    }
+    const existing = config.existingHost;
+    if (args.existingHostPrivateKey === undefined) {
+        throw new pulumi.ResourceError("BuildHost: existingHostPrivateKey is required in existing mode", parent);
+    }
+    return {
+        host: pulumi.output(existing.address), port: existing.port, user: existing.user,
+        privateKey: pulumi.secret(args.existingHostPrivateKey), hostPublicKey: pulumi.output(existing.hostPublicKey),
+        hostId: pulumi.output(`${existing.address}:${existing.port}`), pinnedKeySource: "existingHostPublicKey",
+    };
+}
+
 /**
  * A shared multi-architecture buildx builder: an EC2 instance (or an existing server) taken through the
  * host steps in order, each after the one before, and the outputs clients paste to attach to it.
  */
 export class BuildHost extends pulumi.ComponentResource {
-    /** The EC2 instance id (mode "ec2", for `aws ec2 stop-instances --instance-ids …`); undefined in mode "existing". */
+    /** Mode "ec2": the instance id, for `aws ec2 stop-instances --instance-ids …`. */
     public readonly instanceId?: pulumi.Output<string>;
-    /** Public IP (mode "ec2"; the configured address in mode "existing"). */
-    public readonly publicIp: pulumi.Output<string>;
-    /** Public DNS name (mode "ec2"; the configured address in mode "existing"). */
-    public readonly publicDns: pulumi.Output<string>;
+    /** Mode "ec2": the Elastic IP. */
+    public readonly publicIp?: pulumi.Output<string>;
+    /** Mode "ec2": the Elastic IP's public DNS name. */
+    public readonly publicDns?: pulumi.Output<string>;
+    /** The address clients and Pulumi connect to: the public DNS name (or IP) in mode "ec2", the configured address in mode "existing". */
+    public readonly address: pulumi.Output<string>;
+    /** The Docker endpoint of the login user, `ssh://user@host[:port]`. */
     public readonly sshEndpoint: pulumi.Output<string>;
+    /** The line to append to ~/.ssh/known_hosts: the pinned host key, known before first contact. */
     public readonly knownHostsLine: pulumi.Output<string>;
-    /** The login private key (secret); undefined in mode "existing", where it is the user's own. */
+    /** Mode "ec2": the login private key (secret). In mode "existing" it is the user's own, and not an output. */
     public readonly loginPrivateKey?: pulumi.Output<string>;
+    /** `docker context create …` for the login user. */
     public readonly dockerContextCommand: pulumi.Output<string>;
+    /** `docker buildx create … --driver remote …` that attaches a client to the shared BuildKit. */
     public readonly buildxCreateCommand: pulumi.Output<string>;
+    /** GitHub Actions steps for a job that logs in as the login user. */
     public readonly githubActionsSnippet: pulumi.Output<string>;
     /** Each team member's own docker context command. */
     public readonly teamDockerContextCommands: pulumi.Output<Record<string, string>>;
     /** Each team member's GitHub Actions snippet (a CI job logs in with a member's key). */
     public readonly teamGithubActionsSnippets: pulumi.Output<Record<string, string>>;
+    /** The platforms the builder offers (every one QEMU registers, and the host's own). */
     public readonly platforms: pulumi.Output<string[]>;
+    /** Tool versions on the host. */
     public readonly versions: pulumi.Output<HostVersions>;
-    /** Klauser's preflight checks and the per-platform emulation proof, as the QEMU step reported them. */
-    public readonly preflight: pulumi.Output<unknown>;
+    /** Klauser's preflight checks, the F flag per emulator and the per-platform emulation proofs. */
+    public readonly preflight: pulumi.Output<QemuPreflight>;
+    /** The host steps, by name. */
     public readonly steps: Readonly<Record<StepName, HostStep>>;
 
+    /**
+     * @param name the component's name; its children are named from it
+     * @param args the validated configuration and the secrets it names
+     * @param opts options of the component
+     */
     constructor(name: string, args: BuildHostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("buildx-host:index:BuildHost", name, {}, opts);
         const { config } = args;
 
-        let host: pulumi.Output<string>;
-        let port: number;
-        let user: string;
-        let privateKey: pulumi.Output<string>;
-        let hostPublicKey: pulumi.Output<string>;
-        let hostId: pulumi.Output<string>;
-        let pinnedKeySource: string;
-        if (config.mode === "ec2") {
-            const ec2Host = new Ec2Host(`${name}-ec2`, {
-                settings: config.ec2!,
-                loginPrivateKey: args.loginPrivateKey,
-                tags: args.tags ?? {},
-            }, { parent: this });
-            host = ec2Host.address;
-            port = 22;
-            user = ec2Host.loginUser;
-            privateKey = ec2Host.loginPrivateKey;
-            hostPublicKey = ec2Host.hostPublicKey;
-            hostId = ec2Host.instanceId;
-            pinnedKeySource = "the host key Pulumi generated for this instance";
-            this.instanceId = ec2Host.instanceId;
-            this.publicIp = ec2Host.publicIp;
-            this.publicDns = ec2Host.publicDns;
-            this.loginPrivateKey = ec2Host.loginPrivateKey;
-        } else {
-            const existing = config.existingHost!;
-            if (args.existingHostPrivateKey === undefined) {
-                throw new Error("BuildHost: existingHostPrivateKey is required in existing mode");
-            }
-            host = pulumi.output(existing.address);
-            port = existing.port;
-            user = existing.user;
-            privateKey = pulumi.secret(args.existingHostPrivateKey);
-            hostPublicKey = pulumi.output(existing.hostPublicKey);
-            hostId = pulumi.output(`${existing.address}:${existing.port}`);
-            pinnedKeySource = "existingHostPublicKey";
-            this.publicIp = host;
-            this.publicDns = host;
-        }
+        const target = connectionTarget(name, args, this);
+        const { host, port, user, privateKey, hostPublicKey, hostId, pinnedKeySource } = target;
+        this.instanceId = target.ec2Host?.instanceId;
+        this.publicIp = target.ec2Host?.publicIp;
+        this.publicDns = target.ec2Host?.publicDns;
+        this.loginPrivateKey = target.ec2Host?.loginPrivateKey;
+        this.address = host;
 
         const connection = { host, port, user, privateKey, hostKey: hostPublicKey };
         const definitions = hostStepDefinitions(config, user);
@@ -139,12 +174,11 @@ export class BuildHost extends pulumi.ComponentResource {
         this.teamDockerContextCommands = perMember(dockerContextCommand);
         this.teamGithubActionsSnippets = perMember(githubActionsSnippet);
 
-        const reports = this.steps;
         const field = (report: StepReport, key: string): string => String(report[key] ?? "unknown");
-        this.platforms = reports["buildx-builder"].report.apply(r => (r.platforms as string[] | undefined) ?? []);
+        this.platforms = this.steps["buildx-builder"].report.apply(r => (r.platforms as string[] | undefined) ?? []);
         this.versions = pulumi.all([
-            reports["wait-for-host"].report, reports["docker-engine"].report,
-            reports["qemu-binfmt"].report, reports["buildx-builder"].report,
+            this.steps["wait-for-host"].report, this.steps["docker-engine"].report,
+            this.steps["qemu-binfmt"].report, this.steps["buildx-builder"].report,
         ]).apply(([wait, docker, qemu, builder]) => ({
             docker: field(docker, "dockerVersion"),
             buildx: field(builder, "buildxVersion"),
@@ -152,14 +186,15 @@ export class BuildHost extends pulumi.ComponentResource {
             qemu: field(qemu, "qemuVersion"),
             kernel: field(wait, "kernel"),
         }));
-        this.preflight = reports["qemu-binfmt"].report.apply(r => ({
-            preflight: r.preflight, emulators: r.emulators, platforms: r.platforms,
+        this.preflight = this.steps["qemu-binfmt"].report.apply(r => ({
+            checks: r.preflight, emulators: r.emulators, emulationProofs: r.platforms,
         }));
 
         this.registerOutputs({
             instanceId: this.instanceId,
             publicIp: this.publicIp,
             publicDns: this.publicDns,
+            address: this.address,
             sshEndpoint: this.sshEndpoint,
             knownHostsLine: this.knownHostsLine,
             loginPrivateKey: this.loginPrivateKey,

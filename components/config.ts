@@ -9,7 +9,7 @@
 /** The raw `buildx-host:*` values as `pulumi config` stores them (arrays arrive as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
 
-export type HostMode = "ec2" | "existing";
+export type HostMode = BuildHostConfig["mode"];
 export type CpuArchitecture = "amd64" | "arm64";
 export type UbuntuRelease = "22.04" | "24.04";
 
@@ -50,11 +50,8 @@ export interface ExistingHostSettings {
     readonly hostPublicKey: string;
 }
 
-/** The validated configuration, defaults filled. */
-export interface BuildHostConfig {
-    readonly mode: HostMode;
-    readonly ec2?: Ec2Settings;
-    readonly existingHost?: ExistingHostSettings;
+/** What both modes share. */
+export interface CommonSettings {
     readonly team: readonly TeamMember[];
     readonly dockerAptRepo: string;
     readonly dockerCeVersion?: string;
@@ -65,7 +62,15 @@ export interface BuildHostConfig {
     readonly hostReadyTimeoutMinutes: number;
 }
 
-/** Config keys whose values are secrets: stored encrypted (`--secret`), never echoed in an error. */
+/** The validated configuration, defaults filled: one mode and that mode's settings. */
+export type BuildHostConfig = CommonSettings & (
+    | { readonly mode: "ec2"; readonly ec2: Ec2Settings }
+    | { readonly mode: "existing"; readonly existingHost: ExistingHostSettings });
+
+/**
+ * Config keys whose values are secrets: they must be stored encrypted (`--secret`); parseConfig
+ * checks their shape and never echoes them; index.ts wraps them with `pulumi.secret` as it reads them.
+ */
 export const SECRET_KEYS = ["loginPrivateKey", "existingHostPrivateKey"] as const;
 
 /** Settings of one mode only; set in the other mode they are a mistake (Pulumi.yaml gives each its default). */
@@ -505,10 +510,8 @@ export function parseConfig(raw: RawConfig, secretKeys?: readonly string[]): Bui
 
     const mode = readHostMode(r);
     const existingHost = mode === "existing" ? readExistingHostSettings(r) : undefined;
-    const config: BuildHostConfig = {
-        mode: mode ?? DEFAULTS.hostMode,
-        ec2: mode === "ec2" ? readEc2Settings(r) : undefined,
-        existingHost,
+    const ec2 = mode === "ec2" ? readEc2Settings(r) : undefined;
+    const common: CommonSettings = {
         team: readTeam(r, existingHost?.user),
         dockerAptRepo: readDockerAptRepo(r),
         // Docker's packages always carry a Debian revision ("-1~ubuntu.24.04~noble"); "28.5.2" alone is no apt version.
@@ -534,8 +537,8 @@ export function parseConfig(raw: RawConfig, secretKeys?: readonly string[]): Bui
             "hostReadyTimeoutMinutes 20"),
     };
 
-    if (r.problems.length > 0) {
+    if (r.problems.length > 0 || (existingHost === undefined && ec2 === undefined)) {
         throw new ConfigError(r.problems);
     }
-    return config;
+    return existingHost ? { ...common, mode: "existing", existingHost } : { ...common, mode: "ec2", ec2: ec2! };
 }

@@ -1,7 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
-import { HostStepDefinition, parseStepReport, StepFingerprint, StepReport, stepCommand, stepRunCommand } from "./steps";
+import { HostStepDefinition, parseStepReport, StepFingerprint, StepReport, stepDeleteCommand, stepRunCommand } from "./steps";
 
 /** Arguments of one host step. */
 export interface HostStepArgs {
@@ -39,7 +39,7 @@ export class HostStep extends pulumi.ComponentResource {
         const remoteCommand = new command.remote.Command(`${name}-run`, {
             connection: args.connection,
             create: pulumi.output(args.hostId).apply(hostId => stepRunCommand(definition, fingerprint, hostId)),
-            delete: definition.deleteEnvironment ? stepCommand(definition.deleteEnvironment) : undefined,
+            delete: stepDeleteCommand(definition, fingerprint),
             stdin: definition.script,
             triggers: definition.identity ? [...definition.identity] : undefined,
             addPreviousOutputInEnv: false,

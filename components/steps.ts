@@ -1,8 +1,8 @@
 /**
  * The host steps: which script runs, in which order, with which parameters.
  *
- * This is the single definition both the Pulumi components and the host lab use, so the lab runs
- * exactly what `pulumi up` runs. Pure: no Pulumi calls.
+ * This is the single definition both the Pulumi components and the host lab use: both build the
+ * command a step runs with `stepRunCommand`. Pure: no Pulumi calls.
  */
 import { createHash } from "crypto";
 import { readFileSync } from "fs";
@@ -40,15 +40,17 @@ export interface HostStepDefinition {
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
 export const COMMON_LIBRARY_PATH = path.join(SCRIPTS_DIR, "lib", "common.sh");
 
-function loadStep(name: StepName, environment: Record<string, string>,
-                  ownership?: Pick<HostStepDefinition, "deleteEnvironment" | "identity">): HostStepDefinition {
+/** What a step runs with, besides its script. */
+type StepParameters = Pick<HostStepDefinition, "environment" | "deleteEnvironment" | "identity">;
+
+function loadStep(name: StepName, parameters: StepParameters): HostStepDefinition {
     const scriptPath = path.join(SCRIPTS_DIR, `${name}.sh`);
     const script = `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${readFileSync(scriptPath, "utf8")}`;
-    return { name, scriptPath, script, environment, ...ownership };
+    return { name, scriptPath, script, ...parameters };
 }
 
-/** The steps in the order they run, with their parameters taken from the configuration. */
-export function hostStepDefinitions(config: BuildHostConfig, loginUser: string): HostStepDefinition[] {
+/** Each step's parameters, taken from the configuration; the order is STEP_NAMES'. */
+function stepParameters(config: BuildHostConfig, loginUser: string): Record<StepName, StepParameters> {
     const builderEnvironment = {
         BUILDER_NAME: config.builderName,
         BUILDER_USER: loginUser,
@@ -57,24 +59,36 @@ export function hostStepDefinitions(config: BuildHostConfig, loginUser: string):
         BUILDKIT_GC_MAX_USED_SPACE: config.buildkitGc.maxUsedSpace,
         BUILDKIT_GC_MIN_FREE_SPACE: config.buildkitGc.minFreeSpace,
     };
-    return [
-        loadStep("wait-for-host", { WAIT_TIMEOUT_SECONDS: String(config.hostReadyTimeoutMinutes * 60) }),
-        loadStep("docker-engine", {
-            DOCKER_APT_REPO: config.dockerAptRepo,
-            DOCKER_CE_VERSION: config.dockerCeVersion ?? "",
-            DOCKER_GROUP_USERS: loginUser,
-        }),
-        loadStep("experimental-mode", {}),
-        loadStep("qemu-binfmt", { QEMU_PLATFORMS: config.platforms.join(" ") }),
-        loadStep("buildx-builder", { ...builderEnvironment, BUILDER_ACTION: "create" }, {
+    return {
+        "wait-for-host": { environment: { WAIT_TIMEOUT_SECONDS: String(config.hostReadyTimeoutMinutes * 60) } },
+        "docker-engine": {
+            environment: {
+                DOCKER_APT_REPO: config.dockerAptRepo,
+                DOCKER_CE_VERSION: config.dockerCeVersion ?? "",
+                DOCKER_GROUP_USERS: loginUser,
+            },
+        },
+        "experimental-mode": { environment: {} },
+        "qemu-binfmt": { environment: { QEMU_PLATFORMS: config.platforms.join(" ") } },
+        "buildx-builder": {
+            environment: { ...builderEnvironment, BUILDER_ACTION: "create" },
             deleteEnvironment: { ...builderEnvironment, BUILDER_ACTION: "delete" },
             identity: [config.builderName, loginUser],
-        }),
-        // On delete, an empty team: every account the step made loses its key and the docker group.
-        loadStep("team-access", {
-            TEAM_MEMBERS: config.team.flatMap(member => member.sshPublicKeys.map(key => `${member.name} ${key}`)).join("\n"),
-        }, { deleteEnvironment: { TEAM_MEMBERS: "" } }),
-    ];
+        },
+        // On delete, an empty team: every account the step made loses its keys and the docker group.
+        "team-access": {
+            environment: {
+                TEAM_MEMBERS: config.team.flatMap(member => member.sshPublicKeys.map(key => `${member.name} ${key}`)).join("\n"),
+            },
+            deleteEnvironment: { TEAM_MEMBERS: "" },
+        },
+    };
+}
+
+/** The steps in the order they run (STEP_NAMES), with their parameters taken from the configuration. */
+export function hostStepDefinitions(config: BuildHostConfig, loginUser: string): HostStepDefinition[] {
+    const parameters = stepParameters(config, loginUser);
+    return STEP_NAMES.map(name => loadStep(name, parameters[name]));
 }
 
 /** Quotes a value for a POSIX shell: single quotes, with embedded single quotes spliced in. */
@@ -92,13 +106,23 @@ export function stepCommand(environment: Readonly<Record<string, string>>): stri
 }
 
 /**
- * The create command of a step as `pulumi up` runs it. Two assignments the scripts ignore make it
- * change, and so re-run the step in place, when the steps before it change (`UPSTREAM_STEPS_SHA256`)
- * and when the machine behind the connection changes (`HOST_ID`: a replaced instance keeps its
- * Elastic IP, so the connection alone would not show it).
+ * The create command of a step as `pulumi up` runs it (and the host lab too). Three assignments
+ * besides the step's parameters: `SCRIPT_SHA256`, which the step prints in its report (which
+ * version of it ran); and two the scripts ignore, which make the command change, and so re-run the
+ * step in place, when the steps before it change (`UPSTREAM_STEPS_SHA256`) and when the machine
+ * behind the connection changes (`HOST_ID`: a replaced instance keeps its Elastic IP, so the
+ * connection alone would not show it).
  */
 export function stepRunCommand(step: HostStepDefinition, fingerprint: StepFingerprint, hostId: string): string {
-    return stepCommand({ UPSTREAM_STEPS_SHA256: fingerprint.upstreamSha256, HOST_ID: hostId, ...step.environment });
+    return stepCommand({
+        UPSTREAM_STEPS_SHA256: fingerprint.upstreamSha256, HOST_ID: hostId, SCRIPT_SHA256: fingerprint.scriptSha256,
+        ...step.environment,
+    });
+}
+
+/** The delete command of a step that owns something on the host; undefined for the others. */
+export function stepDeleteCommand(step: HostStepDefinition, fingerprint: StepFingerprint): string | undefined {
+    return step.deleteEnvironment && stepCommand({ SCRIPT_SHA256: fingerprint.scriptSha256, ...step.deleteEnvironment });
 }
 
 export function sha256(text: string): string {

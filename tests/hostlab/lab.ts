@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
 import { BuildHostConfig, parseConfig, RawConfig } from "../../components/config";
-import { HostStepDefinition, parseStepReport, shellQuote, stepCommand, StepReport } from "../../components/steps";
+import { HostStepDefinition, parseStepReport, shellQuote, StepReport, stepFingerprints, stepRunCommand } from "../../components/steps";
 
 /** What start-host.sh wrote about the lab host (host.env). */
 export interface LabHost {
@@ -162,12 +162,14 @@ export interface StepRun {
 }
 
 /**
- * Runs a step the way the HostStep component does: `stepCommand(environment)` as the SSH command
- * (HostStep adds two re-run markers the scripts ignore), the script's text on stdin. `overrides` replace environment values for lab-only experiments.
+ * Runs a step the way the HostStep component does: `stepRunCommand` as the SSH command, the script's
+ * text on stdin, HOST_ID as existing mode gives it. `overrides` replace environment values for
+ * lab-only experiments.
  */
 export function runStep(lab: LabHost, step: HostStepDefinition, label: string,
                         overrides: Record<string, string> = {}): StepRun {
-    const result = ssh(lab, stepCommand({ ...step.environment, ...overrides }), step.script);
+    const withOverrides = { ...step, environment: { ...step.environment, ...overrides } };
+    const result = ssh(lab, stepRunCommand(withOverrides, stepFingerprints([withOverrides])[0], `${lab.host}:${lab.port}`), step.script);
     let report: StepReport | undefined;
     try {
         report = parseStepReport(step.name, result.stdout);

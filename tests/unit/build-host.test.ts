@@ -182,7 +182,7 @@ describe("ec2 mode", () => {
             expect([STEP_NAMES[i], command.inputs.delete !== undefined, command.deleteBeforeReplace]).toEqual([STEP_NAMES[i], owns, owns]);
         }
         expect(commands[4].inputs.delete).toContain("BUILDER_ACTION='delete'");
-        expect(commands[5].inputs.delete).toBe("sudo -n env TEAM_MEMBERS='' bash -s");
+        expect(commands[5].inputs.delete).toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[5].scriptSha256}' TEAM_MEMBERS='' bash -s`);
     });
 
     test("triggers (which replace) carry only the builder's identity; every other change re-runs in place", () => {
@@ -202,11 +202,12 @@ describe("ec2 mode", () => {
         expect(await valueOf(host.teamDockerContextCommands)).toEqual({ alice: `docker context create buildx-host --docker host=ssh://alice@${dns}` });
         expect(Object.keys(await valueOf(host.teamGithubActionsSnippets))).toEqual(["alice"]);
         expect((await valueOf(host.teamGithubActionsSnippets)).alice).toContain(`--docker host=ssh://alice@${dns}`);
-        expect(await valueOf(host.publicIp)).toBe("198.51.100.7");
+        expect(await valueOf(host.publicIp!)).toBe("198.51.100.7");
+        expect(await valueOf(host.address)).toBe(dns);
         expect(await valueOf(host.instanceId!)).toBe("ec2-ec2-instance-id");
         expect(await valueOf(host.platforms)).toEqual(["linux/amd64", "linux/arm64"]);
         expect(await valueOf(host.versions)).toEqual({ docker: "28.5.2", buildx: "v0.29.1", buildkit: "v0.34.2", qemu: "8.2.2", kernel: "6.8.0-1021-aws" });
-        expect(await valueOf(host.preflight)).toMatchObject({ preflight: { kernelOk: true, binfmtMounted: true }, platforms: { "linux/arm64": { ok: true } } });
+        expect(await valueOf(host.preflight)).toMatchObject({ checks: { kernelOk: true, binfmtMounted: true }, emulationProofs: { "linux/arm64": { ok: true } } });
     });
 });
 
@@ -273,12 +274,15 @@ describe("existing-host mode", () => {
     test("outputs carry the port where it is not 22, and no login key", async () => {
         expect(deployed.host.loginPrivateKey).toBeUndefined();
         expect(deployed.host.instanceId).toBeUndefined();
+        expect([deployed.host.publicIp, deployed.host.publicDns]).toEqual([undefined, undefined]);
+        expect(await valueOf(deployed.host.address)).toBe("127.0.0.1");
         expect(await valueOf(deployed.host.sshEndpoint)).toBe("ssh://builder@127.0.0.1:2222");
         expect(await valueOf(deployed.host.knownHostsLine)).toBe(`[127.0.0.1]:2222 ${HOST_KEY}`);
         expect(await valueOf(deployed.host.dockerContextCommand)).toBe("docker context create lab --docker host=ssh://builder@127.0.0.1:2222");
     });
 
     test("refuses to run without the private key", () => {
-        expect(() => new BuildHost("nokey", { config: parseConfig(config) })).toThrow(/existingHostPrivateKey is required/);
+        expect(() => new BuildHost("nokey", { config: parseConfig(config) })).toThrow(pulumi.ResourceError);
+        expect(() => new BuildHost("nokey2", { config: parseConfig(config) })).toThrow(/existingHostPrivateKey is required/);
     });
 });

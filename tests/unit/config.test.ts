@@ -5,7 +5,7 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import {
-    architectureOfInstanceType, DEFAULTS, isCidr, isEncryptedPrivateKey, isSshPublicKey, KNOWN_KEYS, parseConfig, RawConfig,
+    architectureOfInstanceType, BuildHostConfig, DEFAULTS, Ec2Settings, ExistingHostSettings, isCidr, isEncryptedPrivateKey, isSshPublicKey, KNOWN_KEYS, parseConfig, RawConfig,
 } from "../../components/config";
 import { hostStepDefinitions } from "../../components/steps";
 import { configProblems } from "../config-problems";
@@ -20,6 +20,21 @@ const ENCRYPTED_OPENSSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\n" +
     Buffer.concat([Buffer.from("openssh-key-v1\0"), Buffer.from([0, 0, 0, 10]), Buffer.from("aes256-ctr"), Buffer.alloc(64)]).toString("base64") +
     "\n-----END OPENSSH PRIVATE KEY-----\n";
 
+/** The settings of the mode parseConfig chose; throws when it chose the other one. */
+function ec2Settings(config: BuildHostConfig): Ec2Settings {
+    if (config.mode !== "ec2") {
+        throw new Error(`expected ec2 mode, got ${config.mode}`);
+    }
+    return config.ec2;
+}
+
+function existingHostSettings(config: BuildHostConfig): ExistingHostSettings {
+    if (config.mode !== "existing") {
+        throw new Error(`expected existing mode, got ${config.mode}`);
+    }
+    return config.existingHost;
+}
+
 const EC2: RawConfig = { allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) };
 const EXISTING: RawConfig = {
     hostMode: "existing",
@@ -33,11 +48,11 @@ describe("parseConfig defaults", () => {
     test("ec2 mode fills every default", () => {
         const config = parseConfig(EC2);
         expect(config.mode).toBe("ec2");
-        expect(config.ec2).toEqual({
+        expect(ec2Settings(config)).toEqual({
             instanceType: "c7i.xlarge", architecture: "amd64", ubuntuRelease: "24.04", ubuntuAmiSerial: undefined,
             rootVolumeSizeGb: 100, allowedSshCidrs: ["203.0.113.0/24"], subnetId: undefined, loginKeyProvided: false,
         });
-        expect(config.existingHost).toBeUndefined();
+        expect("existingHost" in config).toBe(false);
         expect(config.platforms).toEqual(["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"]);
         expect(config.buildkitImage).toBe("moby/buildkit:v0.34.2");
         expect(config.buildkitGc).toEqual({ reservedSpace: "10GB", maxUsedSpace: "80GB", minFreeSpace: "20GB" });
@@ -47,8 +62,8 @@ describe("parseConfig defaults", () => {
 
     test("existing mode needs no AWS settings and keeps the host key without its comment", () => {
         const config = parseConfig({ ...EXISTING, existingHostPublicKey: `${HOST_KEY} root@build1`, existingHostPort: "2222" });
-        expect(config.ec2).toBeUndefined();
-        expect(config.existingHost).toEqual({ address: "build1.example.com", port: 2222, user: "builder", hostPublicKey: HOST_KEY });
+        expect("ec2" in config).toBe(false);
+        expect(existingHostSettings(config)).toEqual({ address: "build1.example.com", port: 2222, user: "builder", hostPublicKey: HOST_KEY });
     });
 
     test("Graviton instance types derive arm64, others amd64", () => {
@@ -58,7 +73,7 @@ describe("parseConfig defaults", () => {
         for (const type of ["c7i.xlarge", "m7a.large", "t3.micro", "g5.xlarge", "p4d.24xlarge", "inf2.xlarge"]) {
             expect([type, architectureOfInstanceType(type)]).toEqual([type, "amd64"]);
         }
-        expect(parseConfig({ ...EC2, instanceType: "m7g.large" }).ec2!.architecture).toBe("arm64");
+        expect(ec2Settings(parseConfig({ ...EC2, instanceType: "m7g.large" })).architecture).toBe("arm64");
     });
 
     test("team entries become members, a trailing slash leaves the repo URL", () => {
@@ -69,7 +84,7 @@ describe("parseConfig defaults", () => {
 
     test("0.0.0.0/0 is accepted with the explicit opt-in", () => {
         const config = parseConfig({ ...EC2, allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]), allowOpenSsh: "true" });
-        expect(config.ec2!.allowedSshCidrs).toEqual(["0.0.0.0/0"]);
+        expect(ec2Settings(config).allowedSshCidrs).toEqual(["0.0.0.0/0"]);
     });
 
     test("a member listed once per key gets every key; the team step receives one line per key", () => {
@@ -253,6 +268,6 @@ describe("project files", () => {
         expect(stack["aws:region"]).toMatch(/^[a-z]{2}-[a-z]+-\d$/);
         // An example must never grant access: whoever uses it adds their own keys.
         expect(config.team).toEqual([]);
-        expect(config.ec2!.loginKeyProvided).toBe(false);
+        expect(ec2Settings(config).loginKeyProvided).toBe(false);
     });
 });

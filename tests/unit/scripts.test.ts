@@ -101,7 +101,12 @@ describe("the run log (one line per step run, for operators and for counting wha
         const { status, lines } = runLogged(`report '{"step":"demo","changed":true}'`);
         expect(status).toBe(0);
         expect(lines).toHaveLength(1);
-        expect(LINE.exec(lines[0])?.slice(1)).toEqual(["changed=true", ' {"step":"demo","changed":true}']);
+        expect(LINE.exec(lines[0])?.slice(1)).toEqual(["changed=true", ' {"step":"demo","changed":true,"scriptSha256":null}']);
+    });
+
+    test("the report says which version of the script ran", () => {
+        const { lines } = runLogged(`SCRIPT_SHA256=abc123; report '{"step":"demo","changed":false}'`);
+        expect(LINE.exec(lines[0])?.[2]).toBe(' {"step":"demo","changed":false,"scriptSha256":"abc123"}');
     });
 
     test("a run that changed nothing logs changed=false", () => {
@@ -112,7 +117,7 @@ describe("the run log (one line per step run, for operators and for counting wha
     test("a failing run logs how it failed, with the report it printed if any", () => {
         const { status, lines } = runLogged(`report '{"step":"demo","changed":true}'; die "proof failed"`);
         expect(status).toBe(1);
-        expect(LINE.exec(lines[0])?.slice(1)).toEqual(["failed(exit=1)", ' {"step":"demo","changed":true}']);
+        expect(LINE.exec(lines[0])?.slice(1)).toEqual(["failed(exit=1)", ' {"step":"demo","changed":true,"scriptSha256":null}']);
         expect(LINE.exec(runLogged("false").lines[0])?.slice(1)).toEqual(["failed(exit=1)", undefined]);
     });
 

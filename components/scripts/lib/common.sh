@@ -21,9 +21,11 @@ begin_step() {
   trap 'append_run_log $?' EXIT
 }
 
-# Prints the step's JSON report, its last stdout line, and keeps it for the run log.
+# Prints the step's JSON report, its last stdout line, and keeps it for the run log. The report
+# gains "scriptSha256": which version of the step ran (SCRIPT_SHA256, given by the program; null
+# when the script was run by hand).
 report() {
-  REPORT="$1"
+  REPORT="${1%\}},\"scriptSha256\":$(json_or_null "${SCRIPT_SHA256:-}")}"
   printf '%s\n' "${REPORT}"
 }
 

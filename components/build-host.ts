@@ -153,7 +153,7 @@ export class BuildHost extends pulumi.ComponentResource {
                 fingerprint: fingerprints[index],
                 hostId,
                 connection,
-                // WaitForHost waits for cloud-init and the package locks on a new host, within this bound.
+                // wait-for-host waits for cloud-init and the package locks on a new host, within this bound.
                 timeout: index === 0 ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,
             }, { parent: this, dependsOn: [previous] });
             steps[definition.name] = step;

@@ -6,12 +6,16 @@
  * Nothing here touches Pulumi: the host lab builds its configuration with the same function.
  */
 
+import { DEFAULT_PLATFORMS, EMULATED_PLATFORMS, PATTERNS, SUPPORTED_RELEASES } from "./host-facts";
+
 /** The raw `buildx-host:*` values as `pulumi config` stores them (arrays arrive as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
 
 export type HostMode = BuildHostConfig["mode"];
 export type CpuArchitecture = "amd64" | "arm64";
-export type UbuntuRelease = "22.04" | "24.04";
+/** The Ubuntu releases an EC2 host may run (host-facts.ts). */
+export type UbuntuRelease = Extract<typeof SUPPORTED_RELEASES[number], { os: "ubuntu" }>["version"];
+const UBUNTU_RELEASES = SUPPORTED_RELEASES.filter(r => r.os === "ubuntu").map(r => r.version) as UbuntuRelease[];
 
 /** A person who gets their own account on the host, in the docker group, with their SSH keys. */
 export interface TeamMember {
@@ -87,7 +91,7 @@ export const DEFAULTS = {
     rootVolumeSizeGb: 100,
     allowOpenSsh: false,
     dockerAptRepo: "https://download.docker.com/linux",
-    platforms: ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"],
+    platforms: DEFAULT_PLATFORMS,
     builderName: "buildx-host",
     buildkitImage: "moby/buildkit:v0.34.2",
     buildkitGcReservedSpace: "10GB",
@@ -96,19 +100,6 @@ export const DEFAULTS = {
     existingHostPort: 22,
     hostReadyTimeoutMinutes: 15,
 } as const;
-
-/** The platforms QEMU can emulate for a build, mapped to the emulator's binfmt name. */
-export const EMULATED_PLATFORMS: Readonly<Record<string, string>> = {
-    "linux/amd64": "x86_64",
-    "linux/arm64": "aarch64",
-    "linux/arm/v7": "arm",
-    "linux/arm/v6": "arm",
-    "linux/ppc64le": "ppc64le",
-    "linux/s390x": "s390x",
-    "linux/riscv64": "riscv64",
-    "linux/386": "i386",
-    "linux/mips64le": "mips64el",
-};
 
 /** Every key this project reads; anything else under `buildx-host:` is a typo. */
 export const KNOWN_KEYS = [
@@ -135,7 +126,7 @@ const SSH_KEY_TYPES = new Set([
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 ]);
-const SIZE = /^\d+(\.\d+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$|^\d{1,2}%$/;
+const SIZE = new RegExp(PATTERNS.diskSize);
 const KEY_EXAMPLE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 
 /**
@@ -317,7 +308,7 @@ function readEc2Settings(r: Reader): Ec2Settings {
     return {
         instanceType,
         architecture,
-        ubuntuRelease: r.oneOf<UbuntuRelease>("ubuntuRelease", ["24.04", "22.04"], DEFAULTS.ubuntuRelease, "ubuntuRelease 22.04"),
+        ubuntuRelease: r.oneOf<UbuntuRelease>("ubuntuRelease", UBUNTU_RELEASES, DEFAULTS.ubuntuRelease, `ubuntuRelease ${UBUNTU_RELEASES[0]}`),
         ubuntuAmiSerial: r.matching("ubuntuAmiSerial", /^\d{8}(\.\d+)?$/, "must be a Canonical image serial",
             "ubuntuAmiSerial 20251015"),
         rootVolumeSizeGb: r.integer("rootVolumeSizeGb", DEFAULTS.rootVolumeSizeGb, 20, 16384, "rootVolumeSizeGb 200"),
@@ -466,7 +457,7 @@ function readHostMode(r: Reader): HostMode | undefined {
     return mode;
 }
 
-/** Docker's apt repository root, without the distro path the DockerEngine step appends. */
+/** Docker's apt repository root, without the distro path the docker-engine step appends. */
 function readDockerAptRepo(r: Reader): string {
     const repo = r.matching("dockerAptRepo", /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%/-]*)?$/,
         "must be an http(s) URL of a Docker apt repository root", "dockerAptRepo https://download.docker.com/linux",
@@ -519,7 +510,7 @@ export function parseConfig(raw: RawConfig, secretKeys?: readonly string[]): Bui
             "must be an exact apt version as `apt-cache madison docker-ce` prints it, with its revision",
             "dockerCeVersion '5:28.5.2-1~ubuntu.24.04~noble'"),
         platforms: readPlatforms(r),
-        builderName: r.matching("builderName", /^[a-z][a-z0-9_-]{0,62}$/,
+        builderName: r.matching("builderName", new RegExp(PATTERNS.builderName),
             "must start with a lowercase letter, then lowercase letters, digits, _ and - (a buildx builder name)", "builderName team-builder",
             DEFAULTS.builderName)!,
         buildkitImage: r.matching("buildkitImage", /^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/,

@@ -3,19 +3,18 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 
 import { Ec2Settings } from "./config";
+import { SUPPORTED_RELEASES } from "./host-facts";
 
 /** Canonical's AWS account, the only owner whose Ubuntu images are accepted. */
 export const CANONICAL_OWNER_ID = "099720109477";
 /** The login user of Canonical's Ubuntu images. */
 export const UBUNTU_LOGIN_USER = "ubuntu";
 
-const CODENAMES = { "22.04": "jammy", "24.04": "noble" } as const;
-
 /** The AMI name pattern for a release, architecture and optional serial (Canonical's naming). */
 export function ubuntuAmiNamePattern(settings: Pick<Ec2Settings, "ubuntuRelease" | "architecture" | "ubuntuAmiSerial">): string {
     // Canonical publishes gp3-backed images under hvm-ssd-gp3 from 23.10 on.
     const volumeKind = settings.ubuntuRelease === "22.04" ? "hvm-ssd" : "hvm-ssd-gp3";
-    const codename = CODENAMES[settings.ubuntuRelease];
+    const codename = SUPPORTED_RELEASES.find(r => r.os === "ubuntu" && r.version === settings.ubuntuRelease)!.codename;
     return `ubuntu/images/${volumeKind}/ubuntu-${codename}-${settings.ubuntuRelease}-${settings.architecture}-server-${settings.ubuntuAmiSerial ?? "*"}`;
 }
 

@@ -25,7 +25,7 @@ export type StepName = typeof STEP_NAMES[number];
 export interface HostStepDefinition {
     readonly name: StepName;
     readonly scriptPath: string;
-    /** What runs, fed on stdin: the shared functions (scripts/lib/common.sh), then the step's script. */
+    /** What runs, fed on stdin: the shared functions (scripts/lib/common.sh), the host facts, then the step's script. */
     readonly script: string;
     readonly environment: Readonly<Record<string, string>>;
     /** Environment of the delete run, for steps that own something on the host to remove. */
@@ -39,13 +39,15 @@ export interface HostStepDefinition {
 
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
 export const COMMON_LIBRARY_PATH = path.join(SCRIPTS_DIR, "lib", "common.sh");
+/** Generated from host-facts.ts: the tables the scripts share with the program. */
+export const HOST_FACTS_PATH = path.join(SCRIPTS_DIR, "lib", "host-facts.sh");
 
 /** What a step runs with, besides its script. */
 type StepParameters = Pick<HostStepDefinition, "environment" | "deleteEnvironment" | "identity">;
 
 function loadStep(name: StepName, parameters: StepParameters): HostStepDefinition {
     const scriptPath = path.join(SCRIPTS_DIR, `${name}.sh`);
-    const script = `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${readFileSync(scriptPath, "utf8")}`;
+    const script = [COMMON_LIBRARY_PATH, HOST_FACTS_PATH, scriptPath].map(file => readFileSync(file, "utf8")).join("\n");
     return { name, scriptPath, script, ...parameters };
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# buildx-builder.sh — host step 5 (BuildxBuilder): the shared docker-container buildx builder.
+# buildx-builder.sh — host step 5 of 6: the shared docker-container buildx builder.
 #
 # create: writes /etc/buildx-host/buildkitd.toml (BuildKit's GC limits) and makes sure the builder
 # BUILDER_NAME exists in BUILDER_USER's buildx store with one node, "${BUILDER_NAME}0", running in
@@ -35,6 +35,8 @@ set -euo pipefail
 if ! declare -F log >/dev/null; then
   # shellcheck source=lib/common.sh
   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+  # shellcheck source=lib/host-facts.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
 BUILDER_ACTION="${BUILDER_ACTION:-create}"
@@ -63,8 +65,8 @@ BUILDKIT_VERSION=""
 
 validate_disk_space() {
   local name="$1" value="$2"
-  [[ "${value}" =~ ^[0-9]+%$ || "${value}" =~ ^[0-9]+(\.[0-9]+)?\ ?[kKmMgGtTpP]?[iI]?[bB]?$ ]] \
-    || die "${name} '${value}' is not a size BuildKit understands (e.g. 10GB, 512MB, 10%)"
+  [[ "${value}" =~ ${HOST_FACTS_DISK_SIZE_PATTERN} ]] \
+    || die "${name} '${value}' is not a size BuildKit understands (e.g. 10GB, 512MiB, 10%)"
 }
 
 validate_input() {
@@ -72,8 +74,8 @@ validate_input() {
     create | delete) ;;
     *) die "BUILDER_ACTION must be create or delete, not '${BUILDER_ACTION}'" ;;
   esac
-  [[ "${BUILDER_NAME}" =~ ^[a-zA-Z][a-zA-Z0-9._-]*$ ]] \
-    || die "BUILDER_NAME '${BUILDER_NAME}' is not a valid buildx name (a letter, then letters, digits, '.', '_', '-')"
+  [[ "${BUILDER_NAME}" =~ ${HOST_FACTS_BUILDER_NAME_PATTERN} ]] \
+    || die "BUILDER_NAME '${BUILDER_NAME}' is not a valid builder name (a lowercase letter, then up to 62 of a-z 0-9 _ -)"
   [[ "${BUILDKIT_IMAGE}" =~ ^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$ ]] \
     || die "BUILDKIT_IMAGE '${BUILDKIT_IMAGE}' is not an image reference"
   validate_disk_space BUILDKIT_GC_RESERVED_SPACE "${BUILDKIT_GC_RESERVED_SPACE}"
@@ -93,7 +95,7 @@ require_builder_user() {
   id -u "${BUILDER_USER}" >/dev/null 2>&1 || die "BUILDER_USER '${BUILDER_USER}' does not exist on this host"
   [[ -d "$(user_home)" ]] || die "BUILDER_USER '${BUILDER_USER}' has no home directory ($(user_home)) for its buildx store"
   as_builder_user info >/dev/null 2>&1 \
-    || die "'${BUILDER_USER}' cannot reach the docker daemon; add it to the docker group (DockerEngine step, DOCKER_GROUP_USERS)"
+    || die "'${BUILDER_USER}' cannot reach the docker daemon; add it to the docker group (docker-engine step, DOCKER_GROUP_USERS)"
 }
 
 render_buildkitd_toml() {
@@ -273,7 +275,7 @@ main() {
   if [[ "${BUILDER_ACTION}" == delete ]]; then
     delete_builder
   else
-    docker_answers || die "docker does not answer; run the DockerEngine step (docker-engine.sh) first"
+    docker_answers || die "docker does not answer; run the docker-engine step (docker-engine.sh) first"
     require_builder_user
     choose_driver_opts
     write_buildkitd_toml

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# docker-engine.sh — host step 2 (DockerEngine): Docker Engine from Docker's apt repository.
+# docker-engine.sh — host step 2 of 6: Docker Engine from Docker's apt repository.
 #
 # Installs docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin and docker-compose-plugin
 # from "$DOCKER_APT_REPO/<os id>" (key in /etc/apt/keyrings/docker.asc, deb822 source in
@@ -33,6 +33,8 @@ set -euo pipefail
 if ! declare -F log >/dev/null; then
   # shellcheck source=lib/common.sh
   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+  # shellcheck source=lib/host-facts.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
 DOCKER_APT_REPO="${DOCKER_APT_REPO:-https://download.docker.com/linux}"
@@ -81,10 +83,8 @@ read_platform() {
   OS_ID="$(os_release_field ID)"
   OS_CODENAME="$(os_release_field VERSION_CODENAME)"
   ARCH="$(dpkg --print-architecture)"
-  case "${OS_ID}" in
-    ubuntu | debian) ;;
-    *) die "Docker's apt repository has no '${OS_ID}' tree; this step supports Ubuntu and Debian" ;;
-  esac
+  [[ " ${HOST_FACTS_SUPPORTED_RELEASES[*]} " == *" ${OS_ID} "* ]] \
+    || die "Docker's apt repository has no '${OS_ID}' tree here; this step supports: ${HOST_FACTS_SUPPORTED_RELEASES[*]}"
   [[ -n "${OS_CODENAME}" ]] || die "/etc/os-release has no VERSION_CODENAME; cannot pick the Docker apt suite"
   REPO_URL="${DOCKER_APT_REPO}/${OS_ID}"
 }

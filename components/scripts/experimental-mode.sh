@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# experimental-mode.sh — host step 3 (ExperimentalMode): Docker daemon experimental features on.
+# experimental-mode.sh — host step 3 of 6: Docker daemon experimental features on.
 #
 # Merges "experimental": true into the daemon's config file, keeping every other key; restarts
 # docker only when the file changed, and then checks the daemon reports Experimental: true.
@@ -23,6 +23,8 @@ set -euo pipefail
 if ! declare -F log >/dev/null; then
   # shellcheck source=lib/common.sh
   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+  # shellcheck source=lib/host-facts.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
 DAEMON_JSON="${DAEMON_JSON:-/etc/docker/daemon.json}"

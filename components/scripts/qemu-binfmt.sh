@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# qemu-binfmt.sh — host step 4 (QemuBinfmt): QEMU user emulation for foreign-platform builds.
+# qemu-binfmt.sh — host step 4 of 6: QEMU user emulation for foreign-platform builds.
 #
 # Installs the release's static QEMU emulators, runs Artur Klauser's preflight checks (kernel
 # >= 4.8 for the fix-binary flag, binfmt_misc mounted, update-binfmts >= 2.1.7 where binfmt-support
@@ -44,9 +44,11 @@ set -euo pipefail
 if ! declare -F log >/dev/null; then
   # shellcheck source=lib/common.sh
   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+  # shellcheck source=lib/host-facts.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
-QEMU_PLATFORMS="${QEMU_PLATFORMS:-linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64}"
+QEMU_PLATFORMS="${QEMU_PLATFORMS:-${HOST_FACTS_DEFAULT_PLATFORMS}}"
 APT_LOCK_TIMEOUT_SECONDS="${APT_LOCK_TIMEOUT_SECONDS:-300}"
 
 readonly STEP=qemu-binfmt
@@ -85,25 +87,16 @@ declare -A EMULATOR_JSON=()
 declare -A PLATFORM_JSON=()
 declare -A MECHANISMS=()
 
-# The qemu-<name> emulator a platform needs.
+# The qemu-<name> emulator a platform needs (host-facts.sh: the program's own table).
 qemu_name_for() {
-  case "$1" in
-    linux/amd64) echo x86_64 ;;
-    linux/arm64 | linux/arm64/v8) echo aarch64 ;;
-    linux/arm/v7 | linux/arm/v6) echo arm ;;
-    linux/ppc64le) echo ppc64le ;;
-    linux/s390x) echo s390x ;;
-    linux/riscv64) echo riscv64 ;;
-    linux/386) echo i386 ;;
-    linux/mips64le) echo mips64el ;;
-    *) return 1 ;;
-  esac
+  [[ -v "HOST_FACTS_EMULATOR_OF[$1]" ]] || return 1
+  echo "${HOST_FACTS_EMULATOR_OF[$1]}"
 }
 
 # The embedded proof binary for a platform (named by what it prints), or nothing.
 proof_name_for() {
   case "$1" in
-    linux/arm64 | linux/arm64/v8) echo aarch64 ;;
+    linux/arm64) echo aarch64 ;;
     linux/arm/v7 | linux/arm/v6) echo armv7l ;;
     linux/ppc64le) echo ppc64le ;;
     linux/s390x) echo s390x ;;
@@ -136,7 +129,7 @@ parse_platforms() {
       continue
     fi
     emulator="$(qemu_name_for "${platform}")" \
-      || die "QEMU_PLATFORMS names '${platform}', which this step cannot emulate; known: linux/amd64 linux/arm64 linux/arm/v7 linux/arm/v6 linux/ppc64le linux/s390x linux/riscv64 linux/386 linux/mips64le"
+      || die "QEMU_PLATFORMS names '${platform}', which this step cannot emulate; known: ${!HOST_FACTS_EMULATOR_OF[*]}"
     EMULATOR_OF["${platform}"]="qemu-${emulator}"
     [[ " ${EMULATORS[*]} " == *" qemu-${emulator} "* ]] || EMULATORS+=("qemu-${emulator}")
   done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# team-access.sh — host step 6 (TeamAccess): one account per team member, in the docker group.
+# team-access.sh — host step 6 of 6: one account per team member, in the docker group.
 #
 # For each member: an account (created by this step), its SSH keys in ~/.ssh/authorized_keys, and
 # membership of the docker group — which is what lets the member use the shared builder over
@@ -28,6 +28,8 @@ set -euo pipefail
 if ! declare -F log >/dev/null; then
   # shellcheck source=lib/common.sh
   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+  # shellcheck source=lib/host-facts.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
 TEAM_MEMBERS="${TEAM_MEMBERS:-}"
@@ -123,7 +125,7 @@ check_ownership() {
     || die "account(s) ${foreign[*]} already exist on this host and were not created by buildx-host; this step will not take over an existing account (give the member another name)"
   # Only granting needs the group; revoking everyone (the delete run) must work without it.
   ((${#MEMBERS[@]} == 0)) || getent group "${DOCKER_GROUP}" >/dev/null \
-    || die "the ${DOCKER_GROUP} group does not exist; run the DockerEngine step (docker-engine.sh) first"
+    || die "the ${DOCKER_GROUP} group does not exist; run the docker-engine step (docker-engine.sh) first"
 }
 
 home_of() { getent passwd "$1" | cut -d: -f6; }

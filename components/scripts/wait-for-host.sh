@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wait-for-host.sh — host step 1 (WaitForHost): wait until the host is ready to be provisioned.
+# wait-for-host.sh — host step 1 of 6: wait until the host is ready to be provisioned.
 #
 # Refuses an unsupported OS, waits for cloud-init to finish (when it is installed) and for the
 # dpkg/apt locks to be free, all within one deadline. Changes nothing on the host.
@@ -18,6 +18,8 @@ set -euo pipefail
 if ! declare -F log >/dev/null; then
   # shellcheck source=lib/common.sh
   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+  # shellcheck source=lib/host-facts.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
 WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-900}"
@@ -42,10 +44,11 @@ read_os_release() {
   OS_ID="$(os_release_field ID)"
   OS_VERSION="$(os_release_field VERSION_ID)"
   OS_CODENAME="$(os_release_field VERSION_CODENAME)"
-  case "${OS_ID} ${OS_VERSION}" in
-    "ubuntu 22.04" | "ubuntu 24.04" | "debian 12" | "debian 13") ;;
-    *) die "unsupported OS '${OS_ID} ${OS_VERSION}' (${OS_CODENAME:-no codename}): supported are Ubuntu 22.04, Ubuntu 24.04, Debian 12 and Debian 13; use one of those images" ;;
-  esac
+  local release supported=false
+  for release in "${HOST_FACTS_SUPPORTED_RELEASES[@]}"; do
+    [[ "${release% *}" != "${OS_ID} ${OS_VERSION}" ]] || supported=true
+  done
+  [[ "${supported}" == true ]] || die "unsupported OS '${OS_ID} ${OS_VERSION}' (${OS_CODENAME:-no codename}): supported are $(printf '%s, ' "${HOST_FACTS_SUPPORTED_RELEASES[@]% *}" | sed 's/, $//'); use one of those images"
   [[ -n "${OS_CODENAME}" ]] || die "/etc/os-release has no VERSION_CODENAME; the Docker apt source needs it"
 }
 

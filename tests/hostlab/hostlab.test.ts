@@ -14,8 +14,8 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { EMULATED_PLATFORMS } from "../../components/config";
 import { buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine } from "../../components/endpoint";
+import { emulatorOf } from "../../components/host-facts";
 import { HostStepDefinition, hostStepDefinitions, shellQuote, StepReport } from "../../components/steps";
 import {
     binfmtFlags, expectStepOk, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
@@ -46,7 +46,7 @@ const endpoint: EndpointParts = {
 };
 /** The lab host runs on this machine's CPU; every other configured platform needs an emulator. */
 const NATIVE_PLATFORM = process.arch === "arm64" ? "linux/arm64" : "linux/amd64";
-const emulators = [...new Set(config.platforms.filter(p => p !== NATIVE_PLATFORM).map(p => `qemu-${EMULATED_PLATFORMS[p]}`))];
+const emulators = [...new Set(config.platforms.filter(p => p !== NATIVE_PLATFORM).map(p => `qemu-${emulatorOf(p)}`))];
 const BINFMT = "/proc/sys/fs/binfmt_misc";
 const FOREIGN_IMAGE = "buildx-host-lab/busybox-arm64:lab";
 

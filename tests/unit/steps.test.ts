@@ -3,7 +3,7 @@ import { readFileSync } from "fs";
 
 import { parseConfig } from "../../components/config";
 import {
-    COMMON_LIBRARY_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand,
+    COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand,
     stepFingerprints, stepRunCommand,
 } from "../../components/steps";
 
@@ -25,10 +25,11 @@ describe("host step definitions", () => {
             STEP_NAMES.map(name => `scripts/${name}.sh`));
     });
 
-    test("send the shared functions ahead of each step's own script", () => {
+    test("send the shared functions and the host facts ahead of each step's own script", () => {
         const library = readFileSync(COMMON_LIBRARY_PATH, "utf8");
+        const facts = readFileSync(HOST_FACTS_PATH, "utf8");
         for (const step of steps) {
-            expect(step.script).toBe(`${library}\n${readFileSync(step.scriptPath, "utf8")}`);
+            expect(step.script).toBe(`${library}\n${facts}\n${readFileSync(step.scriptPath, "utf8")}`);
         }
     });
 

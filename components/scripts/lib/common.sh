@@ -109,7 +109,7 @@ os_release_field() {
 in_group() { id -nG "$1" | tr ' ' '\n' | grep -qxF "$2"; }
 
 require_docker() {
-  command -v docker >/dev/null 2>&1 || die "docker is not installed; run the DockerEngine step (docker-engine.sh) first"
+  command -v docker >/dev/null 2>&1 || die "docker is not installed; run the docker-engine step (docker-engine.sh) first"
 }
 
 docker_answers() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 </dev/null; }

@@ -1,0 +1,71 @@
+/**
+ * Facts about build hosts that both the program and the host scripts need: one home for each, the
+ * way tonistiigi/binfmt keeps its table apart from its logic. config.ts validates against them;
+ * the scripts read them from components/scripts/lib/host-facts.sh, which `hostFactsShell` generates
+ * from this file (a unit test keeps the two equal; `UPDATE_HOST_FACTS=1 npm test` rewrites it).
+ * Pure data: no Pulumi calls.
+ */
+
+/** The releases a host may run: what wait-for-host accepts, docker-engine's repository trees, the EC2 AMIs. */
+export const SUPPORTED_RELEASES = [
+    { os: "ubuntu", version: "22.04", codename: "jammy" },
+    { os: "ubuntu", version: "24.04", codename: "noble" },
+    { os: "debian", version: "12", codename: "bookworm" },
+    { os: "debian", version: "13", codename: "trixie" },
+] as const;
+
+/** The platforms QEMU can emulate for a build, each with its emulator's binfmt name (qemu-<name>). */
+export const EMULATED_PLATFORMS = {
+    "linux/amd64": "x86_64",
+    "linux/arm64": "aarch64",
+    "linux/arm/v7": "arm",
+    "linux/arm/v6": "arm",
+    "linux/ppc64le": "ppc64le",
+    "linux/s390x": "s390x",
+    "linux/riscv64": "riscv64",
+    "linux/386": "i386",
+    "linux/mips64le": "mips64el",
+} as const satisfies Readonly<Record<string, string>>;
+
+export type EmulatedPlatform = keyof typeof EMULATED_PLATFORMS;
+
+/** The emulator's binfmt name for a platform, or undefined when QEMU cannot emulate it. */
+export function emulatorOf(platform: string): string | undefined {
+    return (EMULATED_PLATFORMS as Readonly<Record<string, string>>)[platform];
+}
+
+/** The platforms the QEMU step checks and proves unless told otherwise (the host's own is skipped). */
+export const DEFAULT_PLATFORMS: readonly EmulatedPlatform[] = [
+    "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64",
+];
+
+/**
+ * Patterns as POSIX extended regular expressions, the common ground of JavaScript's RegExp and
+ * bash's `=~`: no \d, no lookaround.
+ */
+export const PATTERNS = {
+    /** A buildx builder name, also the clients' docker context name. */
+    builderName: "^[a-z][a-z0-9_-]{0,62}$",
+    /** A BuildKit GC limit: a size with a unit BuildKit reads, or a percentage of the disk. */
+    diskSize: "^[0-9]+(\\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$|^[0-9]{1,2}%$",
+} as const;
+
+/** A value quoted for bash, single quotes with embedded ones spliced in. */
+function quoted(value: string): string {
+    return `'${value.replace(/'/g, `'"'"'`)}'`;
+}
+
+/** components/scripts/lib/host-facts.sh, as generated from the tables above. */
+export function hostFactsShell(): string {
+    return [
+        "# shellcheck shell=bash disable=SC2034 # the steps read these",
+        "# Generated from components/host-facts.ts (UPDATE_HOST_FACTS=1 npm test); do not edit.",
+        "# steps.ts sends it after lib/common.sh, ahead of every step's script.",
+        `readonly HOST_FACTS_SUPPORTED_RELEASES=(${SUPPORTED_RELEASES.map(r => quoted(`${r.os} ${r.version} ${r.codename}`)).join(" ")})`,
+        `declare -rA HOST_FACTS_EMULATOR_OF=(${Object.entries(EMULATED_PLATFORMS).map(([p, e]) => `[${p}]=${e}`).join(" ")})`,
+        `readonly HOST_FACTS_DEFAULT_PLATFORMS=${quoted(DEFAULT_PLATFORMS.join(" "))}`,
+        `readonly HOST_FACTS_BUILDER_NAME_PATTERN=${quoted(PATTERNS.builderName)}`,
+        `readonly HOST_FACTS_DISK_SIZE_PATTERN=${quoted(PATTERNS.diskSize)}`,
+        "",
+    ].join("\n");
+}

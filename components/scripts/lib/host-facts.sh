@@ -1,0 +1,8 @@
+# shellcheck shell=bash disable=SC2034 # the steps read these
+# Generated from components/host-facts.ts (UPDATE_HOST_FACTS=1 npm test); do not edit.
+# steps.ts sends it after lib/common.sh, ahead of every step's script.
+readonly HOST_FACTS_SUPPORTED_RELEASES=('ubuntu 22.04 jammy' 'ubuntu 24.04 noble' 'debian 12 bookworm' 'debian 13 trixie')
+declare -rA HOST_FACTS_EMULATOR_OF=([linux/amd64]=x86_64 [linux/arm64]=aarch64 [linux/arm/v7]=arm [linux/arm/v6]=arm [linux/ppc64le]=ppc64le [linux/s390x]=s390x [linux/riscv64]=riscv64 [linux/386]=i386 [linux/mips64le]=mips64el)
+readonly HOST_FACTS_DEFAULT_PLATFORMS='linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64'
+readonly HOST_FACTS_BUILDER_NAME_PATTERN='^[a-z][a-z0-9_-]{0,62}$'
+readonly HOST_FACTS_DISK_SIZE_PATTERN='^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$|^[0-9]{1,2}%$'

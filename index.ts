@@ -26,12 +26,12 @@ function validatedConfig(raw: RawConfig) {
 }
 
 const raw = rawConfig();
-const settings = validatedConfig(raw);
+const config = validatedConfig(raw);
 /** A secret setting, wrapped as a secret where it is read; undefined where unset (Pulumi.yaml's default is ""). */
 const secretSetting = (key: typeof SECRET_KEYS[number]) => raw[key] ? pulumi.secret(raw[key]!) : undefined;
 
 const buildHost = new BuildHost(PROJECT, {
-    config: settings,
+    config,
     loginPrivateKey: secretSetting("loginPrivateKey"),
     existingHostPrivateKey: secretSetting("existingHostPrivateKey"),
     tags: { Project: PROJECT, Stack: pulumi.getStack(), ManagedBy: "pulumi" },

@@ -53,19 +53,30 @@ export interface Ec2HostArgs {
  * and an Elastic IP.
  */
 export class Ec2Host extends pulumi.ComponentResource {
+    /** The instance's id. */
     public readonly instanceId: pulumi.Output<string>;
+    /** The Elastic IP: the address survives a stop/start. */
     public readonly publicIp: pulumi.Output<string>;
+    /** The Elastic IP's public DNS name. */
     public readonly publicDns: pulumi.Output<string>;
     /** The address clients and Pulumi connect to: the public DNS name, or the IP where there is none. */
     public readonly address: pulumi.Output<string>;
+    /** The Canonical AMI the instance was made from. */
     public readonly amiId: pulumi.Output<string>;
+    /** That AMI's name (release, architecture, serial). */
     public readonly amiName: pulumi.Output<string>;
+    /** The image's login user, who owns the builder. */
     public readonly loginUser: string = UBUNTU_LOGIN_USER;
     /** The login private key (secret). */
     public readonly loginPrivateKey: pulumi.Output<string>;
     /** The host's SSH public key, "ssh-ed25519 AAAA…". */
     public readonly hostPublicKey: pulumi.Output<string>;
 
+    /**
+     * @param name the component's name; its children are named from it
+     * @param args what the component needs (see the Args interface)
+     * @param opts options of the component
+     */
     constructor(name: string, args: Ec2HostArgs, opts?: pulumi.ComponentResourceOptions) {
         super("buildx-host:aws:Ec2Host", name, {}, opts);
         const { settings, tags } = args;

@@ -32,6 +32,11 @@ export class HostKeyCheck extends pulumi.ComponentResource {
     /** The probe's JSON line: host, port, key type and fingerprint it found, seconds waited. */
     public readonly result: pulumi.Output<string>;
 
+    /**
+     * @param name the component's name; its children are named from it
+     * @param args what the component needs (see the Args interface)
+     * @param opts options of the component
+     */
     constructor(name: string, args: HostKeyCheckArgs, opts?: pulumi.ComponentResourceOptions) {
         super("buildx-host:host:HostKeyCheck", name, {}, opts);
         const timeoutSeconds = args.timeoutMinutes * 60;

@@ -32,6 +32,11 @@ export class HostStep extends pulumi.ComponentResource {
     /** The step's JSON report (what it found and changed). */
     public readonly report: pulumi.Output<StepReport>;
 
+    /**
+     * @param name the component's name; its children are named from it
+     * @param args what the component needs (see the Args interface)
+     * @param opts options of the component
+     */
     constructor(name: string, args: HostStepArgs, opts?: pulumi.ComponentResourceOptions) {
         super("buildx-host:host:HostStep", name, {}, opts);
 

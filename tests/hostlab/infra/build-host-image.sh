@@ -12,6 +12,10 @@
 #   HOST_IMAGE_REPO   [buildx-host-lab/host]  image repository; the tag is <suite>-<hash>
 #   CACHE_DIR         [/var/cache/buildx-host]
 #   DEBIAN_MIRROR     [http://deb.debian.org/debian]
+#   HOST_VARIANT      []  cloud-init: the machine of the EC2 boot path (cloud-init.test.ts): Debian's
+#                         cloud-init is installed and the SSH host keys openssh-server's postinst
+#                         generated are KEPT, so cloud-init's ssh_deletekeys has keys to delete; the
+#                         tag is <suite>-cloud-init-<hash>
 # Prints the image reference on stdout.
 set -euo pipefail
 
@@ -25,13 +29,29 @@ SUITE="${HOST_SUITE:-trixie}"
 # What a minimal cloud server has, plus kmod.
 # Deliberately absent: jq, qemu, docker: the host scripts must install what they use.
 INCLUDE=systemd,systemd-sysv,dbus,openssh-server,sudo,ca-certificates,curl,gnupg,iproute2,procps,kmod
+VARIANT="${HOST_VARIANT:-}"
 
 log() { echo "build-host-image: $*" >&2; }
 
+case "$VARIANT" in
+  "") ;;
+  # debootstrap does not resolve virtual packages: python3-cryptography (cloud-init, through
+  # python3-oauthlib) depends on python3-cffi-backend-api-min, which python3-cffi-backend provides.
+  cloud-init) INCLUDE="$INCLUDE,cloud-init,python3-cffi-backend" ;;
+  *)
+    log "unknown HOST_VARIANT '$VARIANT' (known: cloud-init)"
+    exit 1
+    ;;
+esac
+
+# The text of a function of this script (what the image tag hashes).
+function_text() { sed -n "/^$1()/,/^}/p" "${BASH_SOURCE[0]}"; }
+
 image_tag() {
-  local hash
-  hash="$(printf '%s\n' "$SUITE" "$INCLUDE" "$(sed -n '/^customize_rootfs()/,/^}/p' "${BASH_SOURCE[0]}")" | sha256sum | cut -c1-12)"
-  echo "${HOST_IMAGE_REPO}:${SUITE}-${hash}"
+  local hash inputs=("$SUITE" "$INCLUDE" "$(function_text customize_rootfs)")
+  [[ "$VARIANT" != cloud-init ]] || inputs+=("$(function_text customize_cloud_init_rootfs)")
+  hash="$(printf '%s\n' "${inputs[@]}" | sha256sum | cut -c1-12)"
+  echo "${HOST_IMAGE_REPO}:${SUITE}${VARIANT:+-$VARIANT}-${hash}"
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -67,6 +87,29 @@ SOURCES
   rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
 }
 
+# The cloud-init variant: the same customisation, except that the host keys openssh-server's
+# postinst generated stay, as they are on a cloud image before its first boot (cloud-init's
+# ssh_deletekeys must remove them). Plus one setting a real image has when something else owns
+# its network: this "machine" shares the lab VM's network namespace (--network host), so
+# cloud-init must not render or apply network configuration (its fallback is DHCP on the
+# first NIC, which here is the VM's). The datasource is left to ds-identify, as on a cloud image.
+customize_cloud_init_rootfs() {
+  local dir="$1" keys
+  compgen -G "$dir/etc/ssh/ssh_host_*_key" >/dev/null || {
+    log "openssh-server generated no host keys in $dir/etc/ssh"
+    return 1
+  }
+  keys="$(mktemp -d)"
+  cp -a "$dir"/etc/ssh/ssh_host_* "$keys/"
+  customize_rootfs "$dir"
+  cp -a "$keys"/. "$dir/etc/ssh/"
+  rm -rf "$keys"
+  cat >"$dir/etc/cloud/cloud.cfg.d/99-buildx-host-lab.cfg" <<'CONFIG'
+# Host lab: this machine's network belongs to the machine it runs on; cloud-init leaves it alone.
+network: {config: disabled}
+CONFIG
+}
+
 build_tarball() {
   local tarball="$1" dir
   ensure_debootstrap
@@ -75,7 +118,11 @@ build_tarball() {
   local start=$SECONDS
   debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$dir" "$DEBIAN_MIRROR" >&2
   log "debootstrap took $((SECONDS - start))s"
-  customize_rootfs "$dir"
+  if [[ "$VARIANT" == cloud-init ]]; then
+    customize_cloud_init_rootfs "$dir"
+  else
+    customize_rootfs "$dir"
+  fi
   tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
   rm -rf "$dir"

@@ -17,17 +17,27 @@
 #   HOST_IMAGE          [output of build-host-image.sh]
 #   CACHE_DIR           [/var/cache/buildx-host]  apt archives are kept under it between runs
 #   HOSTLAB_SSH_WAIT_SECONDS [120]
+#   HOST_VARIANT        []  cloud-init: boot the EC2 path for real instead (cloud-init.test.ts) on the
+#                           image of the same variant: no lab host key and no lab first-boot user;
+#                           Debian's cloud-init runs at first boot from a NoCloud seed
+#                           (/var/lib/cloud/seed/nocloud) holding the user data the program renders
+#                           with components/ec2-host.ts cloudInitUserData for a host key generated
+#                           here, and meta-data whose public-keys give the image's default user
+#                           (HOSTLAB_USER is that user, read from the image's cloud.cfg) the login
+#                           key. The seed is kept in <state dir>/nocloud.
 # Positional arguments NAME PORT override HOSTLAB_NAME and HOSTLAB_SSH_PORT.
 # Writes <state dir>/host.env (shell syntax) and prints its path on stdout.
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$INFRA_DIR/../../.." && pwd)"
 HOSTLAB_NAME="${1:-${HOSTLAB_NAME:-buildx-host-lab}}"
 HOSTLAB_SSH_PORT="${2:-${HOSTLAB_SSH_PORT:-2222}}"
 HOSTLAB_USER="${HOSTLAB_USER:-builder}"
 HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/$HOSTLAB_NAME}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 HOSTLAB_SSH_WAIT_SECONDS="${HOSTLAB_SSH_WAIT_SECONDS:-120}"
+HOST_VARIANT="${HOST_VARIANT:-}"
 
 log() { echo "start-host: $*" >&2; }
 
@@ -56,7 +66,11 @@ make_keys() {
   rm -rf "$HOSTLAB_STATE_DIR"
   mkdir -p "$HOSTLAB_STATE_DIR"
   chmod 0700 "$HOSTLAB_STATE_DIR"
-  ssh-keygen -q -t ed25519 -N '' -C "buildx-host-lab host $HOSTLAB_NAME" -f "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key"
+  # The EC2 path's host key is the program's tls.PrivateKey (ED25519, OpenSSH format, no comment);
+  # ssh-keygen makes the same kind of key.
+  local host_key_comment="buildx-host-lab host $HOSTLAB_NAME"
+  [[ "$HOST_VARIANT" != cloud-init ]] || host_key_comment=""
+  ssh-keygen -q -t ed25519 -N '' -C "$host_key_comment" -f "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key"
   ssh-keygen -q -t ed25519 -N '' -C "$HOSTLAB_USER@buildx-host-lab" -f "$HOSTLAB_STATE_DIR/id_ed25519"
   printf '[127.0.0.1]:%s %s\n' "$HOSTLAB_SSH_PORT" \
     "$(cut -d' ' -f1,2 "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub")" >"$HOSTLAB_STATE_DIR/known_hosts"
@@ -138,6 +152,78 @@ UNIT
   install -m 0644 "$stage/etc/docker/daemon.json" "$HOSTLAB_STATE_DIR/daemon.json.seed"
 }
 
+# The cloud-init variant's login user: the default user of the image's cloud-init configuration
+# (on EC2 the AMI's, "ubuntu"), which cloud-init creates with passwordless sudo.
+cloud_init_default_user() {
+  docker run --rm --network none --entrypoint python3 "$1" -c \
+    'import yaml; print(yaml.safe_load(open("/etc/cloud/cloud.cfg"))["system_info"]["default_user"]["name"])'
+}
+
+# Prints the user data the program gives an EC2 instance for host key $1 (private) / $2 (public):
+# components/ec2-host.ts cloudInitUserData itself, loaded from the TypeScript source (transpiled
+# on the fly with the project's typescript, as ts-jest does; no type check).
+render_user_data() {
+  (cd "$ROOT" && node -e '
+const fs = require("fs");
+const ts = require("typescript");
+require.extensions[".ts"] = (module, file) => module._compile(ts.transpileModule(fs.readFileSync(file, "utf8"), {
+  fileName: file,
+  compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
+}).outputText, file);
+const { cloudInitUserData } = require("./components/ec2-host");
+process.stdout.write(cloudInitUserData(fs.readFileSync(process.argv[1], "utf8"), fs.readFileSync(process.argv[2], "utf8")));
+' "$1" "$2")
+}
+
+# The cloud-init variant's first-boot files. Lab staging only: sshd's loopback address and port,
+# the inner engine's daemon.json and the binfmt_misc mount, as in the default mode, and a hold on
+# cloud-init's last stage (below). Host keys, password authentication and the login user are left
+# to cloud-init, which gets them from the NoCloud seed: it stands in for EC2's datasource (IMDS),
+# which hands an instance its user data and its key pair's public key.
+stage_cloud_init_files() {
+  local stage="$1"
+  install -d -m 0755 "$stage/etc/ssh/sshd_config.d" "$stage/etc/docker" \
+    "$stage/etc/systemd/system/sysinit.target.wants" "$stage/var/lib/cloud/seed/nocloud" \
+    "$stage/var/lib/cloud/scripts/per-instance"
+  cat >"$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf" <<CONFIG
+# Host lab: loopback only, on a port of its own. Host keys and password authentication are cloud-init's.
+Port $HOSTLAB_SSH_PORT
+ListenAddress 127.0.0.1
+CONFIG
+  chmod 0644 "$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf"
+  mkdir -p "$HOSTLAB_STATE_DIR/nocloud"
+  render_user_data "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key" "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub" \
+    >"$HOSTLAB_STATE_DIR/nocloud/user-data"
+  cat >"$HOSTLAB_STATE_DIR/nocloud/meta-data" <<META
+instance-id: $HOSTLAB_NAME-$(date +%s)
+public-keys:
+  - $(cut -d' ' -f1,2 "$HOSTLAB_STATE_DIR/id_ed25519.pub")
+META
+  # The user data carries the host's private key: root only, like EC2 user data behind IMDS.
+  install -m 0600 "$HOSTLAB_STATE_DIR/nocloud/user-data" "$stage/var/lib/cloud/seed/nocloud/user-data"
+  install -m 0644 "$HOSTLAB_STATE_DIR/nocloud/meta-data" "$stage/var/lib/cloud/seed/nocloud/meta-data"
+  printf '%s\n' '{"bridge":"none","iptables":false,"ip6tables":false}' >"$stage/etc/docker/daemon.json"
+  chmod 0644 "$stage/etc/docker/daemon.json"
+  ln -s /usr/lib/systemd/system/proc-sys-fs-binfmt_misc.mount \
+    "$stage/etc/systemd/system/sysinit.target.wants/proc-sys-fs-binfmt_misc.mount"
+  install -m 0644 "$stage/etc/docker/daemon.json" "$HOSTLAB_STATE_DIR/daemon.json.seed"
+  # cloud-init is done within a second here (no network to configure, nothing to install), long
+  # before a client connects; on EC2 its last stage still runs when sshd already answers. This
+  # per-instance script (run in cloud-init's final stage) holds it until the test creates the
+  # release file, so WaitForHost's `cloud-init status --wait` demonstrably waits; at most 300 s.
+  cat >"$stage/var/lib/cloud/scripts/per-instance/buildx-host-lab-hold" <<'SCRIPT'
+#!/bin/sh
+# Host lab: hold cloud-init's final stage until /run/buildx-host-lab-release-cloud-init exists (300 s at most).
+i=0
+while [ ! -e /run/buildx-host-lab-release-cloud-init ] && [ "$i" -lt 300 ]; do
+  sleep 1
+  i=$((i + 1))
+done
+echo "buildx-host-lab: cloud-init's final stage held for ${i}s"
+SCRIPT
+  chmod 0755 "$stage/var/lib/cloud/scripts/per-instance/buildx-host-lab-hold"
+}
+
 create_container() {
   local image="$1"
   # One package cache per release (the image tag starts with it): hosts of one release share it.
@@ -157,9 +243,14 @@ create_container() {
 copy_first_boot_files() {
   local stage
   stage="$(mktemp -d)"
-  (umask 022 && stage_first_boot_files "$stage")
-  # A tar stream keeps modes and root ownership; only named top-level dirs so / is untouched.
-  tar -C "$stage" --owner=0 --group=0 -c etc usr | docker cp - "$HOSTLAB_NAME:/"
+  if [[ "$HOST_VARIANT" == cloud-init ]]; then
+    (umask 022 && stage_cloud_init_files "$stage")
+    tar -C "$stage" --owner=0 --group=0 -c etc var | docker cp - "$HOSTLAB_NAME:/"
+  else
+    (umask 022 && stage_first_boot_files "$stage")
+    # A tar stream keeps modes and root ownership; only named top-level dirs so / is untouched.
+    tar -C "$stage" --owner=0 --group=0 -c etc usr | docker cp - "$HOSTLAB_NAME:/"
+  fi
   rm -rf "$stage"
 }
 
@@ -197,6 +288,17 @@ ENV
 main() {
   local image="${HOST_IMAGE:-}"
   [[ -n "$image" ]] || image="$("$INFRA_DIR/build-host-image.sh")"
+  case "$HOST_VARIANT" in
+    "") ;;
+    cloud-init)
+      HOSTLAB_USER="$(cloud_init_default_user "$image")"
+      log "cloud-init variant: login user $HOSTLAB_USER (the image's cloud-init default user)"
+      ;;
+    *)
+      log "unknown HOST_VARIANT '$HOST_VARIANT' (known: cloud-init)"
+      return 1
+      ;;
+  esac
   if ss -Hltn "sport = :$HOSTLAB_SSH_PORT" 2>/dev/null | grep -q . &&
     ! docker container inspect "$HOSTLAB_NAME" >/dev/null 2>&1; then
     log "port $HOSTLAB_SSH_PORT is in use on this machine; pick another HOSTLAB_SSH_PORT"

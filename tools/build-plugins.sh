@@ -137,53 +137,30 @@ update_language_host_pins() {
   log "wrote $LANGUAGE_HOST_PINS/go.mod and go.sum for the language host $version"
 }
 
-# Builds the language host next to `pulumi`. Prints "true" when it built, "false" when the binary
-# there already matches the archive, the pins and the toolchain.
+# Builds the language host next to `pulumi` from the vendored archive and the committed pins.
 build_language_host() {
-  local version="$1" bin_dir="$2" work_dir="$3"
-  local archive ldflags fingerprint out="$bin_dir/pulumi-language-nodejs"
-  local stamp="$bin_dir/.pulumi-language-nodejs.fingerprint"
+  local version="$1" bin_dir="$2" archive
   archive="$(language_host_archive "$version")"
-  ldflags="-s -w -X $SDK_VERSION_SYMBOL=v$version"
-  fingerprint="$(build_fingerprint "$ldflags" "$VENDOR_DIR/$archive" "$LANGUAGE_HOST_PINS/go.mod" "$LANGUAGE_HOST_PINS/go.sum")"
-  if is_up_to_date "$out" "$stamp" "$fingerprint"; then
-    log "pulumi-language-nodejs $version already built in $bin_dir (archive, pins and toolchain unchanged); not rebuilding"
-    echo false
-    return
-  fi
-  local src started
-  src="$(unpack "$archive" "$work_dir")/$(language_host_subdir "$version")"
-  log "building pulumi-language-nodejs $version with $(go env GOVERSION) (2-core machine: takes minutes cold)"
-  started="$(date +%s)"
-  go_build "$src" "$out" "$ldflags" "pulumi-language-nodejs $version" -modfile="$LANGUAGE_HOST_PINS/go.mod" .
-  printf '%s\n' "$fingerprint" > "$stamp"
-  log "built pulumi-language-nodejs $version in $(( $(date +%s) - started ))s"
-  echo true
+  # shellcheck disable=SC2317 # called by build_if_changed, only when a build is needed
+  language_host_source() { printf '%s/%s\n' "$(unpack "$archive" "$WORK_DIR")" "$(language_host_subdir "$version")"; }
+  build_if_changed "pulumi-language-nodejs $version" "$bin_dir/pulumi-language-nodejs" "-s -w -X $SDK_VERSION_SYMBOL=v$version" \
+    language_host_source "$VENDOR_DIR/$archive" "$LANGUAGE_HOST_PINS/go.mod" "$LANGUAGE_HOST_PINS/go.sum" -- \
+    -modfile="$LANGUAGE_HOST_PINS/go.mod" .
 }
 
-# Builds the provider into <out_dir>. Prints "true" when it built, "false" when the binary there
-# already matches the archive and the toolchain.
+# Builds the provider into <out_dir> from the vendored archive, with the archive's own go.mod and go.sum.
 build_provider() {
-  local version="$1" out_dir="$2" work_dir="$3"
-  local archive ldflags fingerprint out="$out_dir/pulumi-resource-command"
-  local stamp="$out_dir/.pulumi-resource-command.fingerprint"
+  local version="$1" out_dir="$2" archive
   archive="$(provider_archive "$version")"
-  ldflags="-s -w -X $PROVIDER_VERSION_SYMBOL=$version"
-  fingerprint="$(build_fingerprint "$ldflags" "$VENDOR_DIR/$archive")"
-  if is_up_to_date "$out" "$stamp" "$fingerprint"; then
-    log "pulumi-resource-command $version already built in $out_dir (archive and toolchain unchanged); not rebuilding"
-    echo false
-    return
-  fi
-  local src started
-  src="$(unpack "$archive" "$work_dir")/$(provider_subdir "$version")"
-  require_go "$src/go.mod"
-  log "building pulumi-resource-command $version with $(go env GOVERSION) (2-core machine: takes minutes cold)"
-  started="$(date +%s)"
-  go_build "$src" "$out" "$ldflags" "pulumi-resource-command $version" ./cmd/pulumi-resource-command
-  printf '%s\n' "$fingerprint" > "$stamp"
-  log "built pulumi-resource-command $version in $(( $(date +%s) - started ))s"
-  echo true
+  # shellcheck disable=SC2317 # called by build_if_changed, only when a build is needed
+  provider_source() {
+    local src
+    src="$(unpack "$archive" "$WORK_DIR")/$(provider_subdir "$version")"
+    require_go "$src/go.mod"
+    echo "$src"
+  }
+  build_if_changed "pulumi-resource-command $version" "$out_dir/pulumi-resource-command" "-s -w -X $PROVIDER_VERSION_SYMBOL=$version" \
+    provider_source "$VENDOR_DIR/$archive" -- ./cmd/pulumi-resource-command
 }
 
 # Runs the CLI from <bin_dir> against the plugin cache in <home>, never asking about updates.
@@ -262,6 +239,8 @@ main() {
   local work_dir
   mkdir -p "$CACHE_DIR/plugins"
   work_dir="$(mktemp -d "$CACHE_DIR/plugins/work.XXXXXX")"
+  # Where the build functions unpack sources (they run in subshells, as build_if_changed's callbacks).
+  WORK_DIR="$work_dir"
   # shellcheck disable=SC2064 # expand now: work_dir is local to main
   trap "rm -rf '$work_dir'" EXIT
 
@@ -281,8 +260,8 @@ main() {
   local provider_dir="$CACHE_DIR/plugins/pulumi-resource-command-$command_version"
   mkdir -p "$provider_dir"
   local nodejs_changed provider_changed installed_changed
-  nodejs_changed="$(build_language_host "$nodejs_version" "$bin_dir" "$work_dir")"
-  provider_changed="$(build_provider "$command_version" "$provider_dir" "$work_dir")"
+  nodejs_changed="$(build_language_host "$nodejs_version" "$bin_dir")"
+  provider_changed="$(build_provider "$command_version" "$provider_dir")"
   installed_changed="$(install_provider "$command_version" "$provider_dir/pulumi-resource-command" "$bin_dir" "$home")"
   verify_language_host "$nodejs_version" "$bin_dir"
   verify_provider "$command_version" "$bin_dir" "$home" "$work_dir"

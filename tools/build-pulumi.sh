@@ -42,22 +42,8 @@ pinned_version() {
 # Prints "true" when it built the CLI, "false" when the cached one already matches the pins.
 build_cli() {
   local version="$1" bin_dir="$2"
-  local ldflags="-s -w -X $VERSION_SYMBOL=$version"
-  local fingerprint stamp="$bin_dir/.pulumi.fingerprint"
-  # The pins, the toolchain and the linker flags.
-  fingerprint="$(build_fingerprint "$ldflags" "$WRAPPER_DIR/go.mod" "$WRAPPER_DIR/go.sum")"
-  if is_up_to_date "$bin_dir/pulumi" "$stamp" "$fingerprint"; then
-    log "pulumi $version already built in $bin_dir (pins and toolchain unchanged); not rebuilding"
-    echo false
-    return
-  fi
-  log "building pulumi $version with $(go env GOVERSION) (2-core machine: takes several minutes cold)"
-  local started
-  started="$(date +%s)"
-  go_build "$WRAPPER_DIR" "$bin_dir/pulumi" "$ldflags" "$CLI_PACKAGE" "$CLI_PACKAGE"
-  printf '%s\n' "$fingerprint" > "$stamp"
-  log "built pulumi $version in $(( $(date +%s) - started ))s"
-  echo true
+  build_if_changed "pulumi $version" "$bin_dir/pulumi" "-s -w -X $VERSION_SYMBOL=$version" "echo $WRAPPER_DIR" \
+    "$WRAPPER_DIR/go.mod" "$WRAPPER_DIR/go.sum" -- "$CLI_PACKAGE"
 }
 
 verify_cli() {

@@ -62,3 +62,33 @@ go_build() {
     || { rm -f "$tmp"; die "go build of $what failed"; }
   mv -f "$tmp" "$out"
 }
+
+# Builds <what> into <out> with `go build <args>` in the directory <source-command> prints (run only
+# when a build is needed: it may unpack an archive), unless the stamp beside <out> records the same
+# fingerprint of <pin files>, toolchain and linker flags. Prints "true" when it built, "false" when
+# <out> was already up to date.
+# Usage: build_if_changed WHAT OUT LDFLAGS SOURCE-COMMAND PIN-FILE... -- GO-BUILD-ARG...
+build_if_changed() {
+  local what="$1" out="$2" ldflags="$3" source_command="$4" pins=()
+  shift 4
+  while [[ "$1" != -- ]]; do
+    pins+=("$1")
+    shift
+  done
+  shift
+  local stamp fingerprint src started
+  stamp="$(dirname "$out")/.$(basename "$out").fingerprint"
+  fingerprint="$(build_fingerprint "$ldflags" "${pins[@]}")"
+  if is_up_to_date "$out" "$stamp" "$fingerprint"; then
+    log "$what already built in $(dirname "$out") (pins and toolchain unchanged); not rebuilding"
+    echo false
+    return
+  fi
+  src="$($source_command)"
+  log "building $what with $(go env GOVERSION) (2-core machine: takes minutes cold)"
+  started="$(date +%s)"
+  go_build "$src" "$out" "$ldflags" "$what" "$@"
+  printf '%s\n' "$fingerprint" >"$stamp"
+  log "built $what in $(($(date +%s) - started))s"
+  echo true
+}

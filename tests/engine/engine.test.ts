@@ -19,7 +19,7 @@ import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
 import { buildkitContainerName } from "../../components/endpoint";
-import { STEP_NAMES } from "../../components/steps";
+import { sha256, STEP_NAMES } from "../../components/steps";
 import { configProblems } from "../config-problems";
 import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
 import { binfmtFlags, local, localOk, readLabHost, requiredEnv, ssh, sudoOk, tail } from "../hostlab/lab";
@@ -208,8 +208,13 @@ describe("a host provisioned by `pulumi up`", () => {
         timings.firstUp = run.seconds;
         expect(run.stdout + run.stderr).not.toMatch(/warning:/i);
         expect(resourceSummary(run.stdout).created).toBeGreaterThan(STEP_NAMES.length);
-        expect(runLog().map(line => [line.step, line.outcome])).toEqual(STEP_NAMES.map(step =>
+        const lines = runLog();
+        expect(lines.map(line => [line.step, line.outcome])).toEqual(STEP_NAMES.map(step =>
             [step, step === "wait-for-host" ? "changed=false" : "changed=true"]));
+        // Each report says which version of its script ran: what the project sent, shared functions and facts included.
+        const sent = (step: string) => sha256(["lib/common.sh", "lib/host-facts.sh", `${step}.sh`]
+            .map(file => readFileSync(path.join(project.dir, "components", "scripts", file), "utf8")).join("\n"));
+        expect(lines.map(line => line.report.scriptSha256)).toEqual(STEP_NAMES.map(sent));
     });
 
     test("the builder works: experimental on, every QEMU entry with F, the builder's platforms as output", () => {

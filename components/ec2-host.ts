@@ -26,8 +26,9 @@ export function cloudInitUserData(hostPrivateKeyOpenssh: string, hostPublicKeyOp
     const indentedPrivateKey = hostPrivateKeyOpenssh.trim().split("\n").map(line => `    ${line}`).join("\n");
     return [
         "#cloud-config",
+        // Deletes the image's keys; with ssh_keys given, cloud-init generates no others (and refuses
+        // `ssh_genkeytypes: []` as a schema error).
         "ssh_deletekeys: true",
-        "ssh_genkeytypes: []",
         "ssh_keys:",
         "  ed25519_private: |",
         indentedPrivateKey,

@@ -22,7 +22,9 @@ import { buildkitContainerName } from "../../components/endpoint";
 import { sha256, STEP_NAMES } from "../../components/steps";
 import { configProblems } from "../config-problems";
 import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
-import { binfmtFlags, local, localOk, readLabHost, requiredEnv, ssh, sudoOk, tail } from "../hostlab/lab";
+import {
+    binfmtFlags, local, localOk, memberKey as labMemberKey, readLabHost, requiredEnv, ssh, sudoOk, tail, teamEntry,
+} from "../hostlab/lab";
 import { CliRun, PulumiProject, resourceSummary, ROOT } from "./cli";
 import { runSnippet } from "./github-actions";
 
@@ -42,15 +44,8 @@ const PASSPHRASE = "engine-layer-passphrase";
 const project = new PulumiProject(toolsDir, PASSPHRASE);
 const packageJson = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
 
-/** A team member's key pair, made once per lab host. */
-function memberKey(name: string): string {
-    const key = path.join(lab.stateDir, `${name}_ed25519`);
-    if (!existsSync(key)) {
-        localOk(`ssh-keygen -q -t ed25519 -N '' -C ${name}@engine-layer -f ${key}`);
-    }
-    return key;
-}
-const member = (name: string) => `${name} ${readFileSync(`${memberKey(name)}.pub`, "utf8").trim()}`;
+const memberKey = (name: string) => labMemberKey(lab, name);
+const member = (name: string) => teamEntry(lab, name);
 
 /** One line of the host's run log. */
 interface RunLogLine {

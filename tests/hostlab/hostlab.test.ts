@@ -11,14 +11,15 @@
  * The tests run in order and share one host: each builds on the state the previous ones left.
  * Run through tests/hostlab/run.sh, which prepares the lab and sets the HOSTLAB_* environment.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
 import { buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine } from "../../components/endpoint";
 import { emulatorOf } from "../../components/host-facts";
 import { HostStepDefinition, hostStepDefinitions, shellQuote, StepReport } from "../../components/steps";
 import {
-    binfmtFlags, expectStepOk, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
+    binfmtFlags, expectStepOk, labConfig, local, localOk, logDirectory, memberKey, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
+    teamEntry,
 } from "./lab";
 import { cacheUse, LabClient, waitFor } from "./client";
 
@@ -31,13 +32,10 @@ const daemonJsonSeed = JSON.parse(readFileSync(lab.daemonJsonSeed, "utf8")) as R
 
 /** The second team member, who attaches to the same BuildKit with an account of their own. */
 const MEMBER = "alice";
-const memberKey = path.join(lab.stateDir, `${MEMBER}_ed25519`);
-if (!existsSync(memberKey)) {
-    localOk(`ssh-keygen -q -t ed25519 -N '' -C ${MEMBER}@buildx-host-lab -f ${memberKey}`);
-}
+const aliceKey = memberKey(lab, MEMBER);
 
 const config = labConfig(lab, {
-    team: JSON.stringify([`${MEMBER} ${readFileSync(`${memberKey}.pub`, "utf8").trim()}`]),
+    team: JSON.stringify([teamEntry(lab, MEMBER)]),
     dockerAptRepo,
 });
 const steps = hostStepDefinitions(config, lab.user);
@@ -282,12 +280,12 @@ describe("a host provisioned by the program's steps", () => {
     test("a second team member attaches with their own account, and identical builds are cache hits", () => {
         requireFirstRun();
         expect(firstReports.get("team-access")).toMatchObject({ added: [MEMBER] });
-        expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: memberKey }).stdout.split(/\s+/)).toContain("docker");
+        expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: aliceKey }).stdout.split(/\s+/)).toContain("docker");
 
-        const firstBuild = client.build(MEMBER, memberKey, "member-1", attachCommands(MEMBER));
+        const firstBuild = client.build(MEMBER, aliceKey, "member-1", attachCommands(MEMBER));
         expect(firstBuild.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         expect(cacheUse(firstBuild.output)).toEqual({ runSteps: 2, allCached: true });
-        const secondBuild = client.build(MEMBER, memberKey, "member-2", attachCommands(MEMBER));
+        const secondBuild = client.build(MEMBER, aliceKey, "member-2", attachCommands(MEMBER));
         expect(secondBuild.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         expect(cacheUse(secondBuild.output)).toEqual({ runSteps: 2, allCached: true });
     });
@@ -315,13 +313,13 @@ describe("a host provisioned by the program's steps", () => {
         const team = step("team-access");
         const revoked = expectStepOk(record(runStep(lab, { ...team, environment: team.deleteEnvironment! }, "revoke")));
         expect(revoked).toMatchObject({ changed: true, removed: [MEMBER] });
-        const denied = ssh(lab, "true", undefined, { user: MEMBER, key: memberKey, timeoutSeconds: 30 });
+        const denied = ssh(lab, "true", undefined, { user: MEMBER, key: aliceKey, timeoutSeconds: 30 });
         expect(denied.status).not.toBe(0);
         expect(denied.stderr).toMatch(/Permission denied/);
         expect(sudoOk(lab, `id -nG ${MEMBER}`).split(/\s+/)).not.toContain("docker");
 
         expect(expectStepOk(record(runStep(lab, team, "re-add")))).toMatchObject({ changed: true });
-        expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: memberKey }).stdout.split(/\s+/)).toContain("docker");
+        expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: aliceKey }).stdout.split(/\s+/)).toContain("docker");
     });
 
     test("a changed GC limit recreates the builder with its cache kept; delete removes it", () => {

@@ -4,7 +4,7 @@
  * them, and timing them. tests/hostlab/run.sh prepares the lab and sets the environment read here.
  */
 import { spawnSync } from "child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
 import { BuildHostConfig, parseConfig, RawConfig } from "../../components/config";
@@ -38,6 +38,20 @@ export function labConfig(lab: LabHost, settings: RawConfig = {}): BuildHostConf
         existingHostPrivateKey: readFileSync(lab.key, "utf8"),
         ...settings,
     });
+}
+
+/** A team member's key pair, made once per lab host; returns the private key's path. */
+export function memberKey(lab: LabHost, name: string): string {
+    const key = path.join(lab.stateDir, `${name}_ed25519`);
+    if (!existsSync(key)) {
+        localOk(`ssh-keygen -q -t ed25519 -N '' -C ${name}@buildx-host-lab -f ${key}`);
+    }
+    return key;
+}
+
+/** A member's `team` entry, "<name> <public key>". */
+export function teamEntry(lab: LabHost, name: string): string {
+    return `${name} ${readFileSync(`${memberKey(lab, name)}.pub`, "utf8").trim()}`;
 }
 
 export function requiredEnv(name: string): string {

@@ -440,7 +440,7 @@ function readHostMode(r: Reader): HostMode | undefined {
     const modes: readonly HostMode[] = ["ec2", "existing"];
     if (!(modes as readonly string[]).includes(value)) {
         const meant = modes.find(mode => mode === value.toLowerCase());
-        r.problem("hostMode", `must be "ec2" or "existing", not "${value}"${meant ? `; did you mean ${meant}?` : ""}`,
+        r.problem("hostMode", `must be "ec2" or "existing", not "${value}"${meant ? ` (did you mean ${meant}?)` : ""}`,
             `hostMode ${meant ?? "existing"}`);
         return undefined;
     }

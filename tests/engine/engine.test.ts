@@ -172,6 +172,8 @@ describe("configuration problems stop the preview before anything is registered"
         }
         const keyBody = readFileSync(throwaway, "utf8").split("\n")[1];
         expect(run.stdout + run.stderr).not.toContain(keyBody);
+        const preview = JSON.parse(project.run(["preview", "--json"]).stdout) as { steps?: { newState?: { type: string } }[] };
+        expect([...new Set((preview.steps ?? []).map(s => s.newState?.type))]).toEqual(["pulumi:pulumi:Stack"]);
         expect(runLog()).toEqual([]);
         project.ok(["stack", "rm", "--yes", "--force", "bad-settings"]);
     });

@@ -124,7 +124,7 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
             "existingHostAddress", "and existingHostUser are settings of existing mode, but hostMode is \"ec2\" (the default), which creates an EC2 instance"],
         ["ec2-mode settings left over in existing mode", { ...EXISTING, instanceType: "c7g.large", allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) },
             "instanceType", "and allowedSshCidrs are settings of ec2 mode, but they do nothing in existing mode"],
-        ["host mode in the wrong case", { ...EXISTING, hostMode: "Existing" }, "hostMode", "did you mean existing?"],
+        ["host mode in the wrong case", { ...EXISTING, hostMode: "Existing" }, "hostMode", "(did you mean existing?)"],
         ["a passphrase-protected OpenSSH key", { ...EXISTING, existingHostPrivateKey: ENCRYPTED_OPENSSH_KEY }, "existingHostPrivateKey", "ssh-keygen -p -N '' -f COPY"],
         ["a passphrase-protected PEM key", { ...EXISTING, existingHostPrivateKey: "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n" }, "existingHostPrivateKey", "passphrase"],
         ["a host key pasted with the host name in front", { ...EXISTING, existingHostPort: "2222", existingHostPublicKey: `[build1.example.com]:2222 ${HOST_KEY}` },
@@ -187,6 +187,12 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         const problems = configProblems({ ...EXISTING, existingHostUser: "Bad User", existingHostAddress: "bad host!" });
         expect(problems.filter(p => p.startsWith("buildx-host:existingHostUser "))).toHaveLength(1);
         expect(problems.filter(p => p.startsWith("buildx-host:existingHostAddress "))).toHaveLength(1);
+    });
+
+    test("a host mode in the wrong case is named, and no other mode's settings are judged", () => {
+        expect(configProblems({ ...EXISTING, hostMode: "Existing" })).toEqual([
+            "buildx-host:hostMode must be \"ec2\" or \"existing\", not \"Existing\" (did you mean existing?). Example: pulumi config set hostMode existing",
+        ]);
     });
 
     test("a private key stored in plain text is refused, showing the --secret command, value unseen", () => {

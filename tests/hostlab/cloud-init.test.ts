@@ -21,7 +21,7 @@
  * (loopback), the inner engine's daemon.json, the binfmt_misc mount, `network: {config: disabled}` in
  * the image (the container shares this VM's network), and a per-instance script that holds cloud-init's
  * final stage until the first test releases it: cloud-init is done in a second here, while on EC2 it
- * still runs when sshd first answers, and WaitForHost must be seen waiting. The BuildKit image is
+ * still runs when sshd first answers, and wait-for-host must be seen waiting. The BuildKit image is
  * `docker load`ed and Docker's apt repository is the local stand-in, as in hostlab.test.ts.
  *
  * What this does NOT cover: IMDS (IMDSv2 tokens, the hop limit, EC2's user data and key delivery,
@@ -60,7 +60,7 @@ const config = labConfig(lab, {
 });
 const steps = hostStepDefinitions(config, lab.user);
 const LABEL = "cloud-init";
-/** How long the test holds cloud-init's final stage after WaitForHost has started waiting. */
+/** How long the test holds cloud-init's final stage after wait-for-host has started waiting. */
 const HOLD_SECONDS = 5;
 const runs: StepRun[] = [];
 const reports = new Map<string, StepReport>();
@@ -78,7 +78,7 @@ function step(name: string): HostStepDefinition {
 
 function requireCloudInitDone(): void {
     if (reports.get("wait-for-host")?.cloudInit !== "done") {
-        throw new Error("WaitForHost did not report cloud-init done; the checks after it would look at a half-booted host");
+        throw new Error("wait-for-host did not report cloud-init done; the checks after it would look at a half-booted host");
     }
 }
 
@@ -122,7 +122,7 @@ afterAll(() => {
 });
 
 describe("EC2 boot path: cloud-init on the program's user data (the NoCloud seed STANDS IN for EC2's datasource; no IMDS, no AMI)", () => {
-    test("WaitForHost's cloud-init wait really waits for cloud-init (enabled by its generator, NoCloud found) and reports \"done\"", () => {
+    test("wait-for-host's cloud-init wait really waits for cloud-init (enabled by its generator, NoCloud found) and reports \"done\"", () => {
         // start-host.sh holds cloud-init's final stage (as a slow EC2 first boot would still be running
         // it): cloud-init must be running now, and the step must block until it is released and done.
         expect(cloudInitStatus().status).toBe("running");

@@ -210,7 +210,7 @@ META
   # cloud-init is done within a second here (no network to configure, nothing to install), long
   # before a client connects; on EC2 its last stage still runs when sshd already answers. This
   # per-instance script (run in cloud-init's final stage) holds it until the test creates the
-  # release file, so WaitForHost's `cloud-init status --wait` demonstrably waits; at most 300 s.
+  # release file, so wait-for-host's `cloud-init status --wait` demonstrably waits; at most 300 s.
   cat >"$stage/var/lib/cloud/scripts/per-instance/buildx-host-lab-hold" <<'SCRIPT'
 #!/bin/sh
 # Host lab: hold cloud-init's final stage until /run/buildx-host-lab-release-cloud-init exists (300 s at most).

@@ -16,9 +16,15 @@ function rawConfig(): RawConfig {
 /** Whether a setting is stored encrypted; the SDK exports this check only internally. */
 const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
 
+/** The secret settings stored encrypted; undefined (unknown) where the language host does not say. */
+function encryptedKeys(): readonly string[] | undefined {
+    return process.env.PULUMI_CONFIG_SECRET_KEYS === undefined ? undefined
+        : SECRET_KEYS.filter(key => isConfigSecret(`${PROJECT}:${key}`));
+}
+
 function validatedConfig(raw: RawConfig) {
     try {
-        return parseConfig(raw, SECRET_KEYS.filter(key => isConfigSecret(`${PROJECT}:${key}`)));
+        return parseConfig(raw, encryptedKeys());
     } catch (error) {
         // RunError fails the preview with the message alone, without a stack trace.
         throw error instanceof ConfigError ? new pulumi.RunError(error.message) : error;
@@ -32,8 +38,8 @@ const secretSetting = (key: typeof SECRET_KEYS[number]) => raw[key] ? pulumi.sec
 
 const buildHost = new BuildHost(PROJECT, {
     config,
-    loginPrivateKey: secretSetting("loginPrivateKey"),
-    existingHostPrivateKey: secretSetting("existingHostPrivateKey"),
+    loginPrivateKey: config.mode === "ec2" && config.ec2.loginKeyProvided ? secretSetting("loginPrivateKey") : undefined,
+    existingHostPrivateKey: config.mode === "existing" ? secretSetting("existingHostPrivateKey") : undefined,
     tags: { Project: PROJECT, Stack: pulumi.getStack(), ManagedBy: "pulumi" },
 });
 

@@ -6,7 +6,7 @@
  * Nothing here touches Pulumi: the host lab builds its configuration with the same function.
  */
 
-import { DEFAULT_PLATFORMS, EMULATED_PLATFORMS, PATTERNS, SUPPORTED_RELEASES } from "./host-facts";
+import { DEFAULT_PLATFORMS, EMULATED_PLATFORMS, emulatorOf, PATTERNS, SUPPORTED_RELEASES } from "./host-facts";
 
 /** The raw `buildx-host:*` values as `pulumi config` stores them (arrays arrive as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
@@ -341,6 +341,10 @@ function readExistingHostSettings(r: Reader): ExistingHostSettings {
             "give only the key type and the key", hostKeyExample);
     } else if (!isSshPublicKey(hostPublicKey)) {
         r.problem("existingHostPublicKey", "is not an SSH public key", hostKeyExample);
+    } else if (hostPublicKey.startsWith("ssh-rsa ")) {
+        // @pulumi/command offers a pinned RSA key's type as its only algorithm, ssh-rsa (SHA-1), which OpenSSH 8.8+ refuses.
+        r.problem("existingHostPublicKey", "is an RSA key, which the SSH connection can only verify with SHA-1 signatures " +
+            "that OpenSSH 8.8 and later refuse; pin the server's ed25519 (or ECDSA) key", hostKeyExample);
     }
     readPrivateKeyPresence(r, "existingHostPrivateKey", true);
     return {
@@ -474,7 +478,7 @@ function readDockerAptRepo(r: Reader): string {
 function readPlatforms(r: Reader): readonly string[] {
     const example = "--path 'platforms[0]' linux/arm64";
     const platforms = r.stringList("platforms", DEFAULTS.platforms, example);
-    const unknown = platforms.filter(p => !(p in EMULATED_PLATFORMS));
+    const unknown = platforms.filter(p => emulatorOf(p) === undefined);
     if (unknown.length > 0) {
         r.problem("platforms", `has ${unknown.map(p => `"${p}"`).join(", ")}; supported: ${Object.keys(EMULATED_PLATFORMS).join(", ")}`, example);
     }

@@ -72,6 +72,8 @@ export function githubActionsSnippet(parts: EndpointParts, user = parts.user): s
         "  run: |",
         "    umask 077",
         "    mkdir -p ~/.ssh",
+        // A file left by an earlier job would keep its mode: write a new one.
+        `    rm -f ${keyFile}`,
         `    printf '%s\\n' "$BUILDX_HOST_SSH_KEY" > ${keyFile}`,
         `    grep -qxF '${knownHosts}' ~/.ssh/known_hosts 2>/dev/null || echo '${knownHosts}' >> ~/.ssh/known_hosts`,
         `    grep -qxF '${hostBlock}' ~/.ssh/config 2>/dev/null || printf '${hostBlock}\\n  IdentityFile ${keyFile}\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config`,

@@ -5,6 +5,7 @@
  * from this file (a unit test keeps the two equal; `UPDATE_HOST_FACTS=1 npm test` rewrites it).
  * Pure data: no Pulumi calls.
  */
+import { shellQuote as quoted } from "./shell";
 
 /** The releases a host may run: what wait-for-host accepts, docker-engine's repository trees, the EC2 AMIs. */
 export const SUPPORTED_RELEASES = [
@@ -31,7 +32,7 @@ export type EmulatedPlatform = keyof typeof EMULATED_PLATFORMS;
 
 /** The emulator's binfmt name for a platform, or undefined when QEMU cannot emulate it. */
 export function emulatorOf(platform: string): string | undefined {
-    return (EMULATED_PLATFORMS as Readonly<Record<string, string>>)[platform];
+    return Object.hasOwn(EMULATED_PLATFORMS, platform) ? (EMULATED_PLATFORMS as Readonly<Record<string, string>>)[platform] : undefined;
 }
 
 /** The platforms the QEMU step checks and proves unless told otherwise (the host's own is skipped). */
@@ -49,11 +50,6 @@ export const PATTERNS = {
     /** A BuildKit GC limit: a size with a unit BuildKit reads, or a percentage of the disk. */
     diskSize: "^[0-9]+(\\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$|^[0-9]{1,2}%$",
 } as const;
-
-/** A value quoted for bash, single quotes with embedded ones spliced in. */
-function quoted(value: string): string {
-    return `'${value.replace(/'/g, `'"'"'`)}'`;
-}
 
 /** components/scripts/lib/host-facts.sh, as generated from the tables above. */
 export function hostFactsShell(): string {

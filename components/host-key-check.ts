@@ -24,9 +24,9 @@ export interface HostKeyCheckArgs {
 /**
  * Waits until the host answers SSH and checks that it presents the pinned host key, on the machine
  * that runs Pulumi, before the first host step connects. @pulumi/command counts a host key mismatch
- * as one more dial error, and the first step must dial patiently while an instance boots; so without
- * this check a wrong key is found only at the step's timeout, with "context canceled". The probe
- * fails at once on a mismatch, naming the host and both keys, with nothing run on the host.
+ * as one more dial error, so patient dialling through it found a wrong key only at the timeout, with
+ * "context canceled". The probe waits for a booting host itself and fails at once on a mismatch,
+ * naming the host and both keys, with nothing run on the host; the steps then dial with bounded retries.
  */
 export class HostKeyCheck extends pulumi.ComponentResource {
     /** The probe's JSON line: host, port, key type and fingerprint it found, seconds waited. */

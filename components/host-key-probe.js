@@ -3,9 +3,10 @@
  * Host key probe: tells "the SSH server does not answer yet" from "it answers with another host key
  * than the pinned one", before the host steps connect with that pinned key.
  *
- * Why: the first host step dials with `dialErrorLimit: -1` while a new instance boots, and
- * @pulumi/command counts a host key mismatch as one more dial error, so a wrong pinned key made
- * `pulumi up` hang until its timeout ("context canceled"). This probe fails at once on a mismatch.
+ * Why: a new instance refuses SSH while it boots, so something must dial patiently; @pulumi/command
+ * counts a host key mismatch as one more dial error, so its own patient dialling made a wrong pinned
+ * key hang `pulumi up` until the timeout ("context canceled"). This probe does the waiting instead,
+ * and fails at once on a mismatch; the steps after it dial with the provider's bounded retries.
  *
  * A local.Command runs it as `node -` with this file's text on stdin, so it is one CommonJS script
  * using only Node built-ins (Node 20+). Its inputs are environment variables:

@@ -9,6 +9,7 @@ import { readFileSync } from "fs";
 import * as path from "path";
 
 import { BuildHostConfig } from "./config";
+import { shellQuote } from "./shell";
 
 export const STEP_NAMES = [
     "wait-for-host",
@@ -93,10 +94,7 @@ export function hostStepDefinitions(config: BuildHostConfig, loginUser: string):
     return STEP_NAMES.map(name => loadStep(name, parameters[name]));
 }
 
-/** Quotes a value for a POSIX shell: single quotes, with embedded single quotes spliced in. */
-export function shellQuote(value: string): string {
-    return `'${value.replace(/'/g, `'"'"'`)}'`;
-}
+export { shellQuote };
 
 /**
  * The command that runs a step's script, fed on stdin, as root with its parameters.

@@ -83,7 +83,11 @@ read_platform() {
   OS_ID="$(os_release_field ID)"
   OS_CODENAME="$(os_release_field VERSION_CODENAME)"
   ARCH="$(dpkg --print-architecture)"
-  [[ " ${HOST_FACTS_SUPPORTED_RELEASES[*]} " == *" ${OS_ID} "* ]] \
+  local release supported=false
+  for release in "${HOST_FACTS_SUPPORTED_RELEASES[@]}"; do
+    [[ "${release%% *}" != "${OS_ID}" ]] || supported=true
+  done
+  [[ "${supported}" == true ]] \
     || die "Docker's apt repository has no '${OS_ID}' tree here; this step supports: ${HOST_FACTS_SUPPORTED_RELEASES[*]}"
   [[ -n "${OS_CODENAME}" ]] || die "/etc/os-release has no VERSION_CODENAME; cannot pick the Docker apt suite"
   REPO_URL="${DOCKER_APT_REPO}/${OS_ID}"

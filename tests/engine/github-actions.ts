@@ -129,8 +129,9 @@ export function runSnippet(tools: RunnerTools, workDir: string, snippet: string,
             // Like the runner: the step's script in a file, run by bash -e, its env: for that step only.
             const file = `/runner/temp/step-${index}.sh`;
             writeFileSync(path.join(workDir, "temp", `step-${index}.sh`), expand(step.run, {}));
-            const assignments = Object.keys(stepEnv).map(name => `${name}="$STEP${index}_${name}"`).join(" ");
-            mainScript += `echo "::group::${step.name ?? `step ${index}`}"\nenv ${assignments} bash -e ${file}\n`;
+            // Exported in a subshell: a value (the key) never appears on a command line.
+            const exports = Object.keys(stepEnv).map(name => `export ${name}="$STEP${index}_${name}"; `).join("");
+            mainScript += `echo "::group::${step.name ?? `step ${index}`}"\n(${exports}exec bash -e ${file})\n`;
             mainEnv = { ...mainEnv, ...Object.fromEntries(Object.entries(stepEnv).map(([name, value]) => [`STEP${index}_${name}`, value])) };
         } else if (step.uses !== undefined) {
             const [action, ref] = step.uses.split("@");

@@ -112,9 +112,11 @@ prepare_engine() {
   "$INFRA/serve-registry.sh" start >/dev/null
   HOSTLAB_BUILDKIT_IMAGE_REF="$("$INFRA/serve-registry.sh" push "$(sed -n 's/^BUILDKIT_IMAGE=//p' "$RUN_DIR/buildkit.env")")"
   export HOSTLAB_BUILDKIT_IMAGE_REF
+  local runner
+  runner="$(bash "$ROOT/tests/engine/infra/prepare-runner.sh")"
   set -a
   # shellcheck source=/dev/null # KEY=value lines written by the script
-  source <(bash "$ROOT/tests/engine/infra/prepare-runner.sh")
+  source <(printf '%s\n' "$runner")
   set +a
 }
 

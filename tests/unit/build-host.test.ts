@@ -154,6 +154,14 @@ describe("ec2 mode", () => {
         expect(slowerFirstStep).not.toEqual(stepFingerprints(definitions)[0]);
         expect(otherProbe.PROBE_RUN_WITH).toBe(sha256(JSON.stringify({ fingerprint: slowerFirstStep, hostId: "ec2slow-ec2-instance-id" })));
         expect(otherProbe.PROBE_TIMEOUT_SECONDS).toBe("1200");
+        // A change that re-runs only later steps leaves the first step, and so the probe, alone.
+        const gcOnly = await deploy("ec2gc", { ...config, buildkitGcMaxUsedSpace: "60GB" });
+        const [gcProbe] = gcOnly.ofType("command:local:Command");
+        const [gcWait] = commandsInOrder(gcOnly.resources, "ec2gc") as any[];
+        expect(gcWait.inputs.create).toBe((commandsInOrder(deployed.resources, "ec2")[0] as any).inputs.create
+            .replace("ec2-ec2-instance-id", "ec2gc-ec2-instance-id"));
+        expect(gcProbe.inputs.environment.PROBE_RUN_WITH)
+            .toBe(sha256(JSON.stringify({ fingerprint: stepFingerprints(definitions)[0], hostId: "ec2gc-ec2-instance-id" })));
     });
 
     test("steps run in order: each command depends on the step before it", () => {

@@ -96,7 +96,8 @@ describe("parseConfig defaults", () => {
     });
 
     test("Pulumi.yaml's defaults of the other mode's settings are not mistaken for settings", () => {
-        const defaults = Object.fromEntries(Object.entries(DEFAULTS).map(([key, value]) =>
+        const declared = (yaml.load(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { config: Record<string, { default: unknown }> }).config;
+        const defaults = Object.fromEntries(Object.entries(declared).map(([key, { default: value }]) =>
             [key, typeof value === "string" ? value : JSON.stringify(value)]));
         expect(() => parseConfig({ ...defaults, ...EXISTING, allowedSshCidrs: "[]", architecture: "", subnetId: "" })).not.toThrow();
         expect(() => parseConfig({ ...defaults, ...EC2, existingHostAddress: "", existingHostUser: "" })).not.toThrow();
@@ -129,6 +130,7 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["a passphrase-protected PEM key", { ...EXISTING, existingHostPrivateKey: "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n" }, "existingHostPrivateKey", "passphrase"],
         ["a host key pasted with the host name in front", { ...EXISTING, existingHostPort: "2222", existingHostPublicKey: `[build1.example.com]:2222 ${HOST_KEY}` },
             "existingHostPublicKey", "ssh-keyscan -p 2222 -t ed25519 build1.example.com | cut -d' ' -f2-"],
+        ["an RSA host key, which the connection could only check with SHA-1", { ...EXISTING, existingHostPublicKey: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7" }, "existingHostPublicKey", "pin the server's ed25519"],
         ["Docker's repo URL with the distro path", { ...EC2, dockerAptRepo: "https://download.docker.com/linux/ubuntu" }, "dockerAptRepo", "dockerAptRepo https://download.docker.com/linux"],
         ["docker-ce version without the package revision", { ...EC2, dockerCeVersion: "28.5.2" }, "dockerCeVersion", "5:28.5.2-1~ubuntu.24.04~noble"],
         ["allowOpenSsh not a boolean", { ...EC2, allowOpenSsh: "yes" }, "allowOpenSsh"],

@@ -47,6 +47,7 @@ test("GitHub Actions snippet trusts the pinned host key and attaches to the shar
         "  run: |",
         "    umask 077",
         "    mkdir -p ~/.ssh",
+        "    rm -f ~/.ssh/lab.key",
         "    printf '%s\\n' \"$BUILDX_HOST_SSH_KEY\" > ~/.ssh/lab.key",
         `    grep -qxF '[127.0.0.1]:2222 ${KEY}' ~/.ssh/known_hosts 2>/dev/null || echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts`,
         "    grep -qxF 'Host 127.0.0.1' ~/.ssh/config 2>/dev/null || printf 'Host 127.0.0.1\\n  IdentityFile ~/.ssh/lab.key\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config",

@@ -72,6 +72,12 @@ describe("the program and the scripts read the same table", () => {
             expect([release, accepts(release.os, release.version, release.codename)]).toEqual([release, true]);
         }
         expect(accepts("ubuntu", "20.04", "focal")).toBe(false);
+        // docker-engine takes the repository tree from the same table: the OS, never a version or codename.
+        const repoFor = (os: string) => withScript("docker-engine.sh",
+            `os_release_field() { case "$1" in ID) echo ${os} ;; VERSION_CODENAME) echo x ;; esac; }\n` +
+            "dpkg() { echo amd64; }\nDOCKER_APT_REPO=https://repo.example\nread_platform\necho \"$REPO_URL\"");
+        expect([repoFor("ubuntu"), repoFor("debian")].map(r => r.output)).toEqual(["https://repo.example/ubuntu", "https://repo.example/debian"]);
+        expect([repoFor("noble").status, repoFor("12").status]).toEqual([1, 1]);
         expect(accepts("fedora", "41", "")).toBe(false);
         for (const release of facts.SUPPORTED_RELEASES.filter(r => r.os === "ubuntu")) {
             expect(parseConfig({ ...EC2, ubuntuRelease: release.version }).mode).toBe("ec2");

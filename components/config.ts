@@ -6,7 +6,7 @@
  * Nothing here touches Pulumi: the host lab builds its configuration with the same function.
  */
 
-import { DEFAULT_PLATFORMS, EMULATED_PLATFORMS, emulatorOf, PATTERNS, SUPPORTED_RELEASES } from "./host-facts";
+import { DEFAULT_PLATFORMS, EMULATED_PLATFORMS, emulatorOf, PATTERNS, SSH_KEY_TYPES, SUPPORTED_RELEASES } from "./host-facts";
 
 /** The raw `buildx-host:*` values as `pulumi config` stores them (arrays arrive as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
@@ -119,13 +119,10 @@ export class ConfigError extends Error {
     }
 }
 
-const LINUX_USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+const LINUX_USER_NAME = new RegExp(PATTERNS.accountName);
 /** Accounts the host already has or this project uses itself. */
 const RESERVED_USER_NAMES = new Set(["root", "ubuntu", "admin", "debian", "docker", "daemon", "bin", "sys", "nobody", "sshd", "syslog"]);
-const SSH_KEY_TYPES = new Set([
-    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
-]);
+const KEY_TYPES = new Set<string>(SSH_KEY_TYPES);
 const SIZE = new RegExp(PATTERNS.diskSize);
 const KEY_EXAMPLE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 
@@ -135,7 +132,7 @@ const KEY_EXAMPLE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS
  */
 export function isSshPublicKey(line: string): boolean {
     const [type, blob] = line.trim().split(/\s+/);
-    if (!type || !blob || !SSH_KEY_TYPES.has(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
+    if (!type || !blob || !KEY_TYPES.has(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) {
         return false;
     }
     const bytes = Buffer.from(blob, "base64");

@@ -40,11 +40,19 @@ export const DEFAULT_PLATFORMS: readonly EmulatedPlatform[] = [
     "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64",
 ];
 
+/** The SSH public key types a team member's key may have (OpenSSH's names). */
+export const SSH_KEY_TYPES = [
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+] as const;
+
 /**
  * Patterns as POSIX extended regular expressions, the common ground of JavaScript's RegExp and
  * bash's `=~`: no \d, no lookaround.
  */
 export const PATTERNS = {
+    /** A Linux account name the team step creates (and the existing host's login user). */
+    accountName: "^[a-z_][a-z0-9_-]{0,31}$",
     /** A buildx builder name, also the clients' docker context name. */
     builderName: "^[a-z][a-z0-9_-]{0,62}$",
     /** A BuildKit GC limit: a size with a unit BuildKit reads, or a percentage of the disk. */
@@ -58,6 +66,8 @@ export function hostFactsShell(): string {
         "# Generated from components/host-facts.ts (UPDATE_HOST_FACTS=1 npm test); do not edit.",
         "# steps.ts sends it after lib/common.sh, ahead of every step's script.",
         `readonly HOST_FACTS_SUPPORTED_RELEASES=(${SUPPORTED_RELEASES.map(r => quoted(`${r.os} ${r.version} ${r.codename}`)).join(" ")})`,
+        `readonly HOST_FACTS_SSH_KEY_TYPES=(${SSH_KEY_TYPES.join(" ")})`,
+        `readonly HOST_FACTS_ACCOUNT_NAME_PATTERN=${quoted(PATTERNS.accountName)}`,
         `declare -rA HOST_FACTS_EMULATOR_OF=(${Object.entries(EMULATED_PLATFORMS).map(([p, e]) => `[${p}]=${e}`).join(" ")})`,
         `readonly HOST_FACTS_DEFAULT_PLATFORMS=${quoted(DEFAULT_PLATFORMS.join(" "))}`,
         `readonly HOST_FACTS_BUILDER_NAME_PATTERN=${quoted(PATTERNS.builderName)}`,

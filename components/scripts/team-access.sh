@@ -39,8 +39,10 @@ readonly STATE_FILE=/var/lib/buildx-host/team-members
 readonly DOCKER_GROUP=docker
 readonly MEMBER_SHELL=/bin/bash
 readonly LOCKED_SHELL=/usr/sbin/nologin
-readonly NAME_PATTERN='^[a-z_][a-z0-9_-]{0,31}$'
-readonly KEY_PATTERN='^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^[:cntrl:]]*)?$'
+readonly NAME_PATTERN="${HOST_FACTS_ACCOUNT_NAME_PATTERN}"
+# One of the key types the program accepts (host-facts.sh), dots matched literally.
+KEY_TYPES="$(IFS='|' && echo "${HOST_FACTS_SSH_KEY_TYPES[*]//./\\.}")"
+readonly KEY_PATTERN="^(${KEY_TYPES}) [A-Za-z0-9+/]+={0,3}( [^[:cntrl:]]*)?$"
 
 MEMBERS=()
 MANAGED=()

@@ -86,6 +86,23 @@ describe("the program and the scripts read the same table", () => {
         expect(configProblems({ ...EC2, ubuntuRelease: "20.04" }).some(p => p.includes("\"22.04\", \"24.04\""))).toBe(true);
     });
 
+    test("team members: the team step accepts exactly the account names and key types config accepts", () => {
+        const ed25519 = "AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp";
+        const scriptAccepts = (name: string, key: string) => withScript("team-access.sh",
+            `TEAM_MEMBERS='${name} ${key}'\nssh-keygen() { return 0; }\nparse_members`).status === 0;
+        const configAccepts = (name: string, key: string) =>
+            !configProblems({ ...EC2, instanceType: "bad type", team: JSON.stringify([`${name} ${key}`]) }).some(p => p.startsWith("buildx-host:team "));
+        for (const name of ["alice", "_ci", "bob-2", "Alice", "2bob", "a".repeat(33)]) {
+            expect([name, scriptAccepts(name, `ssh-ed25519 ${ed25519}`)]).toEqual([name, configAccepts(name, `ssh-ed25519 ${ed25519}`)]);
+        }
+        for (const type of facts.SSH_KEY_TYPES) {
+            expect([type, withScript("team-access.sh", `[[ '${type} AAAA' =~ \${KEY_PATTERN} ]]`).status]).toEqual([type, 0]);
+        }
+        expect(withScript("team-access.sh", "[[ 'ssh-dss AAAA' =~ ${KEY_PATTERN} ]]").status).toBe(1);
+        expect(withScript("team-access.sh", "[[ 'sk-ssh-ed25519@opensshXcom AAAA' =~ ${KEY_PATTERN} ]]").status).toBe(1);
+        expect(configAccepts("alice", `ssh-dss ${ed25519}`)).toBe(false);
+    });
+
     test("a changed table changes the shell block the scripts read", () => {
         const original = facts.hostFactsShell();
         const emulators = facts.EMULATED_PLATFORMS as Record<string, string>;

@@ -33,8 +33,8 @@ function validatedConfig(raw: RawConfig) {
 
 const raw = rawConfig();
 const config = validatedConfig(raw);
-/** A secret setting, wrapped as a secret where it is read; undefined where unset (Pulumi.yaml's default is ""). */
-const secretSetting = (key: typeof SECRET_KEYS[number]) => raw[key] ? pulumi.secret(raw[key]!) : undefined;
+/** A secret setting parseConfig found present, wrapped as a secret where it is read. */
+const secretSetting = (key: typeof SECRET_KEYS[number]) => pulumi.secret(raw[key]!);
 
 const buildHost = new BuildHost(PROJECT, {
     config,

@@ -200,11 +200,12 @@ class Reader {
         return value !== undefined && value.trim() !== "";
     }
 
-    /** Whether the stack sets `key` to something other than its Pulumi.yaml default. */
+    /** Whether the stack sets `key` to something other than its Pulumi.yaml default (an empty list is no setting). */
     isSet(key: string): boolean {
         const fallback = (DEFAULTS as Readonly<Record<string, unknown>>)[key];
         const declared = fallback === undefined ? undefined : typeof fallback === "string" ? fallback : JSON.stringify(fallback);
-        return this.has(key) && this.raw[key]!.trim() !== declared && !(this.raw[key]!.trim() === "[]" && key === "allowedSshCidrs");
+        const value = this.string(key);
+        return value !== undefined && value !== declared && value !== "[]";
     }
 
     string(key: string, fallback?: string): string | undefined {

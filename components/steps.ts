@@ -94,8 +94,6 @@ export function hostStepDefinitions(config: BuildHostConfig, loginUser: string):
     return STEP_NAMES.map(name => loadStep(name, parameters[name]));
 }
 
-export { shellQuote };
-
 /**
  * The command that runs a step's script, fed on stdin, as root with its parameters.
  * Parameters travel as `env` assignments because sshd's AcceptEnv usually drops SSH environment requests.

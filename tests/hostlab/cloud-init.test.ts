@@ -36,7 +36,8 @@ import { readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
 import { cloudInitUserData } from "../../components/ec2-host";
-import { HostStepDefinition, hostStepDefinitions, sha256, shellQuote, StepReport } from "../../components/steps";
+import { shellQuote } from "../../components/shell";
+import { HostStepDefinition, hostStepDefinitions, sha256, StepReport } from "../../components/steps";
 import {
     expectStepOk, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
     teamEntry,

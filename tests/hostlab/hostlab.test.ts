@@ -16,7 +16,8 @@ import * as path from "path";
 
 import { buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine } from "../../components/endpoint";
 import { emulatorOf } from "../../components/host-facts";
-import { HostStepDefinition, hostStepDefinitions, shellQuote, StepReport } from "../../components/steps";
+import { shellQuote } from "../../components/shell";
+import { HostStepDefinition, hostStepDefinitions, StepReport } from "../../components/steps";
 import {
     binfmtFlags, expectStepOk, labConfig, local, localOk, logDirectory, memberKey, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
     teamEntry,

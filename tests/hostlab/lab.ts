@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
 import { BuildHostConfig, parseConfig, RawConfig } from "../../components/config";
-import { HostStepDefinition, parseStepReport, shellQuote, StepReport, stepFingerprints, stepRunCommand } from "../../components/steps";
+import { shellQuote } from "../../components/shell";
+import { HostStepDefinition, parseStepReport, StepReport, stepFingerprints, stepRunCommand } from "../../components/steps";
 
 /** What start-host.sh wrote about the lab host (host.env). */
 export interface LabHost {

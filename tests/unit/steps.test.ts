@@ -2,8 +2,9 @@ import { execFileSync } from "child_process";
 import { readFileSync } from "fs";
 
 import { parseConfig } from "../../components/config";
+import { shellQuote } from "../../components/shell";
 import {
-    COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, shellQuote, STEP_NAMES, stepCommand,
+    COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, STEP_NAMES, stepCommand,
     stepFingerprints, stepRunCommand,
 } from "../../components/steps";
 

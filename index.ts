@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import { BuildHost } from "./components/build-host";
-import { ConfigError, parseConfig, RawConfig, SECRET_KEYS } from "./components/config";
+import { BuildFleet } from "./components/build-fleet";
+import { ConfigError, parseConfig, privateKeyValue, RawConfig, SECRET_KEYS } from "./components/config";
 
 const PROJECT = "buildx-host";
 
@@ -16,10 +16,13 @@ function rawConfig(): RawConfig {
 /** Whether a setting is stored encrypted; the SDK exports this check only internally. */
 const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
 
-/** The secret settings stored encrypted; undefined (unknown) where the language host does not say. */
+/**
+ * The settings holding secrets that are stored encrypted (`nodes` is, as a whole, when a node's
+ * key was set with --secret); undefined (unknown) where the language host does not say.
+ */
 function encryptedKeys(): readonly string[] | undefined {
     return process.env.PULUMI_CONFIG_SECRET_KEYS === undefined ? undefined
-        : SECRET_KEYS.filter(key => isConfigSecret(`${PROJECT}:${key}`));
+        : [...SECRET_KEYS, "nodes"].filter(key => isConfigSecret(`${PROJECT}:${key}`));
 }
 
 function validatedConfig(raw: RawConfig) {
@@ -32,34 +35,50 @@ function validatedConfig(raw: RawConfig) {
 }
 
 const raw = rawConfig();
-const config = validatedConfig(raw);
-/** A secret setting parseConfig found present, wrapped as a secret where it is read. */
-const secretSetting = (key: typeof SECRET_KEYS[number]) => pulumi.secret(raw[key]!);
+const stack = validatedConfig(raw);
 
-const buildHost = new BuildHost(PROJECT, {
-    config,
-    loginPrivateKey: config.mode === "ec2" && config.ec2.loginKeyProvided ? secretSetting("loginPrivateKey") : undefined,
-    existingHostPrivateKey: config.mode === "existing" ? secretSetting("existingHostPrivateKey") : undefined,
+const fleet = new BuildFleet(PROJECT, {
+    stack,
+    // Wrapped as secrets where they are read.
+    privateKeys: stack.nodes.map(node => node.privateKey && pulumi.secret(privateKeyValue(raw, node.privateKey))),
     tags: { Project: PROJECT, Stack: pulumi.getStack(), ManagedBy: "pulumi" },
 });
 
-const outputs = {
-    instanceId: buildHost.instanceId,
-    publicIp: buildHost.publicIp,
-    publicDns: buildHost.publicDns,
-    address: buildHost.address,
-    sshEndpoint: buildHost.sshEndpoint,
-    knownHostsLine: buildHost.knownHostsLine,
-    loginPrivateKeyOpenssh: buildHost.loginPrivateKey,
-    dockerContextCommand: buildHost.dockerContextCommand,
-    buildxCreateCommand: buildHost.buildxCreateCommand,
-    githubActionsSnippet: buildHost.githubActionsSnippet,
-    teamDockerContextCommands: buildHost.teamDockerContextCommands,
-    teamGithubActionsSnippets: buildHost.teamGithubActionsSnippets,
-    platforms: buildHost.platforms,
-    versions: buildHost.versions,
-    preflight: buildHost.preflight,
-};
+function singleHostOutputs() {
+    const [host] = fleet.hosts;
+    return {
+        instanceId: host.instanceId,
+        publicIp: host.publicIp,
+        publicDns: host.publicDns,
+        address: host.address,
+        sshEndpoint: host.sshEndpoint,
+        knownHostsLine: host.knownHostsLine,
+        loginPrivateKeyOpenssh: host.loginPrivateKey,
+        dockerContextCommand: host.dockerContextCommand,
+        buildxCreateCommand: host.buildxCreateCommand,
+        githubActionsSnippet: host.githubActionsSnippet,
+        teamDockerContextCommands: host.teamDockerContextCommands,
+        teamGithubActionsSnippets: host.teamGithubActionsSnippets,
+        platforms: host.platforms,
+        versions: host.versions,
+        preflight: host.preflight,
+    };
+}
+
+function fleetOutputs() {
+    return {
+        nodes: fleet.nodes,
+        knownHostsLines: fleet.knownHostsLines,
+        dockerContextCommands: fleet.dockerContextCommands,
+        buildxCreateCommand: fleet.buildxCreateCommand,
+        teamDockerContextCommands: fleet.teamDockerContextCommands,
+        teamGithubActionsSnippets: fleet.teamGithubActionsSnippets,
+        platformNodes: fleet.platformNodes,
+        loginPrivateKeysOpenssh: fleet.loginPrivateKeys,
+    };
+}
+
+const outputs: Record<string, unknown> = stack.fleet ? fleetOutputs() : singleHostOutputs();
 
 // Outputs of the other mode (instanceId, publicIp, publicDns, the generated login key) are left out:
 // Pulumi warns on every `up` about an undefined stack output.

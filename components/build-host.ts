@@ -19,6 +19,8 @@ export interface BuildHostArgs {
     readonly existingHostPrivateKey?: pulumi.Input<string>;
     /** Tags for every AWS resource (mode "ec2"). Default: none. */
     readonly tags?: Readonly<Record<string, string>>;
+    /** The clients' docker context for this host. Default: `config.builderName`. */
+    readonly contextName?: string;
 }
 
 /** Tool versions on the host, from the step reports. */
@@ -117,6 +119,10 @@ export class BuildHost extends pulumi.ComponentResource {
     public readonly versions: pulumi.Output<HostVersions>;
     /** Klauser's preflight checks, the F flag per emulator and the per-platform emulation proofs. */
     public readonly preflight: pulumi.Output<QemuPreflight>;
+    /** Where the host is and who logs in, for the fleet's outputs. */
+    public readonly endpointParts: pulumi.Output<EndpointParts>;
+    /** The host's CPU architecture as it reports it (`dpkg --print-architecture`). */
+    public readonly hostArchitecture: pulumi.Output<string>;
     /** The host steps, by name. */
     public readonly steps: Readonly<Record<StepName, HostStep>>;
 
@@ -162,8 +168,9 @@ export class BuildHost extends pulumi.ComponentResource {
         this.steps = steps as Record<StepName, HostStep>;
 
         const parts: pulumi.Output<EndpointParts> = pulumi.all([host, hostPublicKey]).apply(([address, key]) => ({
-            host: address, port, user, hostPublicKey: key, builderName: config.builderName,
+            host: address, port, user, hostPublicKey: key, builderName: config.builderName, contextName: args.contextName,
         }));
+        this.endpointParts = parts;
         this.sshEndpoint = parts.apply(p => sshEndpoint(p));
         this.knownHostsLine = parts.apply(knownHostsLine);
         this.dockerContextCommand = parts.apply(p => dockerContextCommand(p));
@@ -175,6 +182,7 @@ export class BuildHost extends pulumi.ComponentResource {
         this.teamGithubActionsSnippets = perMember(githubActionsSnippet);
 
         const field = (report: StepReport, key: string): string => String(report[key] ?? "unknown");
+        this.hostArchitecture = this.steps["wait-for-host"].report.apply(r => field(r, "arch"));
         this.platforms = this.steps["buildx-builder"].report.apply(r => (r.platforms as string[] | undefined) ?? []);
         this.versions = pulumi.all([
             this.steps["wait-for-host"].report, this.steps["docker-engine"].report,

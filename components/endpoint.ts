@@ -12,8 +12,21 @@ export interface EndpointParts {
     readonly user: string;
     /** The host's SSH public key, "ssh-ed25519 AAAA…". */
     readonly hostPublicKey: string;
-    /** The buildx builder's name on the host; also the name of the clients' docker context. */
+    /** The buildx builder's name on the host. */
     readonly builderName: string;
+    /** The clients' docker context for the host. Default: builderName (a fleet node's is `<builderName>-<node>`). */
+    readonly contextName?: string;
+}
+
+/** A node of a fleet: its name in the client builder, where it is, and the platforms it alone serves. */
+export interface FleetNodeEndpoint {
+    readonly name: string;
+    readonly parts: EndpointParts;
+    readonly platforms: readonly string[];
+}
+
+function contextName(parts: EndpointParts): string {
+    return parts.contextName ?? parts.builderName;
 }
 
 /** The docker-container endpoint of the builder's one BuildKit node (`<name>0`). */
@@ -34,12 +47,12 @@ export function knownHostsLine(parts: EndpointParts): string {
 }
 
 export function dockerContextCommand(parts: EndpointParts, user = parts.user): string {
-    return `docker context create ${parts.builderName} --docker host=${sshEndpoint(parts, user)}`;
+    return `docker context create ${contextName(parts)} --docker host=${sshEndpoint(parts, user)}`;
 }
 
 /** Attaches to the host's shared BuildKit through the docker context; clients cannot remove it. */
 export function remoteBuilderEndpoint(parts: EndpointParts): string {
-    return `docker-container://${buildkitContainerName(parts.builderName)}?context=${parts.builderName}`;
+    return `docker-container://${buildkitContainerName(parts.builderName)}?context=${contextName(parts)}`;
 }
 
 /** The client-side builder's name: buildx refuses one named like an existing docker context. */
@@ -51,22 +64,34 @@ export function buildxCreateCommand(parts: EndpointParts): string {
     return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote '${remoteBuilderEndpoint(parts)}' --use`;
 }
 
+/**
+ * One client builder over every node of a fleet, each node a remote-driver node (a builder has one
+ * driver) fixed to the platforms it alone serves, so buildx sends each platform to its node.
+ */
+export function fleetBuildxCreateCommand(nodes: readonly FleetNodeEndpoint[]): string {
+    return nodes.map((node, index) => [
+        `docker buildx create --name ${clientBuilderName(node.parts.builderName)}`,
+        index === 0 ? "--driver remote" : "--append",
+        `--node ${node.name} --platform ${node.platforms.join(",")} '${remoteBuilderEndpoint(node.parts)}'`,
+        ...index === 0 ? ["--use"] : [],
+    ].join(" ")).join("\n");
+}
+
 /** The action the GitHub Actions snippet attaches buildx with: its current major, v4 (node24). */
 export const SETUP_BUILDX_ACTION = "docker/setup-buildx-action@v4";
 
 /**
- * GitHub Actions steps to paste under a job's `steps:` (indented alike): trust the pinned host key,
- * give ssh the key for this host, create the docker context, attach buildx to the shared BuildKit.
- * The repository secret BUILDX_HOST_SSH_KEY holds the private key of `user`; it reaches the shell
- * through `env:`, never interpolated into the script, and its file is private from the start
- * (umask). Every line is idempotent, so a reused self-hosted runner can run it again.
+ * The shell step of a GitHub Actions snippet: trust each host's pinned key, give ssh the key for
+ * them, create each docker context. The repository secret BUILDX_HOST_SSH_KEY holds the private
+ * key of `user`; it reaches the shell through `env:`, never interpolated into the script, and its
+ * file is private from the start (umask). Every line is idempotent, so a reused self-hosted runner
+ * can run it again.
  */
-export function githubActionsSnippet(parts: EndpointParts, user = parts.user): string {
-    const keyFile = `~/.ssh/${parts.builderName}.key`;
-    const knownHosts = knownHostsLine(parts);
-    const hostBlock = `Host ${parts.host}`;
+function trustStep(title: string, hosts: readonly EndpointParts[], user: string | undefined): string[] {
+    const keyFile = `~/.ssh/${hosts[0].builderName}.key`;
+    const hostBlocks = [...new Set(hosts.map(parts => `Host ${parts.host}`))];
     return [
-        "- name: Trust the buildx host and create its docker context",
+        `- name: ${title}`,
         "  env:",
         "    BUILDX_HOST_SSH_KEY: ${{ secrets.BUILDX_HOST_SSH_KEY }}",
         "  run: |",
@@ -75,14 +100,54 @@ export function githubActionsSnippet(parts: EndpointParts, user = parts.user): s
         // A file left by an earlier job would keep its mode: write a new one.
         `    rm -f ${keyFile}`,
         `    printf '%s\\n' "$BUILDX_HOST_SSH_KEY" > ${keyFile}`,
-        `    grep -qxF '${knownHosts}' ~/.ssh/known_hosts 2>/dev/null || echo '${knownHosts}' >> ~/.ssh/known_hosts`,
-        `    grep -qxF '${hostBlock}' ~/.ssh/config 2>/dev/null || printf '${hostBlock}\\n  IdentityFile ${keyFile}\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config`,
-        `    docker context inspect ${parts.builderName} >/dev/null 2>&1 || ${dockerContextCommand(parts, user)}`,
+        ...hosts.map(knownHostsLine).map(line =>
+            `    grep -qxF '${line}' ~/.ssh/known_hosts 2>/dev/null || echo '${line}' >> ~/.ssh/known_hosts`),
+        ...hostBlocks.map(block =>
+            `    grep -qxF '${block}' ~/.ssh/config 2>/dev/null || printf '${block}\\n  IdentityFile ${keyFile}\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config`),
+        ...hosts.map(parts =>
+            `    docker context inspect ${contextName(parts)} >/dev/null 2>&1 || ${dockerContextCommand(parts, user ?? parts.user)}`),
+    ];
+}
+
+/**
+ * GitHub Actions steps to paste under a job's `steps:` (indented alike): trust the pinned host key,
+ * give ssh the key for this host, create the docker context, attach buildx to the shared BuildKit.
+ */
+export function githubActionsSnippet(parts: EndpointParts, user = parts.user): string {
+    return [
+        ...trustStep("Trust the buildx host and create its docker context", [parts], user),
         "- name: Attach buildx to the shared builder",
         `  uses: ${SETUP_BUILDX_ACTION}`,
         "  with:",
         "    driver: remote",
         `    endpoint: ${remoteBuilderEndpoint(parts)}`,
+        "",
+    ].join("\n");
+}
+
+/**
+ * The fleet's GitHub Actions steps for `user` (a team member: their account and key are the same
+ * on every node): trust every node and create its context, then one remote-driver builder whose
+ * first node is given by `endpoint` and `platforms`, and each further node by an `append` entry.
+ */
+export function fleetGithubActionsSnippet(nodes: readonly FleetNodeEndpoint[], user: string): string {
+    const [first, ...others] = nodes;
+    return [
+        ...trustStep("Trust the buildx fleet and create its docker contexts", nodes.map(node => node.parts), user),
+        "- name: Attach buildx to the shared fleet",
+        `  uses: ${SETUP_BUILDX_ACTION}`,
+        "  with:",
+        "    driver: remote",
+        `    endpoint: ${remoteBuilderEndpoint(first.parts)}`,
+        `    platforms: ${first.platforms.join(",")}`,
+        ...others.length === 0 ? [] : [
+            "    append: |",
+            ...others.flatMap(node => [
+                `      - name: ${node.name}`,
+                `        endpoint: ${remoteBuilderEndpoint(node.parts)}`,
+                `        platforms: ${node.platforms.join(",")}`,
+            ]),
+        ],
         "",
     ].join("\n");
 }

@@ -15,6 +15,11 @@ export const SUPPORTED_RELEASES = [
     { os: "debian", version: "13", codename: "trixie" },
 ] as const;
 
+/** The CPU architectures a build host may have (Debian's names): EC2 offers both. */
+export const CPU_ARCHITECTURES = ["amd64", "arm64"] as const;
+
+export type CpuArchitecture = typeof CPU_ARCHITECTURES[number];
+
 /** The platforms QEMU can emulate for a build, each with its emulator's binfmt name (qemu-<name>). */
 export const EMULATED_PLATFORMS = {
     "linux/amd64": "x86_64",

@@ -7,7 +7,8 @@ import { spawnSync } from "child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { BuildHostConfig, parseConfig, RawConfig } from "../../components/config";
+import { BuildHostConfig, RawConfig } from "../../components/config";
+import { hostConfig } from "../config-problems";
 import { shellQuote } from "../../components/shell";
 import { HostStepDefinition, parseStepReport, StepReport, stepFingerprints, stepRunCommand } from "../../components/steps";
 
@@ -30,7 +31,7 @@ export interface LabHost {
  * `settings` adds what a suite changes (team, dockerAptRepo).
  */
 export function labConfig(lab: LabHost, settings: RawConfig = {}): BuildHostConfig {
-    return parseConfig({
+    return hostConfig({
         hostMode: "existing",
         existingHostAddress: lab.host,
         existingHostPort: String(lab.port),

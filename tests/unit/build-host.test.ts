@@ -7,7 +7,8 @@ const recorder = installMocks();
 
 // Imported after the mocks are installed, as a Pulumi program would be run under them.
 import { BuildHost } from "../../components/build-host";
-import { parseConfig, RawConfig } from "../../components/config";
+import { RawConfig } from "../../components/config";
+import { hostConfig } from "../config-problems";
 import { CANONICAL_OWNER_ID } from "../../components/ec2-host";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
 import { hostStepDefinitions, sha256, STEP_NAMES, stepFingerprints, stepRunCommand } from "../../components/steps";
@@ -18,7 +19,7 @@ const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nbG9naW4ta2V5\n-----END
 
 async function deploy(name: string, raw: RawConfig, secrets: { loginPrivateKey?: string; existingHostPrivateKey?: string } = {}) {
     const host = new BuildHost(name, {
-        config: parseConfig(raw),
+        config: hostConfig(raw),
         loginPrivateKey: secrets.loginPrivateKey ? pulumi.secret(secrets.loginPrivateKey) : undefined,
         existingHostPrivateKey: secrets.existingHostPrivateKey ? pulumi.secret(secrets.existingHostPrivateKey) : undefined,
         tags: { Project: "buildx-host", Stack: "test" },
@@ -144,13 +145,13 @@ describe("ec2 mode", () => {
 
     test("the probe runs again exactly when the first step will: its fingerprint or the machine changed", async () => {
         const [probe] = deployed.ofType("command:local:Command");
-        const definitions = hostStepDefinitions(parseConfig(config), "ubuntu");
+        const definitions = hostStepDefinitions(hostConfig(config), "ubuntu");
         const expected = sha256(JSON.stringify({ fingerprint: stepFingerprints(definitions)[0], hostId: "ec2-ec2-instance-id" }));
         expect(probe.inputs.environment.PROBE_RUN_WITH).toBe(expected);
         // A longer wait changes the first step's parameters, so both run again, the probe with the new bound.
         const slower = { ...config, hostReadyTimeoutMinutes: "20" };
         const otherProbe = (await deploy("ec2slow", slower)).ofType("command:local:Command")[0].inputs.environment;
-        const slowerFirstStep = stepFingerprints(hostStepDefinitions(parseConfig(slower), "ubuntu"))[0];
+        const slowerFirstStep = stepFingerprints(hostStepDefinitions(hostConfig(slower), "ubuntu"))[0];
         expect(slowerFirstStep).not.toEqual(stepFingerprints(definitions)[0]);
         expect(otherProbe.PROBE_RUN_WITH).toBe(sha256(JSON.stringify({ fingerprint: slowerFirstStep, hostId: "ec2slow-ec2-instance-id" })));
         expect(otherProbe.PROBE_TIMEOUT_SECONDS).toBe("1200");
@@ -180,7 +181,7 @@ describe("ec2 mode", () => {
 
     test("each command runs its script from stdin as root; only what owns something deletes it, first", () => {
         const commands = commandsInOrder(deployed.resources, "ec2") as any[];
-        const definitions = hostStepDefinitions(parseConfig(config), "ubuntu");
+        const definitions = hostStepDefinitions(hostConfig(config), "ubuntu");
         const fingerprints = stepFingerprints(definitions);
         for (const [i, command] of commands.entries()) {
             expect(command.inputs.create).toBe(stepRunCommand(definitions[i], fingerprints[i], "ec2-ec2-instance-id"));
@@ -290,7 +291,7 @@ describe("existing-host mode", () => {
     });
 
     test("refuses to run without the private key", () => {
-        expect(() => new BuildHost("nokey", { config: parseConfig(config) })).toThrow(pulumi.ResourceError);
-        expect(() => new BuildHost("nokey2", { config: parseConfig(config) })).toThrow(/existingHostPrivateKey is required/);
+        expect(() => new BuildHost("nokey", { config: hostConfig(config) })).toThrow(pulumi.ResourceError);
+        expect(() => new BuildHost("nokey2", { config: hostConfig(config) })).toThrow(/existingHostPrivateKey is required/);
     });
 });

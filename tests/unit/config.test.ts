@@ -5,10 +5,10 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import {
-    architectureOfInstanceType, BuildHostConfig, DEFAULTS, Ec2Settings, ExistingHostSettings, isCidr, isEncryptedPrivateKey, isSshPublicKey, KNOWN_KEYS, parseConfig, RawConfig,
+    architectureOfInstanceType, BuildHostConfig, DEFAULTS, Ec2Settings, ExistingHostSettings, isCidr, isEncryptedPrivateKey, isSshPublicKey, KNOWN_KEYS, RawConfig,
 } from "../../components/config";
 import { hostStepDefinitions } from "../../components/steps";
-import { configProblems } from "../config-problems";
+import { configProblems, hostConfig } from "../config-problems";
 
 const ROOT = path.join(__dirname, "..", "..");
 const ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
@@ -46,7 +46,7 @@ const EXISTING: RawConfig = {
 
 describe("parseConfig defaults", () => {
     test("ec2 mode fills every default", () => {
-        const config = parseConfig(EC2);
+        const config = hostConfig(EC2);
         expect(config.mode).toBe("ec2");
         expect(ec2Settings(config)).toEqual({
             instanceType: "c7i.xlarge", architecture: "amd64", ubuntuRelease: "24.04", ubuntuAmiSerial: undefined,
@@ -61,7 +61,7 @@ describe("parseConfig defaults", () => {
     });
 
     test("existing mode needs no AWS settings and keeps the host key without its comment", () => {
-        const config = parseConfig({ ...EXISTING, existingHostPublicKey: `${HOST_KEY} root@build1`, existingHostPort: "2222" });
+        const config = hostConfig({ ...EXISTING, existingHostPublicKey: `${HOST_KEY} root@build1`, existingHostPort: "2222" });
         expect("ec2" in config).toBe(false);
         expect(existingHostSettings(config)).toEqual({ address: "build1.example.com", port: 2222, user: "builder", hostPublicKey: HOST_KEY });
     });
@@ -73,23 +73,23 @@ describe("parseConfig defaults", () => {
         for (const type of ["c7i.xlarge", "m7a.large", "t3.micro", "g5.xlarge", "p4d.24xlarge", "inf2.xlarge"]) {
             expect([type, architectureOfInstanceType(type)]).toEqual([type, "amd64"]);
         }
-        expect(ec2Settings(parseConfig({ ...EC2, instanceType: "m7g.large" })).architecture).toBe("arm64");
+        expect(ec2Settings(hostConfig({ ...EC2, instanceType: "m7g.large" })).architecture).toBe("arm64");
     });
 
     test("team entries become members, a trailing slash leaves the repo URL", () => {
-        const config = parseConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`]), dockerAptRepo: "https://mirror.example.com/docker/" });
+        const config = hostConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`]), dockerAptRepo: "https://mirror.example.com/docker/" });
         expect(config.team).toEqual([{ name: "alice", sshPublicKeys: [ALICE_KEY] }]);
         expect(config.dockerAptRepo).toBe("https://mirror.example.com/docker");
     });
 
     test("0.0.0.0/0 is accepted with the explicit opt-in", () => {
-        const config = parseConfig({ ...EC2, allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]), allowOpenSsh: "true" });
+        const config = hostConfig({ ...EC2, allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]), allowOpenSsh: "true" });
         expect(ec2Settings(config).allowedSshCidrs).toEqual(["0.0.0.0/0"]);
     });
 
     test("a member listed once per key gets every key; the team step receives one line per key", () => {
         const ciKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF ci@runner";
-        const config = parseConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `bob ${ciKey}`, `alice ${ciKey}`]) });
+        const config = hostConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `bob ${ciKey}`, `alice ${ciKey}`]) });
         expect(config.team).toEqual([{ name: "alice", sshPublicKeys: [ALICE_KEY, ciKey] }, { name: "bob", sshPublicKeys: [ciKey] }]);
         const team = hostStepDefinitions(config, "ubuntu").find(step => step.name === "team-access")!;
         expect(team.environment.TEAM_MEMBERS).toBe(`alice ${ALICE_KEY}\nalice ${ciKey}\nbob ${ciKey}`);
@@ -99,8 +99,8 @@ describe("parseConfig defaults", () => {
         const declared = (yaml.load(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { config: Record<string, { default: unknown }> }).config;
         const defaults = Object.fromEntries(Object.entries(declared).map(([key, { default: value }]) =>
             [key, typeof value === "string" ? value : JSON.stringify(value)]));
-        expect(() => parseConfig({ ...defaults, ...EXISTING, allowedSshCidrs: "[]", architecture: "", subnetId: "" })).not.toThrow();
-        expect(() => parseConfig({ ...defaults, ...EC2, existingHostAddress: "", existingHostUser: "" })).not.toThrow();
+        expect(() => hostConfig({ ...defaults, ...EXISTING, allowedSshCidrs: "[]", architecture: "", subnetId: "" })).not.toThrow();
+        expect(() => hostConfig({ ...defaults, ...EC2, existingHostAddress: "", existingHostUser: "" })).not.toThrow();
     });
 });
 
@@ -181,7 +181,7 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
     test("reports every problem at once", () => {
         const problems = configProblems({ hostMode: "ec2", instanceType: "huge", ubuntuRelease: "18.04", builderName: "A B", platforms: "[\"linux/vax\"]" });
         expect(problems.length).toBeGreaterThanOrEqual(5);
-        const message = (() => { try { parseConfig({ instanceType: "huge" }); } catch (e) { return (e as Error).message; } return ""; })();
+        const message = (() => { try { hostConfig({ instanceType: "huge" }); } catch (e) { return (e as Error).message; } return ""; })();
         expect(message).toMatch(/^Invalid buildx-host configuration \(2 problems\):\n {2}- /);
     });
 
@@ -272,7 +272,7 @@ describe("project files", () => {
         const raw = Object.fromEntries(Object.entries<any>(stack)
             .filter(([key]) => key.startsWith("buildx-host:"))
             .map(([key, value]) => [key.slice("buildx-host:".length), typeof value === "string" ? value : JSON.stringify(value)]));
-        const config = parseConfig(raw);
+        const config = hostConfig(raw);
         expect(stack["aws:region"]).toMatch(/^[a-z]{2}-[a-z]+-\d$/);
         // An example must never grant access: whoever uses it adds their own keys.
         expect(config.team).toEqual([]);

@@ -1,6 +1,6 @@
 import {
-    buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet,
-    knownHostsLine, sshEndpoint,
+    buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, fleetBuildxCreateCommand, fleetGithubActionsSnippet,
+    FleetNodeEndpoint, githubActionsSnippet, knownHostsLine, sshEndpoint,
 } from "../../components/endpoint";
 import { execFileSync } from "child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "fs";
@@ -109,4 +109,55 @@ test("the snippet's shell step keeps the key private and, run twice on one runne
     } finally {
         rmSync(home, { recursive: true, force: true });
     }
+});
+
+describe("a fleet", () => {
+    const FLEET: FleetNodeEndpoint[] = [
+        { name: "amd64", platforms: ["linux/amd64", "linux/riscv64"], parts: { ...LAB, contextName: "lab-amd64" } },
+        { name: "arm64", platforms: ["linux/arm64"], parts: { ...LAB, port: 2223, contextName: "lab-arm64" } },
+        { name: "graviton", platforms: ["linux/arm/v7"], parts: { ...EC2, builderName: "lab", contextName: "lab-graviton" } },
+    ];
+
+    test("each node has its own docker context, named <builder>-<node>", () => {
+        expect(dockerContextCommand(FLEET[1].parts, "alice")).toBe("docker context create lab-arm64 --docker host=ssh://alice@127.0.0.1:2223");
+    });
+
+    test("one client builder: the first node created, each further one appended, each fixed to its platforms", () => {
+        expect(fleetBuildxCreateCommand(FLEET).split("\n")).toEqual([
+            "docker buildx create --name lab-remote --driver remote --node amd64 --platform linux/amd64,linux/riscv64 " +
+                "'docker-container://buildx_buildkit_lab0?context=lab-amd64' --use",
+            "docker buildx create --name lab-remote --append --node arm64 --platform linux/arm64 'docker-container://buildx_buildkit_lab0?context=lab-arm64'",
+            "docker buildx create --name lab-remote --append --node graviton --platform linux/arm/v7 " +
+                "'docker-container://buildx_buildkit_lab0?context=lab-graviton'",
+        ]);
+    });
+
+    test("the GitHub Actions snippet trusts every node and appends every node after the first", () => {
+        const steps = yaml.load(fleetGithubActionsSnippet(FLEET, "ci")) as WorkflowStep[];
+        expect(steps.map(step => step.uses ?? "run")).toEqual(["run", "docker/setup-buildx-action@v4"]);
+        const run = steps[0].run!.split("\n");
+        expect(run.filter(line => line.includes("known_hosts"))).toHaveLength(3);
+        // Two nodes share 127.0.0.1: one ssh config block for it.
+        expect(run.filter(line => line.includes("~/.ssh/config"))).toHaveLength(2);
+        expect(run.filter(line => line.includes("docker context create"))).toEqual([
+            "docker context inspect lab-amd64 >/dev/null 2>&1 || docker context create lab-amd64 --docker host=ssh://ci@127.0.0.1:2222",
+            "docker context inspect lab-arm64 >/dev/null 2>&1 || docker context create lab-arm64 --docker host=ssh://ci@127.0.0.1:2223",
+            "docker context inspect lab-graviton >/dev/null 2>&1 || docker context create lab-graviton " +
+                "--docker host=ssh://ci@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
+        ]);
+        expect(steps[1].with).toEqual({
+            driver: "remote",
+            endpoint: "docker-container://buildx_buildkit_lab0?context=lab-amd64",
+            platforms: "linux/amd64,linux/riscv64",
+            append: expect.any(String),
+        });
+        expect(yaml.load(steps[1].with!.append)).toEqual([
+            { name: "arm64", endpoint: "docker-container://buildx_buildkit_lab0?context=lab-arm64", platforms: "linux/arm64" },
+            { name: "graviton", endpoint: "docker-container://buildx_buildkit_lab0?context=lab-graviton", platforms: "linux/arm/v7" },
+        ]);
+    });
+
+    test("a one-node fleet has no append", () => {
+        expect(fleetGithubActionsSnippet(FLEET.slice(0, 1), "ci")).not.toContain("append");
+    });
 });

@@ -6,11 +6,11 @@ import { execFileSync, spawnSync } from "child_process";
 import { readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { DEFAULTS, parseConfig } from "../../components/config";
+import { DEFAULTS } from "../../components/config";
 import { ubuntuAmiNamePattern } from "../../components/ec2-host";
 import * as facts from "../../components/host-facts";
 import { COMMON_LIBRARY_PATH, HOST_FACTS_PATH, SCRIPTS_DIR } from "../../components/steps";
-import { configProblems } from "../config-problems";
+import { configProblems, hostConfig } from "../config-problems";
 
 const EC2 = { allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) };
 
@@ -80,7 +80,7 @@ describe("the program and the scripts read the same table", () => {
         expect([repoFor("noble").status, repoFor("12").status]).toEqual([1, 1]);
         expect(accepts("fedora", "41", "")).toBe(false);
         for (const release of facts.SUPPORTED_RELEASES.filter(r => r.os === "ubuntu")) {
-            expect(parseConfig({ ...EC2, ubuntuRelease: release.version }).mode).toBe("ec2");
+            expect(hostConfig({ ...EC2, ubuntuRelease: release.version }).mode).toBe("ec2");
             expect(ubuntuAmiNamePattern({ ubuntuRelease: release.version, architecture: "amd64" })).toContain(`ubuntu-${release.codename}-${release.version}-amd64`);
         }
         expect(configProblems({ ...EC2, ubuntuRelease: "20.04" }).some(p => p.includes("\"22.04\", \"24.04\""))).toBe(true);

@@ -15,6 +15,9 @@ export interface RecordedResource {
     dependencies: string[];
     deleteBeforeReplace: boolean;
     replaceOnChanges: string[];
+    /** Aliases as URNs, or as specs where the engine takes those (the SDK then leaves children's to the engine). */
+    aliasUrns: string[];
+    aliasSpecs: Record<string, unknown>[];
     urn: string;
 }
 
@@ -121,6 +124,8 @@ export function installMocks(): Recorder {
             dependencies: request.getDependenciesList(),
             deleteBeforeReplace: request.getDeletebeforereplace(),
             replaceOnChanges: request.getReplaceonchangesList(),
+            aliasUrns: request.getAliasurnsList(),
+            aliasSpecs: request.getAliasesList().map((alias: any) => alias.toObject()),
             urn: monitor.newUrn(request.getParent(), request.getType(), request.getName()),
         });
         return registerResource(request, callback);

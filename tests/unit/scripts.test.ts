@@ -4,7 +4,7 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import { COMMON_LIBRARY_PATH, hostStepDefinitions, SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
-import { parseConfig } from "../../components/config";
+import { hostConfig } from "../config-problems";
 
 const scripts = readdirSync(SCRIPTS_DIR).filter(f => f.endsWith(".sh")).sort();
 
@@ -28,7 +28,7 @@ test.each([...scripts, "lib/common.sh", "lib/host-facts.sh"])("%s passes shellch
 });
 
 test("what each step really sends (shared functions + script) passes shellcheck and bash -n", () => {
-    const config = parseConfig({ allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) });
+    const config = hostConfig({ allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) });
     for (const step of hostStepDefinitions(config, "ubuntu")) {
         shellcheck(["-"], step.script);
         execFileSync("bash", ["-n"], { input: step.script });

@@ -1,14 +1,14 @@
 import { execFileSync } from "child_process";
 import { readFileSync } from "fs";
 
-import { parseConfig } from "../../components/config";
+import { hostConfig } from "../config-problems";
 import { shellQuote } from "../../components/shell";
 import {
     COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, STEP_NAMES, stepCommand,
     stepFingerprints, stepRunCommand,
 } from "../../components/steps";
 
-const CONFIG = parseConfig({
+const CONFIG = hostConfig({
     allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]),
     team: JSON.stringify([
         "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop",

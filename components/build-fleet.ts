@@ -1,0 +1,139 @@
+import * as pulumi from "@pulumi/pulumi";
+
+import { BuildHost, HostVersions } from "./build-host";
+import { StackConfig } from "./config";
+import {
+    dockerContextCommand, fleetBuildxCreateCommand, fleetGithubActionsSnippet, FleetNodeEndpoint, knownHostsLine, sshEndpoint,
+} from "./endpoint";
+
+/** Arguments of the build fleet. */
+export interface BuildFleetArgs {
+    /** The validated configuration (`parseConfig`): one host, or the fleet's nodes. */
+    readonly stack: StackConfig;
+    /** Each node's SSH private key (secret), in `stack.nodes` order; undefined where none is set. */
+    readonly privateKeys: readonly (pulumi.Input<string> | undefined)[];
+    /** Tags for every AWS resource. Default: none. */
+    readonly tags?: Readonly<Record<string, string>>;
+}
+
+/** What a client needs of one node of a fleet, ready to paste. */
+export interface FleetNodeOutputs {
+    /** The address clients and Pulumi connect to. */
+    readonly address: string;
+    /** The Docker endpoint of the node's login user. */
+    readonly sshEndpoint: string;
+    /** The line to append to ~/.ssh/known_hosts. */
+    readonly knownHostsLine: string;
+    /** `docker context create <builder>-<node> …` for the node's login user. */
+    readonly dockerContextCommand: string;
+    /** The platforms this node alone builds. */
+    readonly platforms: readonly string[];
+    /** The CPU the node reported; a platform other than its own is emulated there. */
+    readonly hostArchitecture: string;
+    /** Mode "ec2": the instance id. */
+    readonly instanceId?: string;
+    readonly versions: HostVersions;
+}
+
+/**
+ * The stack's build hosts: the one host of a single-host stack, or one host per node of a fleet,
+ * provisioned in parallel (each host's steps in order) and joined into one client builder with a
+ * remote-driver node per host, each platform on exactly one node.
+ */
+export class BuildFleet extends pulumi.ComponentResource {
+    /** The build hosts, in `stack.nodes` order. */
+    public readonly hosts: readonly BuildHost[];
+    /** Fleet: each node's endpoint, platforms and versions, by node name. */
+    public readonly nodes?: pulumi.Output<Record<string, FleetNodeOutputs>>;
+    /** Fleet: the lines to append to ~/.ssh/known_hosts, one per node. */
+    public readonly knownHostsLines?: pulumi.Output<string>;
+    /** Fleet: the login users' `docker context create` commands, one line per node. */
+    public readonly dockerContextCommands?: pulumi.Output<string>;
+    /** Fleet: `docker buildx create` for the first node, then one `--append` line per further node. */
+    public readonly buildxCreateCommand?: pulumi.Output<string>;
+    /** Fleet: each team member's `docker context create` commands, one line per node. */
+    public readonly teamDockerContextCommands?: pulumi.Output<Record<string, string>>;
+    /** Fleet: each team member's GitHub Actions steps that attach a job to the whole fleet. */
+    public readonly teamGithubActionsSnippets?: pulumi.Output<Record<string, string>>;
+    /** Fleet: the node that builds each platform. */
+    public readonly platformNodes?: pulumi.Output<Record<string, string>>;
+    /** Fleet, mode "ec2" without loginPrivateKey: each node's generated login key (secret). */
+    public readonly loginPrivateKeys?: pulumi.Output<Record<string, string>>;
+
+    /**
+     * @param name the component's name; its hosts are named from it
+     * @param args the validated configuration and the nodes' private keys
+     * @param opts options of the component
+     */
+    constructor(name: string, args: BuildFleetArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("buildx-host:index:BuildFleet", name, {}, opts);
+        const { stack } = args;
+
+        if (!stack.fleet) {
+            const [{ host }] = stack.nodes;
+            // The single host was the stack's top component before fleets: the alias keeps its
+            // resources (and its children's) where they are.
+            this.hosts = [new BuildHost(name, {
+                config: host,
+                loginPrivateKey: host.mode === "ec2" ? args.privateKeys[0] : undefined,
+                existingHostPrivateKey: host.mode === "existing" ? args.privateKeys[0] : undefined,
+                tags: args.tags,
+            }, { parent: this, aliases: [{ parent: pulumi.rootStackResource }] })];
+            this.registerOutputs({});
+            return;
+        }
+
+        const nodeNames = stack.nodes.map(node => node.name!);
+        this.hosts = stack.nodes.map(({ name: nodeName, host }, index) => new BuildHost(`${name}-${nodeName}`, {
+            config: host,
+            loginPrivateKey: host.mode === "ec2" ? args.privateKeys[index] : undefined,
+            existingHostPrivateKey: host.mode === "existing" ? args.privateKeys[index] : undefined,
+            tags: args.tags === undefined ? undefined : { ...args.tags, Node: nodeName! },
+            contextName: `${host.builderName}-${nodeName}`,
+        }, { parent: this }));
+
+        const endpoints: pulumi.Output<FleetNodeEndpoint[]> = pulumi.all(this.hosts.map(h => h.endpointParts)).apply(parts =>
+            parts.map((p, index) => ({ name: nodeNames[index], parts: p, platforms: stack.nodes[index].host.platforms })));
+
+        this.nodes = pulumi.all([
+            endpoints,
+            pulumi.all(this.hosts.map(h => h.hostArchitecture)),
+            pulumi.all(this.hosts.map(h => h.versions)),
+            pulumi.all(this.hosts.map(h => h.instanceId ?? pulumi.output(undefined))),
+        ]).apply(([nodes, architectures, versions, instanceIds]) => Object.fromEntries(nodes.map((node, index) => [node.name, {
+            address: node.parts.host,
+            sshEndpoint: sshEndpoint(node.parts),
+            knownHostsLine: knownHostsLine(node.parts),
+            dockerContextCommand: dockerContextCommand(node.parts),
+            platforms: node.platforms,
+            hostArchitecture: architectures[index],
+            ...instanceIds[index] === undefined ? {} : { instanceId: instanceIds[index] },
+            versions: versions[index],
+        }])));
+        this.knownHostsLines = endpoints.apply(nodes => nodes.map(node => knownHostsLine(node.parts)).join("\n"));
+        this.dockerContextCommands = endpoints.apply(nodes => nodes.map(node => dockerContextCommand(node.parts)).join("\n"));
+        this.buildxCreateCommand = endpoints.apply(fleetBuildxCreateCommand);
+        const team = stack.nodes[0].host.team;
+        this.teamDockerContextCommands = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
+            [member.name, nodes.map(node => dockerContextCommand(node.parts, member.name)).join("\n")])));
+        this.teamGithubActionsSnippets = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
+            [member.name, fleetGithubActionsSnippet(nodes, member.name)])));
+        this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
+            node.host.platforms.map(platform => [platform, node.name!]))));
+        const generated = this.hosts.flatMap((h, index) =>
+            h.loginPrivateKey === undefined ? [] : [{ node: nodeNames[index], key: h.loginPrivateKey }]);
+        this.loginPrivateKeys = generated.length === 0 ? undefined : pulumi.secret(pulumi.all(generated.map(g => g.key))
+            .apply(keys => Object.fromEntries(keys.map((key, index) => [generated[index].node, key]))));
+
+        this.registerOutputs({
+            nodes: this.nodes,
+            knownHostsLines: this.knownHostsLines,
+            dockerContextCommands: this.dockerContextCommands,
+            buildxCreateCommand: this.buildxCreateCommand,
+            teamDockerContextCommands: this.teamDockerContextCommands,
+            teamGithubActionsSnippets: this.teamGithubActionsSnippets,
+            platformNodes: this.platformNodes,
+            loginPrivateKeys: this.loginPrivateKeys,
+        });
+    }
+}

@@ -7,11 +7,14 @@
  * Every command's output is kept, so that a test can search all of it for secrets.
  */
 import { spawnSync } from "child_process";
-import { cpSync, mkdirSync, mkdtempSync, symlinkSync } from "fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
+
+/** What `pulumi up` runs: the program and its project files. */
+export const PROGRAM_FILES = ["Pulumi.yaml", "package.json", "tsconfig.json", "index.ts", "components"];
 
 /** What one CLI command did. */
 export interface CliRun {
@@ -42,14 +45,13 @@ export class PulumiProject {
     /**
      * @param toolsDir tools/build-pulumi.sh's directory: bin/ (CLI, language host) and home/ (plugins)
      * @param passphrase the stack's secrets passphrase
+     * @param programDir where the program's files come from: this checkout, or an earlier version of it
      */
-    constructor(toolsDir: string, passphrase: string) {
+    constructor(toolsDir: string, passphrase: string, programDir = ROOT) {
         const work = mkdtempSync(path.join(tmpdir(), "buildx-host-engine-"));
         this.dir = path.join(work, "project");
         mkdirSync(this.dir);
-        for (const entry of ["Pulumi.yaml", "package.json", "tsconfig.json", "index.ts", "components"]) {
-            cpSync(path.join(ROOT, entry), path.join(this.dir, entry), { recursive: true });
-        }
+        this.useProgram(programDir);
         symlinkSync(path.join(ROOT, "node_modules"), path.join(this.dir, "node_modules"));
         mkdirSync(path.join(work, "state"));
         this.env = {
@@ -63,6 +65,14 @@ export class PulumiProject {
             PULUMI_IGNORE_AMBIENT_PLUGINS: "true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         };
+    }
+
+    /** Puts the program in `programDir` in place of the current one (an upgrade); stacks and their settings stay. */
+    useProgram(programDir: string): void {
+        for (const entry of PROGRAM_FILES) {
+            rmSync(path.join(this.dir, entry), { recursive: true, force: true });
+            cpSync(path.join(programDir, entry), path.join(this.dir, entry), { recursive: true });
+        }
     }
 
     /** Runs `pulumi <args>` in the project; `input` goes to its standard input. Never throws. */

@@ -26,17 +26,12 @@ import {
     binfmtFlags, local, localOk, memberKey as labMemberKey, readLabHost, requiredEnv, ssh, sudoOk, tail, teamEntry,
 } from "../hostlab/lab";
 import { CliRun, PulumiProject, resourceSummary, ROOT } from "./cli";
-import { runSnippet } from "./github-actions";
+import { preparedRunnerTools, runSnippet } from "./github-actions";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const toolsDir = requiredEnv("PULUMI_TOOLS_DIR");
 const buildkitImage = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_REF");
-const runner = {
-    actionDir: requiredEnv("ENGINE_SETUP_BUILDX_ACTION_DIR"),
-    actionVersion: requiredEnv("ENGINE_SETUP_BUILDX_ACTION_VERSION"),
-    nodeBinDir: requiredEnv("ENGINE_NODE24_BIN_DIR"),
-    clientImage: requiredEnv("HOSTLAB_CLIENT_IMAGE"),
-};
+const runner = preparedRunnerTools();
 const client = () => new LabClient(lab, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), project.output("knownHostsLine"));
 
 const RUN_LOG = "/var/log/buildx-host/steps.log";

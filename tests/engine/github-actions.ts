@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as yaml from "js-yaml";
 import * as path from "path";
 
-import { local, RunResult } from "../hostlab/lab";
+import { local, requiredEnv, RunResult } from "../hostlab/lab";
 
 interface WorkflowStep {
     readonly name?: string;
@@ -35,6 +35,16 @@ export interface RunnerTools {
     readonly nodeBinDir: string;
     /** The client image: Docker CLI, buildx, ssh. */
     readonly clientImage: string;
+}
+
+/** The runner pieces tests/hostlab/run.sh prepared (tests/engine/infra/prepare-runner.sh), from its environment. */
+export function preparedRunnerTools(): RunnerTools {
+    return {
+        actionDir: requiredEnv("ENGINE_SETUP_BUILDX_ACTION_DIR"),
+        actionVersion: requiredEnv("ENGINE_SETUP_BUILDX_ACTION_VERSION"),
+        nodeBinDir: requiredEnv("ENGINE_NODE24_BIN_DIR"),
+        clientImage: requiredEnv("HOSTLAB_CLIENT_IMAGE"),
+    };
 }
 
 /** A run of the snippet: each phase's output, and what the action wrote to GITHUB_OUTPUT. */

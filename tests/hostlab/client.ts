@@ -7,7 +7,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { LabHost, local, localOk, logDirectory, tail } from "./lab";
+import { LabHost, local, localOk, logDirectory, RunResult, tail } from "./lab";
 
 /** What a client build produced: its log and the architecture each platform's RUN step reported. */
 export interface ClientBuildResult {
@@ -58,6 +58,15 @@ export class LabClient {
             "",
         ].join("\n"));
         return dir;
+    }
+
+    /** Runs a script in the client container, in the home `user` attached from with `build`. */
+    run(user: string, script: string): RunResult {
+        const home = this.homes.get(user);
+        if (home === undefined) {
+            throw new Error(`${user} has not attached yet: build first`);
+        }
+        return local(`docker run --rm -i --network host -v '${home}:/root' ${this.image} bash -s`, script);
     }
 
     /**

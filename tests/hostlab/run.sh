@@ -11,6 +11,9 @@
 #   cloud-init  tests/hostlab/cloud-init.test.ts ec2 mode's cloud-init user data, booted for real
 #   engine      tests/engine/engine.test.ts      the real Pulumi CLI and plugins: up, no-op up,
 #                                                changes, destroy, the GitHub Actions snippet
+#   fleet       tests/engine/fleet.test.ts       two lab hosts at once (the second on the next
+#                                                sshd port) joined into one builder by `pulumi up`;
+#                                                a single-host stack of the previous program upgraded
 #
 # Needs: root, node_modules installed (npm ci), and network access to deb.debian.org, the Go
 # module proxy and PyPI on a first run. Everything lab traffic touches is on 127.0.0.1.
@@ -35,7 +38,7 @@ export HOSTLAB_SSH_PORT="${HOSTLAB_SSH_PORT:-2222}"
 export APT_REPO_PORT="${APT_REPO_PORT:-8765}"
 export CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 export LAB_REGISTRY_PORT="${LAB_REGISTRY_PORT:-5000}"
-ALL_SUITES=(debian13 debian12 cloud-init engine)
+ALL_SUITES=(debian13 debian12 cloud-init engine fleet)
 HOSTLAB_KEEP="${HOSTLAB_KEEP:-0}"
 JEST_ARGS="${JEST_ARGS:-}"
 RUN_DIR="/var/tmp/buildx-host-lab/run-$HOSTLAB_NAME"
@@ -54,15 +57,16 @@ phase() {
   log "== $name done in $((SECONDS - start))s"
 }
 
-CURRENT_HOST=""
+# The lab hosts running now, removed on exit.
+CURRENT_HOSTS=()
 
 cleanup() {
   local rc=$?
   if [[ "$HOSTLAB_KEEP" == 1 ]]; then
-    log "HOSTLAB_KEEP=1: leaving $CURRENT_HOST and its binfmt registrations in place; afterwards run:"
-    log "  $INFRA/stop-host.sh $CURRENT_HOST; $INFRA/serve-apt-repo.sh stop; $INFRA/binfmt-state.sh restore $BINFMT_STATE"
+    log "HOSTLAB_KEEP=1: leaving ${CURRENT_HOSTS[*]} and the binfmt registrations in place; afterwards run:"
+    log "  for h in ${CURRENT_HOSTS[*]}; do $INFRA/stop-host.sh \$h; done; $INFRA/serve-apt-repo.sh stop; $INFRA/binfmt-state.sh restore $BINFMT_STATE"
   else
-    [[ -z "$CURRENT_HOST" ]] || "$INFRA/stop-host.sh" "$CURRENT_HOST" || rc=1
+    stop_hosts || rc=1
     "$INFRA/serve-apt-repo.sh" stop || rc=1
     "$INFRA/serve-registry.sh" stop || rc=1
     # The lab host registered emulators in the kernel's binfmt_misc; put back what was here.
@@ -120,19 +124,38 @@ prepare_engine() {
   set +a
 }
 
-# Starts a host from an image, runs one test file against it, removes the host. HOST_VARIANT in
-# the environment picks how the host is set up (start-host.sh).
+stop_hosts() {
+  local name rc=0
+  for name in "${CURRENT_HOSTS[@]}"; do
+    "$INFRA/stop-host.sh" "$name" || rc=1
+  done
+  CURRENT_HOSTS=()
+  return "$rc"
+}
+
+# Starts HOSTS hosts from an image (the first on HOSTLAB_SSH_PORT, each further one on the next
+# port), runs one test file against them, removes them. The tests find the first host's env file
+# in HOSTLAB_ENV_FILE and the second's in HOSTLAB_ENV_FILE_2. HOST_VARIANT in the environment picks
+# how the hosts are set up (start-host.sh).
 run_suite() {
-  local name="$1" image="$2" test_file="$3"
-  CURRENT_HOST="$name"
-  HOSTLAB_ENV_FILE="$(HOST_IMAGE="$image" "$INFRA/start-host.sh" "$name" "$HOSTLAB_SSH_PORT")"
-  export HOSTLAB_ENV_FILE
-  log "host $name ready; running $test_file"
+  local name="$1" image="$2" test_file="$3" hosts="${4:-1}" index host
+  for ((index = 1; index <= hosts; index++)); do
+    host="$name"
+    ((hosts == 1)) || host="$name-$index"
+    CURRENT_HOSTS+=("$host")
+    if ((index == 1)); then
+      HOSTLAB_ENV_FILE="$(HOST_IMAGE="$image" "$INFRA/start-host.sh" "$host" "$HOSTLAB_SSH_PORT")"
+      export HOSTLAB_ENV_FILE
+    else
+      HOSTLAB_ENV_FILE_2="$(HOST_IMAGE="$image" "$INFRA/start-host.sh" "$host" "$((HOSTLAB_SSH_PORT + index - 1))")"
+      export HOSTLAB_ENV_FILE_2
+    fi
+  done
+  log "hosts ${CURRENT_HOSTS[*]} ready; running $test_file"
   # shellcheck disable=SC2086 # JEST_ARGS is a list of words by design
   npx jest --config tests/hostlab/jest.config.js --runInBand --runTestsByPath "$test_file" $JEST_ARGS
   [[ "$HOSTLAB_KEEP" == 1 ]] && return
-  "$INFRA/stop-host.sh" "$name"
-  CURRENT_HOST=""
+  stop_hosts
 }
 
 suite() {
@@ -144,6 +167,7 @@ suite() {
         tests/hostlab/cloud-init.test.ts
       ;;
     engine) run_suite "$HOSTLAB_NAME-engine" "$HOST_IMAGE" tests/engine/engine.test.ts ;;
+    fleet) run_suite "$HOSTLAB_NAME-fleet" "$HOST_IMAGE" tests/engine/fleet.test.ts 2 ;;
   esac
 }
 
@@ -160,7 +184,7 @@ main() {
   exec 9>/var/lock/buildx-host-lab.lock
   flock -w 3600 9 || { log "another lab run holds /var/lock/buildx-host-lab.lock"; return 1; }
   prepare
-  [[ " ${suites[*]} " != *" engine "* ]] || prepare_engine
+  [[ " ${suites[*]} " != *" engine "* && " ${suites[*]} " != *" fleet "* ]] || prepare_engine
   rm -rf "$HOSTLAB_LOG_DIR"
   "$INFRA/binfmt-state.sh" save "$BINFMT_STATE"
   trap cleanup EXIT

@@ -1,0 +1,249 @@
+/**
+ * The fleet, for real: two lab hosts at once (the second on the next sshd port), joined by
+ * `pulumi up` into one buildx builder, driven the way the README tells a user (`pulumi config set
+ * --path 'nodes[i].…'`). The first host is the amd64 node; the second is declared the arm64 node.
+ * Both are this machine's amd64 CPU: in the lab the "arm64" node builds arm64 under QEMU, which is
+ * what a Graviton instance does natively. Which node built which platform is read from each node's
+ * own BuildKit (its build history, on that host), not from the client.
+ *
+ * First, a stack of the single-host program as it was before fleets (git history) is upgraded to
+ * this one: no resource may be recreated.
+ */
+import { mkdtempSync, readFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+
+import { DEFAULTS } from "../../components/config";
+import { buildkitContainerName } from "../../components/endpoint";
+import { STEP_NAMES } from "../../components/steps";
+import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
+import { LabHost, localOk, readLabHost, requiredEnv, ssh, sudoOk, tail, teamEntry, memberKey } from "../hostlab/lab";
+import { CliRun, PROGRAM_FILES, PulumiProject, ROOT } from "./cli";
+import { preparedRunnerTools, runSnippet } from "./github-actions";
+
+/** The last commit of the single-host program, before `nodes` existed. */
+const SINGLE_HOST_PROGRAM_COMMIT = "8a620234d99da58c1ad98600833e6b128caf09a8";
+
+const amd64Host = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
+const arm64Host = readLabHost(requiredEnv("HOSTLAB_ENV_FILE_2"));
+const toolsDir = requiredEnv("PULUMI_TOOLS_DIR");
+const runner = preparedRunnerTools();
+const PASSPHRASE = "fleet-layer-passphrase";
+const NODES: readonly [string, LabHost][] = [["amd64", amd64Host], ["arm64", arm64Host]];
+const timings: Record<string, number> = {};
+
+afterAll(() => {
+    console.log(`fleet layer wall times (s): ${JSON.stringify(timings)}`);
+});
+
+/** The single-host program at SINGLE_HOST_PROGRAM_COMMIT, extracted from this checkout's history. */
+function singleHostProgram(): string {
+    const dir = mkdtempSync(path.join(tmpdir(), "buildx-host-single-host-program-"));
+    localOk(`git -C '${ROOT}' archive ${SINGLE_HOST_PROGRAM_COMMIT} ${PROGRAM_FILES.join(" ")} | tar -x -C '${dir}'`);
+    return dir;
+}
+
+function set(project: PulumiProject, key: string, value: string, ...flags: string[]): void {
+    project.ok(["config", "set", ...flags, key, value]);
+}
+
+function commonSettings(project: PulumiProject): void {
+    set(project, "hostMode", "existing");
+    set(project, "dockerAptRepo", requiredEnv("HOSTLAB_DOCKER_APT_REPO"));
+    set(project, "buildkitImage", requiredEnv("HOSTLAB_BUILDKIT_IMAGE_REF"));
+    set(project, "team[0]", teamEntry(amd64Host, "alice"), "--path");
+}
+
+/** One BuildKit build history record: its ref, the platform it built, its cached and total steps. */
+interface HistoryRecord {
+    readonly ref: string;
+    readonly platform: string;
+    readonly cachedSteps: number;
+    readonly totalSteps: number;
+}
+
+/** The build history of the node's own BuildKit, read on that host. */
+function history(lab: LabHost): HistoryRecord[] {
+    const format = '{{.Record.Ref}} {{index .Record.FrontendAttrs "platform"}} {{.Record.NumCachedSteps}} {{.Record.NumTotalSteps}}';
+    const result = ssh(lab, `docker exec ${buildkitContainerName(DEFAULTS.builderName)} buildctl debug histories --format '${format}' </dev/null`);
+    if (result.status !== 0) {
+        throw new Error(`reading the build history on ${lab.container} failed:\n${tail(result.stdout + result.stderr)}`);
+    }
+    return result.stdout.split("\n").filter(Boolean).map(line => {
+        const [ref, platform, cached, total] = line.split(" ");
+        return { ref, platform, cachedSteps: Number(cached), totalSteps: Number(total) };
+    });
+}
+
+/** The records each node's BuildKit gained while `action` ran, by node. */
+function newHistory(action: () => void): Record<string, HistoryRecord[]> {
+    const before = NODES.map(([, lab]) => new Set(history(lab).map(record => record.ref)));
+    action();
+    return Object.fromEntries(NODES.map(([name, lab], index) => [name, history(lab).filter(record => !before[index].has(record.ref))]));
+}
+
+const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
+    Object.fromEntries(Object.entries(records).map(([node, list]) => [node, list.map(record => record.platform)]));
+
+/** The run log's lines on a host: "<time> <step> …", in the order the steps ended. */
+function runLogTimes(lab: LabHost): { step: string; time: string }[] {
+    return sudoOk(lab, "cat /var/log/buildx-host/steps.log 2>/dev/null || true").split("\n").filter(Boolean)
+        .map(line => { const [time, step] = line.split(" "); return { step, time }; });
+}
+
+describe("a single-host stack made with the program before fleets", () => {
+    const project = new PulumiProject(toolsDir, PASSPHRASE, singleHostProgram());
+
+    test("is upgraded without recreating anything: the new top component is the only resource created", () => {
+        project.ok(["stack", "init", "single"]);
+        commonSettings(project);
+        set(project, "existingHostAddress", amd64Host.host);
+        set(project, "existingHostPort", String(amd64Host.port));
+        set(project, "existingHostUser", amd64Host.user);
+        set(project, "existingHostPublicKey", amd64Host.hostPublicKey);
+        project.ok(["config", "set", "--secret", "existingHostPrivateKey"], readFileSync(amd64Host.key, "utf8"));
+        timings.singleHostUp = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200).seconds;
+
+        project.useProgram(ROOT);
+        const preview = JSON.parse(project.ok(["preview", "--json"], undefined, 600).stdout) as
+            { steps: { op: string; urn: string }[] };
+        const changed = preview.steps.filter(step => step.op !== "same").map(step => `${step.op} ${step.urn.split("::").pop()}`);
+        expect(changed).toEqual(["create buildx-host"]);
+        expect(preview.steps.find(step => step.op === "create")!.urn).toMatch(/::buildx-host:index:BuildFleet::buildx-host$/);
+
+        const before = runLogTimes(amd64Host).length;
+        const run: CliRun = project.ok(["up", "--yes", "--skip-preview"], undefined, 600);
+        expect(runLogTimes(amd64Host).length).toBe(before);
+        expect(run.stdout).toMatch(/\+ 1 created/);
+        // Every step, by its old name, now sits under the fleet component: moved, not replaced.
+        const state = JSON.parse(project.ok(["stack", "export"]).stdout) as { deployment: { resources: { urn: string }[] } };
+        const steps = state.deployment.resources.map(r => r.urn).filter(urn => urn.includes("command:remote:Command::"));
+        expect(steps.map(urn => urn.split("::").pop())).toEqual(expect.arrayContaining(STEP_NAMES.map(step => `buildx-host-${step}-run`)));
+        for (const urn of steps) {
+            expect(urn).toContain("buildx-host:index:BuildFleet$buildx-host:index:BuildHost$");
+        }
+        // A second `up` after the upgrade is a no-op.
+        project.ok(["up", "--yes", "--expect-no-changes"], undefined, 600);
+        timings.singleHostDestroy = project.ok(["destroy", "--yes", "--skip-preview"], undefined, 600).seconds;
+    });
+});
+
+describe("a fleet of two lab hosts", () => {
+    const project = new PulumiProject(toolsDir, PASSPHRASE);
+    let client: LabClient;
+    const alice = memberKey(amd64Host, "alice");
+
+    beforeAll(() => {
+        project.ok(["stack", "init", "fleet"]);
+        commonSettings(project);
+        NODES.forEach(([name, lab], index) => {
+            const node = `nodes[${index}]`;
+            set(project, `${node}.name`, name, "--path");
+            set(project, `${node}.address`, lab.host, "--path");
+            set(project, `${node}.port`, String(lab.port), "--path");
+            set(project, `${node}.user`, lab.user, "--path");
+            set(project, `${node}.architecture`, name, "--path");
+            set(project, `${node}.hostPublicKey`, lab.hostPublicKey, "--path");
+            project.ok(["config", "set", "--secret", "--path", `${node}.privateKey`], readFileSync(lab.key, "utf8"));
+        });
+    });
+
+    test("`pulumi up` provisions both nodes at once, each node's steps in order", () => {
+        const run = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200);
+        timings.fleetUp = run.seconds;
+        expect(run.stdout + run.stderr).not.toMatch(/warning:/i);
+        const [amd64, arm64] = [runLogTimes(amd64Host), runLogTimes(arm64Host)];
+        expect(arm64.map(line => line.step)).toEqual(STEP_NAMES);
+        expect(amd64.slice(-STEP_NAMES.length).map(line => line.step)).toEqual(STEP_NAMES);
+        // Each node finished its first step before the other finished its last: the two ran side by side.
+        const [amd64Steps, arm64Steps] = [amd64.slice(-STEP_NAMES.length), arm64];
+        expect(amd64Steps[0].time <= arm64Steps[arm64Steps.length - 1].time).toBe(true);
+        expect(arm64Steps[0].time <= amd64Steps[amd64Steps.length - 1].time).toBe(true);
+    });
+
+    test("the outputs route each platform to one node: arm64 to the arm64 node, the rest to the amd64 node", () => {
+        const platformNodes = JSON.parse(project.ok(["stack", "output", "platformNodes", "--json"]).stdout) as Record<string, string>;
+        expect(platformNodes).toEqual(Object.fromEntries(DEFAULTS.platforms.map(p => [p, p === "linux/arm64" ? "arm64" : "amd64"])));
+        const nodes = JSON.parse(project.ok(["stack", "output", "nodes", "--json"]).stdout) as Record<string, Record<string, unknown>>;
+        expect(nodes.arm64).toMatchObject({
+            sshEndpoint: `ssh://${arm64Host.user}@${arm64Host.host}:${arm64Host.port}`,
+            platforms: ["linux/arm64"],
+            // The lab's "arm64" node is this machine's CPU, and says so.
+            hostArchitecture: "amd64",
+        });
+        expect(project.output("knownHostsLines").split("\n")).toEqual(NODES.map(([, lab]) => `[${lab.host}]:${lab.port} ${lab.hostPublicKey}`));
+    });
+
+    test("a client attached with the outputs builds linux/amd64 on the amd64 node and linux/arm64 on the arm64 node, nowhere else", () => {
+        client = new LabClient(amd64Host, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), project.output("knownHostsLines"));
+        const contexts = JSON.parse(project.ok(["stack", "output", "teamDockerContextCommands", "--json"]).stdout) as Record<string, string>;
+        const attach = [...contexts.alice.split("\n"), ...project.output("buildxCreateCommand").split("\n")];
+        let arches: Record<string, string> = {};
+        const built = newHistory(() => { arches = client.build("alice", alice, "fleet-first", attach).arches; });
+        expect(arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
+        expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
+    });
+
+    test("a second build is all cache hits, each platform again on its own node", () => {
+        let output = "";
+        const built = newHistory(() => { output = client.build("alice", alice, "fleet-second", []).output; });
+        expect(cacheUse(output)).toEqual({ runSteps: 2, allCached: true });
+        expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
+        for (const record of Object.values(built).flat()) {
+            expect(record.cachedSteps).toBe(record.totalSteps);
+        }
+    });
+
+    test("the fleet's GitHub Actions snippet runs through the real setup-buildx-action and builds on both nodes", () => {
+        const snippets = JSON.parse(project.ok(["stack", "output", "teamGithubActionsSnippets", "--json"]).stdout) as Record<string, string>;
+        const out = path.join(amd64Host.stateDir, "fleet-actions-out");
+        let run: ReturnType<typeof runSnippet> | undefined;
+        const built = newHistory(() => {
+            run = runSnippet(runner, path.join(amd64Host.stateDir, "fleet-runner"), snippets.alice,
+                { BUILDX_HOST_SSH_KEY: readFileSync(alice, "utf8") },
+                `rm -rf /out/*\ndocker buildx build --no-cache --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`,
+                [`${client.buildContext()}:/ctx:ro`, `${out}:/out`]);
+        });
+        for (const [phase, result] of Object.entries(run!.phases)) {
+            expect([phase, result.status, result.status === 0 ? "" : tail(result.stdout + result.stderr, 60)]).toEqual([phase, 0, ""]);
+        }
+        expect(run!.outputs.driver).toBe("remote");
+        expect(run!.outputs.platforms.split(",")).toEqual(expect.arrayContaining(["linux/amd64", "linux/arm64"]));
+        for (const [platform, arch] of [["linux_amd64", "x86_64"], ["linux_arm64", "aarch64"]]) {
+            expect(readFileSync(path.join(out, platform, "arch"), "utf8").trim()).toBe(arch);
+        }
+        expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
+    });
+
+    test("with the arm64 node down, the build fails naming nothing built elsewhere; `docker buildx ls` shows the node inactive", () => {
+        localOk(`docker exec ${arm64Host.container} systemctl stop ssh.service`);
+        try {
+            let failure = "";
+            const built = newHistory(() => {
+                const started = Date.now();
+                try {
+                    client.build("alice", alice, "fleet-node-down", []);
+                } catch (error) {
+                    failure = (error as Error).message;
+                }
+                timings.nodeDownBuild = (Date.now() - started) / 1000;
+            });
+            expect(failure).toMatch(/client build \(fleet-node-down, as alice\) failed/);
+            expect(failure).toContain("context deadline exceeded");
+            // buildx did not hand linux/arm64 to the amd64 node, which could have emulated it.
+            expect(platformsBuilt(built)).toEqual({ amd64: [], arm64: [] });
+            const listed = client.run("alice", "docker buildx ls");
+            expect(listed.stdout).toMatch(/^\s*\\?_? ?arm64\s+docker-container:\/\/\S+\s+inactive/m);
+        } finally {
+            localOk(`docker exec ${arm64Host.container} systemctl start ssh.service`);
+        }
+    });
+
+    test("a second `up` changes nothing, and `destroy` removes both builders", () => {
+        project.ok(["up", "--yes", "--expect-no-changes"], undefined, 600);
+        timings.fleetDestroy = project.ok(["destroy", "--yes", "--skip-preview"], undefined, 600).seconds;
+        for (const [, lab] of NODES) {
+            expect(ssh(lab, `docker inspect ${buildkitContainerName(DEFAULTS.builderName)} </dev/null`).status).not.toBe(0);
+        }
+    });
+});

@@ -90,10 +90,11 @@ ensure_tools() {
 prepare() {
   mkdir -p "$RUN_DIR"
   ensure_tools
-  phase "docker engine" "$INFRA/ensure-dockerd.sh"
+  # Servers started here outlive the run: none may inherit the lab lock (fd 9).
+  phase "docker engine" "$INFRA/ensure-dockerd.sh" 9>&-
   HOST_IMAGE="$("$INFRA/build-host-image.sh")"
   phase "stand-in for Docker's apt repository" "$INFRA/build-apt-repo.sh" >/dev/null
-  HOSTLAB_DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start)"
+  HOSTLAB_DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start 9>&-)"
   export HOSTLAB_DOCKER_APT_REPO
   phase "BuildKit image from Go modules" env BUILDKIT_IMAGE_ENV="$RUN_DIR/buildkit.env" "$INFRA/build-buildkit-image.sh" >/dev/null
   HOSTLAB_BUILDKIT_IMAGE_TAR="$(sed -n 's/^BUILDKIT_IMAGE_TAR=//p' "$RUN_DIR/buildkit.env")"
@@ -113,7 +114,7 @@ prepare_engine() {
   PULUMI_TOOLS_DIR="$(dirname "$(jq -r .bin <<<"$cli")")"
   export PULUMI_TOOLS_DIR
   phase "Pulumi plugins from ../shared/vendor" bash "$ROOT/tools/build-plugins.sh" >/dev/null
-  "$INFRA/serve-registry.sh" start >/dev/null
+  "$INFRA/serve-registry.sh" start >/dev/null 9>&-
   HOSTLAB_BUILDKIT_IMAGE_REF="$("$INFRA/serve-registry.sh" push "$(sed -n 's/^BUILDKIT_IMAGE=//p' "$RUN_DIR/buildkit.env")")"
   export HOSTLAB_BUILDKIT_IMAGE_REF
   local runner

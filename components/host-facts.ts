@@ -1,6 +1,6 @@
 /**
  * Facts about build hosts that both the program and the host scripts need: one home for each, the
- * way tonistiigi/binfmt keeps its table apart from its logic. config.ts validates against them;
+ * way tonistiigi/binfmt keeps its table apart from its logic. components/config/ validates against them;
  * the scripts read them from components/scripts/lib/host-facts.sh, which `hostFactsShell` generates
  * from this file (a unit test keeps the two equal; `UPDATE_HOST_FACTS=1 npm test` rewrites it).
  * Pure data: no Pulumi calls.

@@ -3,7 +3,7 @@
  *
  * The host is a Debian 13 container with systemd as PID 1, reached over real SSH with a pinned host
  * key (tests/hostlab/infra/start-host.sh). The steps, their order and their parameters come from
- * components/steps.ts and components/config.ts, exactly as `pulumi up` runs them; the only setting
+ * components/steps.ts and components/config/, exactly as `pulumi up` runs them; the only setting
  * changed is dockerAptRepo, which points at a local signed apt repository that STANDS IN FOR
  * DOCKER'S (download.docker.com is unreachable here; see infra/build-apt-repo.sh). The BuildKit image
  * is built from Go modules and loaded into the host's engine in place of a registry pull.

@@ -251,7 +251,7 @@ describe("validators", () => {
 describe("project files", () => {
     const project = yaml.load(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as any;
 
-    test("Pulumi.yaml declares the same defaults as config.ts", () => {
+    test("Pulumi.yaml declares the same defaults as components/config", () => {
         for (const [key, value] of Object.entries(DEFAULTS)) {
             expect([key, project.config[key]?.default]).toEqual([key, value]);
         }

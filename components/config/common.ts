@@ -1,0 +1,63 @@
+/** What every host of a stack shares: the team, Docker's repository, the platforms, the builder and BuildKit. */
+import { EMULATED_PLATFORMS, emulatorOf, PATTERNS } from "../host-facts";
+import { Reader } from "./reader";
+import { CommonSettings, DEFAULTS } from "./settings";
+import { readTeam } from "./team";
+
+const SIZE = new RegExp(PATTERNS.diskSize);
+
+/** Docker's apt repository root, without the distro path the docker-engine step appends. */
+function readDockerAptRepo(r: Reader): string {
+    const repo = r.matching("dockerAptRepo", /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%/-]*)?$/,
+        "must be an http(s) URL of a Docker apt repository root", "dockerAptRepo https://download.docker.com/linux",
+        DEFAULTS.dockerAptRepo)!.replace(/\/+$/, "");
+    const distro = /\/(ubuntu|debian)$/.exec(repo);
+    if (distro) {
+        const root = repo.slice(0, -distro[0].length);
+        r.problem("dockerAptRepo", `ends with "${distro[0]}", the distro path the host's own release adds; give the root`,
+            `dockerAptRepo ${root}`);
+    }
+    return repo;
+}
+
+/** The platforms `key` lists, each one QEMU can emulate; `fallback` when it is unset. */
+export function readPlatforms(r: Reader, fallback: readonly string[] = DEFAULTS.platforms): readonly string[] {
+    const example = "--path 'platforms[0]' linux/arm64";
+    const platforms = r.stringList("platforms", fallback, example);
+    const unknown = platforms.filter(p => emulatorOf(p) === undefined);
+    if (unknown.length > 0) {
+        r.problem("platforms", `has ${unknown.map(p => `"${p}"`).join(", ")}; supported: ${Object.keys(EMULATED_PLATFORMS).join(", ")}`, example);
+    }
+    if (platforms.length === 0) {
+        r.problem("platforms", "must list at least one platform", example);
+    }
+    return [...new Set(platforms)];
+}
+
+/** What every host of the stack shares; `loginUsers`: the existing hosts' users, which no member may take. */
+export function readCommonSettings(r: Reader, loginUsers: readonly string[]): Omit<CommonSettings, "platforms"> {
+    return {
+        team: readTeam(r, loginUsers),
+        dockerAptRepo: readDockerAptRepo(r),
+        // Docker's packages always carry a Debian revision ("-1~ubuntu.24.04~noble"); "28.5.2" alone is no apt version.
+        dockerCeVersion: r.matching("dockerCeVersion", /^(\d+:)?\d[A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$/,
+            "must be an exact apt version as `apt-cache madison docker-ce` prints it, with its revision",
+            "dockerCeVersion '5:28.5.2-1~ubuntu.24.04~noble'"),
+        builderName: r.matching("builderName", new RegExp(PATTERNS.builderName),
+            "must start with a lowercase letter, then lowercase letters, digits, _ and - (a buildx builder name)", "builderName team-builder",
+            DEFAULTS.builderName)!,
+        buildkitImage: r.matching("buildkitImage", /^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/,
+            "must be an image pinned by a version tag (not latest) or a digest", "buildkitImage moby/buildkit:v0.34.2",
+            DEFAULTS.buildkitImage)!,
+        buildkitGc: {
+            reservedSpace: r.matching("buildkitGcReservedSpace", SIZE, "must be a size like 10GB or a percentage like 10%",
+                "buildkitGcReservedSpace 10GB", DEFAULTS.buildkitGcReservedSpace)!,
+            maxUsedSpace: r.matching("buildkitGcMaxUsedSpace", SIZE, "must be a size like 80GB or a percentage like 60%",
+                "buildkitGcMaxUsedSpace 80GB", DEFAULTS.buildkitGcMaxUsedSpace)!,
+            minFreeSpace: r.matching("buildkitGcMinFreeSpace", SIZE, "must be a size like 20GB or a percentage like 20%",
+                "buildkitGcMinFreeSpace 20GB", DEFAULTS.buildkitGcMinFreeSpace)!,
+        },
+        hostReadyTimeoutMinutes: r.integer("hostReadyTimeoutMinutes", DEFAULTS.hostReadyTimeoutMinutes, 1, 120,
+            "hostReadyTimeoutMinutes 20"),
+    };
+}

@@ -1,0 +1,87 @@
+/** Settings of EC2 hosts: the instance type and its architecture, and what every EC2 host shares. */
+import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
+import { Reader } from "./reader";
+import { DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
+import { readPrivateKeyPresence } from "./ssh-keys";
+
+export const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
+
+/** True for an IPv4 or IPv6 CIDR block such as "203.0.113.0/24" or "2001:db8::/32". */
+export function isCidr(value: string): boolean {
+    const match = /^([^/]+)\/(\d{1,3})$/.exec(value);
+    if (!match) {
+        return false;
+    }
+    const [, address, prefix] = match;
+    if (isIpv4(address)) {
+        return Number(prefix) <= 32;
+    }
+    return isIpv6(address) && Number(prefix) <= 128;
+}
+
+function isIpv4(address: string): boolean {
+    const parts = address.split(".");
+    return parts.length === 4 && parts.every(p => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+}
+
+export function isIpv6(address: string): boolean {
+    if (!/^[0-9a-fA-F:]+$/.test(address) || (address.match(/::/g) ?? []).length > 1) {
+        return false;
+    }
+    const groups = address.split(":").filter(g => g !== "");
+    return groups.every(g => g.length <= 4) && (address.includes("::") ? groups.length < 8 : groups.length === 8);
+}
+
+/** CIDRs that open SSH to the whole internet. */
+export function isOpenToWorld(cidr: string): boolean {
+    return /^0\.0\.0\.0\/0$/.test(cidr) || /^::\/0$/.test(cidr);
+}
+
+/** The CPU architecture an EC2 instance type implies: Graviton families (a1, m7g, c7gn, …) are arm64. */
+export function architectureOfInstanceType(instanceType: string): CpuArchitecture {
+    const family = instanceType.split(".")[0];
+    return family === "a1" || /^[a-z]+\d+g[a-z]*$/.test(family) ? "arm64" : "amd64";
+}
+
+/** An EC2 host's instance type and the architecture it implies; `fallback`: the instance type when none is set. */
+export function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "instanceType" | "architecture"> {
+    const instanceType = r.matching("instanceType", INSTANCE_TYPE, "must be an EC2 instance type", "instanceType c7i.xlarge", fallback)!;
+    const impliedArchitecture = architectureOfInstanceType(instanceType);
+    const architecture = r.oneOf<CpuArchitecture>("architecture", CPU_ARCHITECTURES, impliedArchitecture, "architecture arm64");
+    if (architecture !== impliedArchitecture) {
+        r.problem("architecture", `is "${architecture}" but instance type ${instanceType} is ${impliedArchitecture}; ` +
+            "leave it unset to derive it, or pick a matching instance type", `architecture ${impliedArchitecture}`);
+    }
+    return { instanceType, architecture };
+}
+
+/** The EC2 settings every EC2 host of the stack shares: release, disk, network, login key. */
+export function readEc2Shared(r: Reader): Omit<Ec2Settings, "instanceType" | "architecture"> {
+    const allowOpenSsh = r.boolean("allowOpenSsh", DEFAULTS.allowOpenSsh, "allowOpenSsh true");
+    const cidrExample = "--path 'allowedSshCidrs[0]' 203.0.113.0/24";
+    const allowedSshCidrs = r.stringList("allowedSshCidrs", [], cidrExample);
+    if (allowedSshCidrs.length === 0) {
+        r.problem("allowedSshCidrs", "is required in ec2 mode: list the networks allowed to reach SSH", cidrExample);
+    }
+    for (const cidr of allowedSshCidrs) {
+        if (!isCidr(cidr)) {
+            r.problem("allowedSshCidrs", `has "${cidr}", which is not a CIDR block`, cidrExample);
+        } else if (cidr.includes(":")) {
+            r.problem("allowedSshCidrs", `has "${cidr}", an IPv6 network: the host has only an IPv4 address (its Elastic IP), ` +
+                "so no IPv6 client could reach it; list the IPv4 networks your clients come from", cidrExample);
+        } else if (isOpenToWorld(cidr) && !allowOpenSsh) {
+            r.problem("allowedSshCidrs", `has "${cidr}", which opens SSH to the whole internet; ` +
+                "set allowOpenSsh to true to accept that explicitly", "allowOpenSsh true");
+        }
+    }
+
+    return {
+        ubuntuRelease: r.oneOf<UbuntuRelease>("ubuntuRelease", UBUNTU_RELEASES, DEFAULTS.ubuntuRelease, `ubuntuRelease ${UBUNTU_RELEASES[0]}`),
+        ubuntuAmiSerial: r.matching("ubuntuAmiSerial", /^\d{8}(\.\d+)?$/, "must be a Canonical image serial",
+            "ubuntuAmiSerial 20251015"),
+        rootVolumeSizeGb: r.integer("rootVolumeSizeGb", DEFAULTS.rootVolumeSizeGb, 20, 16384, "rootVolumeSizeGb 200"),
+        allowedSshCidrs,
+        subnetId: r.matching("subnetId", /^subnet-[0-9a-f]{8,17}$/, "must be a subnet id", "subnetId subnet-0123456789abcdef0"),
+        loginKeyProvided: readPrivateKeyPresence(r, "loginPrivateKey", { required: false, opensshOnly: true }),
+    };
+}

@@ -214,7 +214,7 @@ describe("a fleet of two lab hosts", () => {
         expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
     });
 
-    test("with the arm64 node down, the build fails naming nothing built elsewhere; `docker buildx ls` shows the node inactive", () => {
+    test("with the arm64 node down, the build fails and nothing is built elsewhere; `docker buildx ls` shows the node inactive", () => {
         localOk(`docker exec ${arm64Host.container} systemctl stop ssh.service`);
         try {
             let failure = "";
@@ -232,10 +232,23 @@ describe("a fleet of two lab hosts", () => {
             // buildx did not hand linux/arm64 to the amd64 node, which could have emulated it.
             expect(platformsBuilt(built)).toEqual({ amd64: [], arm64: [] });
             const listed = client.run("alice", "docker buildx ls");
-            expect(listed.stdout).toMatch(/^\s*\\?_? ?arm64\s+docker-container:\/\/\S+\s+inactive/m);
+            // buildx 0.13 draws each node under its builder: " \_ arm64   \_ docker-container://…   inactive".
+            expect(listed.stdout).toMatch(/^ \\_ arm64 +\\_ docker-container:\/\/\S+context=buildx-host-arm64 +inactive /m);
         } finally {
             localOk(`docker exec ${arm64Host.container} systemctl start ssh.service`);
         }
+    });
+
+    test("no node's private key appears in clear in any CLI output or in `pulumi stack export`", () => {
+        project.ok(["stack", "export"]);
+        project.ok(["stack", "output", "--json"]);
+        project.ok(["config", "--json"]);
+        // Each key's body less its first line, which every unencrypted ed25519 key shares.
+        const keyLines = [amd64Host.key, arm64Host.key, alice].flatMap(key =>
+            readFileSync(key, "utf8").split("\n").filter(line => line && !line.startsWith("-----")).slice(1));
+        expect(keyLines.length).toBeGreaterThan(6);
+        expect(project.transcript.filter(run => keyLines.some(line => (run.stdout + run.stderr).includes(line)))
+            .map(run => `pulumi ${run.args.join(" ")}`)).toEqual([]);
     });
 
     test("a second `up` changes nothing, and `destroy` removes both builders", () => {

@@ -4,7 +4,7 @@ import { Reader } from "./reader";
 import { DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
 import { readPrivateKeyPresence } from "./ssh-keys";
 
-export const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
 
 /** True for an IPv4 or IPv6 CIDR block such as "203.0.113.0/24" or "2001:db8::/32". */
 export function isCidr(value: string): boolean {
@@ -43,9 +43,14 @@ export function architectureOfInstanceType(instanceType: string): CpuArchitectur
     return family === "a1" || /^[a-z]+\d+g[a-z]*$/.test(family) ? "arm64" : "amd64";
 }
 
+/** The `instanceType` setting; `fallback` when it is unset or invalid. */
+export function readInstanceType(r: Reader, fallback: string): string {
+    return r.matching("instanceType", INSTANCE_TYPE, "must be an EC2 instance type", "instanceType c7i.xlarge", fallback)!;
+}
+
 /** An EC2 host's instance type and the architecture it implies; `fallback`: the instance type when none is set. */
 export function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "instanceType" | "architecture"> {
-    const instanceType = r.matching("instanceType", INSTANCE_TYPE, "must be an EC2 instance type", "instanceType c7i.xlarge", fallback)!;
+    const instanceType = readInstanceType(r, fallback);
     const impliedArchitecture = architectureOfInstanceType(instanceType);
     const architecture = r.oneOf<CpuArchitecture>("architecture", CPU_ARCHITECTURES, impliedArchitecture, "architecture arm64");
     if (architecture !== impliedArchitecture) {

@@ -5,7 +5,7 @@
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { routePlatforms } from "../routing";
 import { readCommonSettings, readPlatforms } from "./common";
-import { INSTANCE_TYPE, readEc2Shared, readInstance } from "./ec2";
+import { readEc2Shared, readInstance, readInstanceType } from "./ec2";
 import { ExistingHostKeys, NODE_HOST_KEYS, readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
 import { Reader } from "./reader";
 import { BuildNode, DEFAULTS, EC2_ONLY_KEYS, Ec2Settings, ExistingHostSettings, HostMode, RawConfig } from "./settings";
@@ -128,8 +128,7 @@ export function readFleet(r: Reader, defaultMode: HostMode): BuildNode[] {
         r.problem(key, `is a setting of a single host; with nodes, each node has its own: nodes[N].${nodeKey}`,
             `${setNode}; pulumi config rm ${key}`);
     }
-    const defaultInstanceType = r.matching("instanceType", INSTANCE_TYPE, "must be an EC2 instance type",
-        "instanceType c7i.xlarge", DEFAULTS.instanceType)!;
+    const defaultInstanceType = readInstanceType(r, DEFAULTS.instanceType);
     const names = new Set<string>();
     const nodes = nodeReaders(r).map(n => ({ index: n.index, ...readNode(n, defaultMode, defaultInstanceType, names) }));
 

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import { BuildHost, HostVersions } from "./build-host";
-import { StackConfig } from "./config";
+import { BuildHost, BuildHostArgs, HostVersions } from "./build-host";
+import { BuildHostConfig, StackConfig } from "./config";
 import {
     dockerContextCommand, fleetBuildxCreateCommand, fleetGithubActionsSnippet, FleetNodeEndpoint, knownHostsLine, sshEndpoint,
 } from "./endpoint";
@@ -33,6 +33,12 @@ export interface FleetNodeOutputs {
     /** Mode "ec2": the instance id. */
     readonly instanceId?: string;
     readonly versions: HostVersions;
+}
+
+/** A host's SSH private key as BuildHost takes it: the login key in mode "ec2", the user's key in mode "existing". */
+function privateKeyArgs(host: BuildHostConfig, key: pulumi.Input<string> | undefined):
+        Pick<BuildHostArgs, "loginPrivateKey" | "existingHostPrivateKey"> {
+    return host.mode === "ec2" ? { loginPrivateKey: key } : { existingHostPrivateKey: key };
 }
 
 /**
@@ -75,8 +81,7 @@ export class BuildFleet extends pulumi.ComponentResource {
             // resources (and its children's) where they are.
             this.hosts = [new BuildHost(name, {
                 config: host,
-                loginPrivateKey: host.mode === "ec2" ? args.privateKeys[0] : undefined,
-                existingHostPrivateKey: host.mode === "existing" ? args.privateKeys[0] : undefined,
+                ...privateKeyArgs(host, args.privateKeys[0]),
                 tags: args.tags,
             }, { parent: this, aliases: [{ parent: pulumi.rootStackResource }] })];
             this.registerOutputs({});
@@ -86,8 +91,7 @@ export class BuildFleet extends pulumi.ComponentResource {
         const nodeNames = stack.nodes.map(node => node.name!);
         this.hosts = stack.nodes.map(({ name: nodeName, host }, index) => new BuildHost(`${name}-${nodeName}`, {
             config: host,
-            loginPrivateKey: host.mode === "ec2" ? args.privateKeys[index] : undefined,
-            existingHostPrivateKey: host.mode === "existing" ? args.privateKeys[index] : undefined,
+            ...privateKeyArgs(host, args.privateKeys[index]),
             tags: args.tags === undefined ? undefined : { ...args.tags, Node: nodeName! },
             contextName: `${host.builderName}-${nodeName}`,
         }, { parent: this }));

@@ -23,7 +23,7 @@ import { sha256, STEP_NAMES } from "../../components/steps";
 import { configProblems } from "../config-problems";
 import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
 import {
-    binfmtFlags, local, localOk, memberKey as labMemberKey, readLabHost, requiredEnv, ssh, sudoOk, tail, teamEntry,
+    binfmtFlags, local, localOk, memberKey as labMemberKey, readLabHost, requiredEnv, runLog, RunLogLine, ssh, sudoOk, tail, teamEntry,
 } from "../hostlab/lab";
 import { CliRun, PulumiProject, resourceSummary, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
@@ -34,7 +34,6 @@ const buildkitImage = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_REF");
 const runner = preparedRunnerTools();
 const client = () => new LabClient(lab, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), project.output("knownHostsLine"));
 
-const RUN_LOG = "/var/log/buildx-host/steps.log";
 const PASSPHRASE = "engine-layer-passphrase";
 const project = new PulumiProject(toolsDir, PASSPHRASE);
 const packageJson = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
@@ -42,29 +41,11 @@ const packageJson = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "ut
 const memberKey = (name: string) => labMemberKey(lab, name);
 const member = (name: string) => teamEntry(lab, name);
 
-/** One line of the host's run log. */
-interface RunLogLine {
-    readonly step: string;
-    readonly outcome: string;
-    readonly report: Record<string, unknown>;
-}
-
-function runLog(): RunLogLine[] {
-    const text = sudoOk(lab, `cat ${RUN_LOG} 2>/dev/null || true`);
-    return text.split("\n").filter(Boolean).map(line => {
-        const match = /^\S+ (\S+) (\S+) seconds=\S+ ?(.*)$/.exec(line);
-        if (!match) {
-            throw new Error(`unexpected run log line: ${line}`);
-        }
-        return { step: match[1], outcome: match[2], report: match[3] ? JSON.parse(match[3]) as Record<string, unknown> : {} };
-    });
-}
-
 /** The lines the run log gained while `action` ran. */
 function newRunLogLines(action: () => void): RunLogLine[] {
-    const before = runLog().length;
+    const before = runLog(lab).length;
     action();
-    return runLog().slice(before);
+    return runLog(lab).slice(before);
 }
 
 const settings = (values: Record<string, string>) => {
@@ -169,7 +150,7 @@ describe("configuration problems stop the preview before anything is registered"
         expect(run.stdout + run.stderr).not.toContain(keyBody);
         const preview = JSON.parse(project.run(["preview", "--json"]).stdout) as { steps?: { newState?: { type: string } }[] };
         expect([...new Set((preview.steps ?? []).map(s => s.newState?.type))]).toEqual(["pulumi:pulumi:Stack"]);
-        expect(runLog()).toEqual([]);
+        expect(runLog(lab)).toEqual([]);
         project.ok(["stack", "rm", "--yes", "--force", "bad-settings"]);
     });
 });
@@ -191,7 +172,7 @@ describe("a host provisioned by `pulumi up`", () => {
         expect(output).toContain("host key mismatch");
         expect(output).toContain(`${lab.host}:${lab.port}`);
         expect(output).toContain("ssh-ed25519");
-        expect(runLog()).toEqual([]);
+        expect(runLog(lab)).toEqual([]);
         settings({ existingHostPublicKey: lab.hostPublicKey });
     });
 
@@ -200,7 +181,7 @@ describe("a host provisioned by `pulumi up`", () => {
         timings.firstUp = run.seconds;
         expect(run.stdout + run.stderr).not.toMatch(/warning:/i);
         expect(resourceSummary(run.stdout).created).toBeGreaterThan(STEP_NAMES.length);
-        const lines = runLog();
+        const lines = runLog(lab);
         expect(lines.map(line => [line.step, line.outcome])).toEqual(STEP_NAMES.map(step =>
             [step, step === "wait-for-host" ? "changed=false" : "changed=true"]));
         // Each report says which version of its script ran: what the project sent, shared functions and facts included.

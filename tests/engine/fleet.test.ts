@@ -17,7 +17,7 @@ import { DEFAULTS } from "../../components/config";
 import { buildkitContainerName } from "../../components/endpoint";
 import { STEP_NAMES } from "../../components/steps";
 import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
-import { LabHost, localOk, readLabHost, requiredEnv, ssh, sudoOk, tail, teamEntry, memberKey } from "../hostlab/lab";
+import { LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, tail, teamEntry } from "../hostlab/lab";
 import { CliRun, PROGRAM_FILES, PulumiProject, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
 
@@ -83,12 +83,6 @@ function newHistory(action: () => void): Record<string, HistoryRecord[]> {
 const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
     Object.fromEntries(Object.entries(records).map(([node, list]) => [node, list.map(record => record.platform)]));
 
-/** The run log's lines on a host: "<time> <step> …", in the order the steps ended. */
-function runLogTimes(lab: LabHost): { step: string; time: string }[] {
-    return sudoOk(lab, "cat /var/log/buildx-host/steps.log 2>/dev/null || true").split("\n").filter(Boolean)
-        .map(line => { const [time, step] = line.split(" "); return { step, time }; });
-}
-
 describe("a single-host stack made with the program before fleets", () => {
     const project = new PulumiProject(toolsDir, PASSPHRASE, singleHostProgram());
 
@@ -109,9 +103,9 @@ describe("a single-host stack made with the program before fleets", () => {
         expect(changed).toEqual(["create buildx-host"]);
         expect(preview.steps.find(step => step.op === "create")!.urn).toMatch(/::buildx-host:index:BuildFleet::buildx-host$/);
 
-        const before = runLogTimes(amd64Host).length;
+        const before = runLog(amd64Host).length;
         const run: CliRun = project.ok(["up", "--yes", "--skip-preview"], undefined, 600);
-        expect(runLogTimes(amd64Host).length).toBe(before);
+        expect(runLog(amd64Host).length).toBe(before);
         expect(run.stdout).toMatch(/\+ 1 created/);
         // Every step, by its old name, now sits under the fleet component: moved, not replaced.
         const state = JSON.parse(project.ok(["stack", "export"]).stdout) as { deployment: { resources: { urn: string }[] } };
@@ -150,7 +144,7 @@ describe("a fleet of two lab hosts", () => {
         const run = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200);
         timings.fleetUp = run.seconds;
         expect(run.stdout + run.stderr).not.toMatch(/warning:/i);
-        const [amd64, arm64] = [runLogTimes(amd64Host), runLogTimes(arm64Host)];
+        const [amd64, arm64] = [runLog(amd64Host), runLog(arm64Host)];
         expect(arm64.map(line => line.step)).toEqual(STEP_NAMES);
         expect(amd64.slice(-STEP_NAMES.length).map(line => line.step)).toEqual(STEP_NAMES);
         // Each node finished its first step before the other finished its last: the two ran side by side.

@@ -159,6 +159,30 @@ export function sudoOk(lab: LabHost, command: string, input?: string | Buffer): 
     return result.stdout;
 }
 
+/** The run log every host step appends one line to (components/scripts/lib/common.sh). */
+export const RUN_LOG = "/var/log/buildx-host/steps.log";
+
+/** One line of a host's run log: "<time> <step> <outcome> seconds=<s> <report>". */
+export interface RunLogLine {
+    /** When the step ended (UTC, to the second). */
+    readonly time: string;
+    readonly step: string;
+    readonly outcome: string;
+    readonly report: Record<string, unknown>;
+}
+
+/** The host's run log, oldest line first (empty before any step ran). */
+export function runLog(lab: LabHost): RunLogLine[] {
+    const text = sudoOk(lab, `cat ${RUN_LOG} 2>/dev/null || true`);
+    return text.split("\n").filter(Boolean).map(line => {
+        const match = /^(\S+) (\S+) (\S+) seconds=\S+ ?(.*)$/.exec(line);
+        if (!match) {
+            throw new Error(`unexpected run log line: ${line}`);
+        }
+        return { time: match[1], step: match[2], outcome: match[3], report: match[4] ? JSON.parse(match[4]) as Record<string, unknown> : {} };
+    });
+}
+
 /** Where step and build logs go: $HOSTLAB_LOG_DIR (run.sh keeps it after the host is gone), else the state dir. */
 export function logDirectory(lab: LabHost): string {
     const dir = process.env.HOSTLAB_LOG_DIR || path.join(lab.stateDir, "logs");

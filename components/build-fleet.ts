@@ -3,7 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { BuildHost, BuildHostArgs, HostVersions } from "./build-host";
 import { BuildHostConfig, StackConfig } from "./config";
 import {
-    dockerContextCommand, fleetBuildxCreateCommand, fleetGithubActionsSnippet, FleetNodeEndpoint, knownHostsLine, sshEndpoint,
+    dockerContextCommand, fleetBuildxCreateCommand, fleetGithubActionsSnippet, fleetMemberBuildxCreateCommand, FleetNodeEndpoint,
+    knownHostsLine, sshEndpoint,
 } from "./endpoint";
 
 /** Arguments of the build fleet. */
@@ -30,6 +31,8 @@ export interface FleetNodeOutputs {
     readonly platforms: readonly string[];
     /** The CPU the node reported; a platform other than its own is emulated there. */
     readonly hostArchitecture: string;
+    /** The image the node's BuildKit runs, by registry digest, ready to pin as `buildkitImage`. */
+    readonly buildkitImageDigest: string;
     /** Mode "ec2": the instance id. */
     readonly instanceId?: string;
     readonly versions: HostVersions;
@@ -55,10 +58,10 @@ export class BuildFleet extends pulumi.ComponentResource {
     public readonly knownHostsLines?: pulumi.Output<string>;
     /** Fleet: the login users' `docker context create` commands, one line per node. */
     public readonly dockerContextCommands?: pulumi.Output<string>;
-    /** Fleet: `docker buildx create` for the first node, then one `--append` line per further node. */
+    /** Fleet: the administrators' `docker buildx create` (through the docker contexts) for the first node, then one `--append` line per further node. */
     public readonly buildxCreateCommand?: pulumi.Output<string>;
-    /** Fleet: each team member's `docker context create` commands, one line per node. */
-    public readonly teamDockerContextCommands?: pulumi.Output<Record<string, string>>;
+    /** Fleet: each team member's `docker buildx create` over every node's member door, one line per node. */
+    public readonly teamBuildxCreateCommands?: pulumi.Output<Record<string, string>>;
     /** Fleet: each team member's GitHub Actions steps that attach a job to the whole fleet. */
     public readonly teamGithubActionsSnippets?: pulumi.Output<Record<string, string>>;
     /** Fleet: the node that builds each platform. */
@@ -104,13 +107,15 @@ export class BuildFleet extends pulumi.ComponentResource {
             pulumi.all(this.hosts.map(h => h.hostArchitecture)),
             pulumi.all(this.hosts.map(h => h.versions)),
             pulumi.all(this.hosts.map(h => h.instanceId ?? pulumi.output(undefined))),
-        ]).apply(([nodes, architectures, versions, instanceIds]) => Object.fromEntries(nodes.map((node, index) => [node.name, {
+            pulumi.all(this.hosts.map(h => h.buildkitImageDigest)),
+        ]).apply(([nodes, architectures, versions, instanceIds, digests]) => Object.fromEntries(nodes.map((node, index) => [node.name, {
             address: node.parts.host,
             sshEndpoint: sshEndpoint(node.parts),
             knownHostsLine: knownHostsLine(node.parts),
             dockerContextCommand: dockerContextCommand(node.parts),
             platforms: node.platforms,
             hostArchitecture: architectures[index],
+            buildkitImageDigest: digests[index],
             ...instanceIds[index] === undefined ? {} : { instanceId: instanceIds[index] },
             versions: versions[index],
         }])));
@@ -118,8 +123,8 @@ export class BuildFleet extends pulumi.ComponentResource {
         this.dockerContextCommands = endpoints.apply(nodes => nodes.map(node => dockerContextCommand(node.parts)).join("\n"));
         this.buildxCreateCommand = endpoints.apply(fleetBuildxCreateCommand);
         const team = stack.nodes[0].host.team;
-        this.teamDockerContextCommands = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
-            [member.name, nodes.map(node => dockerContextCommand(node.parts, member.name)).join("\n")])));
+        this.teamBuildxCreateCommands = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
+            [member.name, fleetMemberBuildxCreateCommand(nodes, member.name)])));
         this.teamGithubActionsSnippets = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
             [member.name, fleetGithubActionsSnippet(nodes, member.name)])));
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
@@ -134,7 +139,7 @@ export class BuildFleet extends pulumi.ComponentResource {
             knownHostsLines: this.knownHostsLines,
             dockerContextCommands: this.dockerContextCommands,
             buildxCreateCommand: this.buildxCreateCommand,
-            teamDockerContextCommands: this.teamDockerContextCommands,
+            teamBuildxCreateCommands: this.teamBuildxCreateCommands,
             teamGithubActionsSnippets: this.teamGithubActionsSnippets,
             platformNodes: this.platformNodes,
             loginPrivateKeys: this.loginPrivateKeys,

@@ -3,7 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { BuildHostConfig } from "./config";
 import { Ec2Host } from "./ec2-host";
 import {
-    buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet, knownHostsLine, sshEndpoint,
+    buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet, knownHostsLine, memberBuildxCreateCommand,
+    sshEndpoint,
 } from "./endpoint";
 import { HostKeyCheck } from "./host-key-check";
 import { HostStep } from "./host-step";
@@ -103,16 +104,16 @@ export class BuildHost extends pulumi.ComponentResource {
     public readonly knownHostsLine: pulumi.Output<string>;
     /** Mode "ec2": the login private key (secret). In mode "existing" it is the user's own, and not an output. */
     public readonly loginPrivateKey?: pulumi.Output<string>;
-    /** `docker context create …` for the login user. */
+    /** `docker context create …` for the login user, the host's administrator (full Docker access). */
     public readonly dockerContextCommand: pulumi.Output<string>;
-    /** `docker buildx create … --driver remote …` that attaches a client to the shared BuildKit. */
+    /** The administrator's `docker buildx create … --driver remote …` through that docker context. */
     public readonly buildxCreateCommand: pulumi.Output<string>;
-    /** GitHub Actions steps for a job that logs in as the login user. */
-    public readonly githubActionsSnippet: pulumi.Output<string>;
-    /** Each team member's own docker context command. */
-    public readonly teamDockerContextCommands: pulumi.Output<Record<string, string>>;
-    /** Each team member's GitHub Actions snippet (a CI job logs in with a member's key). */
+    /** Each team member's `docker buildx create --driver remote ssh://<member>@<host>`: the member door. */
+    public readonly teamBuildxCreateCommands: pulumi.Output<Record<string, string>>;
+    /** Each team member's GitHub Actions snippet (a CI job attaches as a member, never with the login key). */
     public readonly teamGithubActionsSnippets: pulumi.Output<Record<string, string>>;
+    /** The image the builder's BuildKit runs, by registry digest (`repo@sha256:…`), ready to pin as `buildkitImage`. */
+    public readonly buildkitImageDigest: pulumi.Output<string>;
     /** The platforms the builder offers (every one QEMU registers, and the host's own). */
     public readonly platforms: pulumi.Output<string[]>;
     /** Tool versions on the host. */
@@ -173,17 +174,17 @@ export class BuildHost extends pulumi.ComponentResource {
         this.endpointParts = parts;
         this.sshEndpoint = parts.apply(p => sshEndpoint(p));
         this.knownHostsLine = parts.apply(knownHostsLine);
-        this.dockerContextCommand = parts.apply(p => dockerContextCommand(p));
+        this.dockerContextCommand = parts.apply(dockerContextCommand);
         this.buildxCreateCommand = parts.apply(buildxCreateCommand);
-        this.githubActionsSnippet = parts.apply(p => githubActionsSnippet(p));
-        const perMember = (format: (p: EndpointParts, user: string) => string) => parts.apply(p =>
+        const perMember = (format: (p: EndpointParts, member: string) => string) => parts.apply(p =>
             Object.fromEntries(config.team.map(member => [member.name, format(p, member.name)])));
-        this.teamDockerContextCommands = perMember(dockerContextCommand);
+        this.teamBuildxCreateCommands = perMember(memberBuildxCreateCommand);
         this.teamGithubActionsSnippets = perMember(githubActionsSnippet);
 
         const field = (report: StepReport, key: string): string => String(report[key] ?? "unknown");
         this.hostArchitecture = this.steps["wait-for-host"].report.apply(r => field(r, "arch"));
         this.platforms = this.steps["buildx-builder"].report.apply(r => (r.platforms as string[] | undefined) ?? []);
+        this.buildkitImageDigest = this.steps["buildx-builder"].report.apply(r => field(r, "imageDigest"));
         this.versions = pulumi.all([
             this.steps["wait-for-host"].report, this.steps["docker-engine"].report,
             this.steps["qemu-binfmt"].report, this.steps["buildx-builder"].report,
@@ -208,10 +209,10 @@ export class BuildHost extends pulumi.ComponentResource {
             loginPrivateKey: this.loginPrivateKey,
             dockerContextCommand: this.dockerContextCommand,
             buildxCreateCommand: this.buildxCreateCommand,
-            githubActionsSnippet: this.githubActionsSnippet,
-            teamDockerContextCommands: this.teamDockerContextCommands,
+            teamBuildxCreateCommands: this.teamBuildxCreateCommands,
             teamGithubActionsSnippets: this.teamGithubActionsSnippets,
             platforms: this.platforms,
+            buildkitImageDigest: this.buildkitImageDigest,
             versions: this.versions,
             preflight: this.preflight,
         });

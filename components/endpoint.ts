@@ -46,11 +46,12 @@ export function knownHostsLine(parts: EndpointParts): string {
     return `${hostField} ${parts.hostPublicKey}`;
 }
 
-export function dockerContextCommand(parts: EndpointParts, user = parts.user): string {
-    return `docker context create ${contextName(parts)} --docker host=${sshEndpoint(parts, user)}`;
+/** The login user's (administrator's) docker context: full Docker access on the host. */
+export function dockerContextCommand(parts: EndpointParts): string {
+    return `docker context create ${contextName(parts)} --docker host=${sshEndpoint(parts)}`;
 }
 
-/** Attaches to the host's shared BuildKit through the docker context; clients cannot remove it. */
+/** The administrator attaches to the host's shared BuildKit through the docker context; clients cannot remove it. */
 export function remoteBuilderEndpoint(parts: EndpointParts): string {
     return `docker-container://${buildkitContainerName(parts.builderName)}?context=${contextName(parts)}`;
 }
@@ -60,12 +61,13 @@ export function clientBuilderName(builderName: string): string {
     return `${builderName}-remote`;
 }
 
+/** The administrator's `docker buildx create`, through the docker context. */
 export function buildxCreateCommand(parts: EndpointParts): string {
     return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote '${remoteBuilderEndpoint(parts)}' --use`;
 }
 
 /**
- * One client builder over every node of a fleet, each node a remote-driver node (a builder has one
+ * The administrators' client builder over every node of a fleet, each node a remote-driver node (a builder has one
  * driver) fixed to the platforms it alone serves, so buildx sends each platform to its node.
  */
 export function fleetBuildxCreateCommand(nodes: readonly FleetNodeEndpoint[]): string {
@@ -77,17 +79,40 @@ export function fleetBuildxCreateCommand(nodes: readonly FleetNodeEndpoint[]): s
     ].join(" ")).join("\n");
 }
 
+/**
+ * A team member's endpoint, the member door: buildx's remote driver runs `ssh … buildctl dial-stdio`
+ * there, and the host joins the session to the shared BuildKit whatever command was asked for.
+ */
+export function memberEndpoint(parts: EndpointParts, member: string): string {
+    return sshEndpoint(parts, member);
+}
+
+/** A team member's `docker buildx create`: the remote driver straight to the member door, no docker context. */
+export function memberBuildxCreateCommand(parts: EndpointParts, member: string): string {
+    return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote ${memberEndpoint(parts, member)} --use`;
+}
+
+/** A team member's fleet builder: the first node with `--driver remote`, each further node `--append`ed, each on its platforms. */
+export function fleetMemberBuildxCreateCommand(nodes: readonly FleetNodeEndpoint[], member: string): string {
+    return nodes.map((node, index) => [
+        `docker buildx create --name ${clientBuilderName(node.parts.builderName)}`,
+        index === 0 ? "--driver remote" : "--append",
+        `--node ${node.name} --platform ${node.platforms.join(",")} ${memberEndpoint(node.parts, member)}`,
+        ...index === 0 ? ["--use"] : [],
+    ].join(" ")).join("\n");
+}
+
 /** The action the GitHub Actions snippet attaches buildx with: its current major, v4 (node24). */
 export const SETUP_BUILDX_ACTION = "docker/setup-buildx-action@v4";
 
 /**
- * The shell step of a GitHub Actions snippet: trust each host's pinned key, give ssh the key for
- * them, create each docker context. The repository secret BUILDX_HOST_SSH_KEY holds the private
- * key of `user`; it reaches the shell through `env:`, never interpolated into the script, and its
- * file is private from the start (umask). Every line is idempotent, so a reused self-hosted runner
- * can run it again.
+ * The shell step of a member's GitHub Actions snippet: trust each host's pinned key and give ssh
+ * the member's key for them. The repository secret BUILDX_HOST_SSH_KEY holds the member's private
+ * key; it reaches the shell through `env:`, never interpolated into the script, and its file is
+ * private from the start (umask). Every line is idempotent, so a reused self-hosted runner can run
+ * it again.
  */
-function trustStep(title: string, hosts: readonly EndpointParts[], user: string | undefined): string[] {
+function trustStep(title: string, hosts: readonly EndpointParts[]): string[] {
     const keyFile = `~/.ssh/${hosts[0].builderName}.key`;
     const hostBlocks = [...new Set(hosts.map(parts => `Host ${parts.host}`))];
     return [
@@ -104,47 +129,45 @@ function trustStep(title: string, hosts: readonly EndpointParts[], user: string 
             `    grep -qxF '${line}' ~/.ssh/known_hosts 2>/dev/null || echo '${line}' >> ~/.ssh/known_hosts`),
         ...hostBlocks.map(block =>
             `    grep -qxF '${block}' ~/.ssh/config 2>/dev/null || printf '${block}\\n  IdentityFile ${keyFile}\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config`),
-        ...hosts.map(parts =>
-            `    docker context inspect ${contextName(parts)} >/dev/null 2>&1 || ${dockerContextCommand(parts, user ?? parts.user)}`),
     ];
 }
 
 /**
- * GitHub Actions steps to paste under a job's `steps:` (indented alike): trust the pinned host key,
- * give ssh the key for this host, create the docker context, attach buildx to the shared BuildKit.
+ * A team member's GitHub Actions steps to paste under a job's `steps:` (indented alike): trust the
+ * pinned host key, give ssh the member's key, attach buildx's remote driver to the member door.
  */
-export function githubActionsSnippet(parts: EndpointParts, user = parts.user): string {
+export function githubActionsSnippet(parts: EndpointParts, member: string): string {
     return [
-        ...trustStep("Trust the buildx host and create its docker context", [parts], user),
+        ...trustStep("Trust the buildx host", [parts]),
         "- name: Attach buildx to the shared builder",
         `  uses: ${SETUP_BUILDX_ACTION}`,
         "  with:",
         "    driver: remote",
-        `    endpoint: ${remoteBuilderEndpoint(parts)}`,
+        `    endpoint: ${memberEndpoint(parts, member)}`,
         "",
     ].join("\n");
 }
 
 /**
- * The fleet's GitHub Actions steps for `user` (a team member: their account and key are the same
- * on every node): trust every node and create its context, then one remote-driver builder whose
- * first node is given by `endpoint` and `platforms`, and each further node by an `append` entry.
+ * The fleet's GitHub Actions steps for a team member (their account and key are the same on every
+ * node): trust every node, then one remote-driver builder whose first node is given by `endpoint`
+ * and `platforms`, and each further node by an `append` entry, each at the node's member door.
  */
-export function fleetGithubActionsSnippet(nodes: readonly FleetNodeEndpoint[], user: string): string {
+export function fleetGithubActionsSnippet(nodes: readonly FleetNodeEndpoint[], member: string): string {
     const [first, ...others] = nodes;
     return [
-        ...trustStep("Trust the buildx fleet and create its docker contexts", nodes.map(node => node.parts), user),
+        ...trustStep("Trust the buildx fleet", nodes.map(node => node.parts)),
         "- name: Attach buildx to the shared fleet",
         `  uses: ${SETUP_BUILDX_ACTION}`,
         "  with:",
         "    driver: remote",
-        `    endpoint: ${remoteBuilderEndpoint(first.parts)}`,
+        `    endpoint: ${memberEndpoint(first.parts, member)}`,
         `    platforms: ${first.platforms.join(",")}`,
         ...others.length === 0 ? [] : [
             "    append: |",
             ...others.flatMap(node => [
                 `      - name: ${node.name}`,
-                `        endpoint: ${remoteBuilderEndpoint(node.parts)}`,
+                `        endpoint: ${memberEndpoint(node.parts, member)}`,
                 `        platforms: ${node.platforms.join(",")}`,
             ]),
         ],

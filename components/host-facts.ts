@@ -51,6 +51,9 @@ export const SSH_KEY_TYPES = [
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 ] as const;
 
+/** The group of the team members' accounts: sshd's member door matches it. */
+export const MEMBERS_GROUP = "buildx-members";
+
 /**
  * Patterns as POSIX extended regular expressions, the common ground of JavaScript's RegExp and
  * bash's `=~`: no \d, no lookaround.
@@ -72,6 +75,7 @@ export function hostFactsShell(): string {
         "# steps.ts sends it after lib/common.sh, ahead of every step's script.",
         `readonly HOST_FACTS_SUPPORTED_RELEASES=(${SUPPORTED_RELEASES.map(r => quoted(`${r.os} ${r.version} ${r.codename}`)).join(" ")})`,
         `readonly HOST_FACTS_SSH_KEY_TYPES=(${SSH_KEY_TYPES.join(" ")})`,
+        `readonly HOST_FACTS_MEMBERS_GROUP=${quoted(MEMBERS_GROUP)}`,
         `readonly HOST_FACTS_ACCOUNT_NAME_PATTERN=${quoted(PATTERNS.accountName)}`,
         `declare -rA HOST_FACTS_EMULATOR_OF=(${Object.entries(EMULATED_PLATFORMS).map(([p, e]) => `[${p}]=${e}`).join(" ")})`,
         `readonly HOST_FACTS_DEFAULT_PLATFORMS=${quoted(DEFAULT_PLATFORMS.join(" "))}`,

@@ -13,6 +13,7 @@ import { shellQuote } from "./shell";
 
 export const STEP_NAMES = [
     "wait-for-host",
+    "metadata-guard",
     "docker-engine",
     "experimental-mode",
     "qemu-binfmt",
@@ -52,21 +53,34 @@ function loadStep(name: StepName, parameters: StepParameters): HostStepDefinitio
     return { name, scriptPath, script, ...parameters };
 }
 
+/** team-access.sh's TEAM_MEMBERS: one line per key, "<name> [from=<cidr>,…] <key>". */
+function teamMembersLines(config: BuildHostConfig): string {
+    return config.team.flatMap(member => member.keys.map(key =>
+        [member.name, ...key.from.length > 0 ? [`from=${key.from.join(",")}`] : [], key.sshPublicKey].join(" "))).join("\n");
+}
+
 /** Each step's parameters, taken from the configuration; the order is STEP_NAMES'. */
 function stepParameters(config: BuildHostConfig, loginUser: string): Record<StepName, StepParameters> {
     const builderEnvironment = {
         BUILDER_NAME: config.builderName,
         BUILDER_USER: loginUser,
         BUILDKIT_IMAGE: config.buildkitImage,
+        BUILDKIT_INSECURE_ENTITLEMENTS: config.allowInsecureEntitlements.join(" "),
         BUILDKIT_GC_RESERVED_SPACE: config.buildkitGc.reservedSpace,
         BUILDKIT_GC_MAX_USED_SPACE: config.buildkitGc.maxUsedSpace,
         BUILDKIT_GC_MIN_FREE_SPACE: config.buildkitGc.minFreeSpace,
     };
     return {
         "wait-for-host": { environment: { WAIT_TIMEOUT_SECONDS: String(config.hostReadyTimeoutMinutes * 60) } },
+        // On delete the guard goes too: a server given back keeps no rule of ours.
+        "metadata-guard": {
+            environment: { GUARD_ACTION: "create" },
+            deleteEnvironment: { GUARD_ACTION: "delete" },
+        },
         "docker-engine": {
             environment: {
                 DOCKER_APT_REPO: config.dockerAptRepo,
+                DOCKER_APT_KEY_FINGERPRINT: config.dockerAptKeyFingerprint,
                 DOCKER_CE_VERSION: config.dockerCeVersion ?? "",
                 DOCKER_GROUP_USERS: loginUser,
             },
@@ -78,12 +92,10 @@ function stepParameters(config: BuildHostConfig, loginUser: string): Record<Step
             deleteEnvironment: { ...builderEnvironment, BUILDER_ACTION: "delete" },
             identity: [config.builderName, loginUser],
         },
-        // On delete, an empty team: every account the step made loses its keys and the docker group.
+        // On delete, an empty team: every account the step made loses its keys, and the member door closes.
         "team-access": {
-            environment: {
-                TEAM_MEMBERS: config.team.flatMap(member => member.sshPublicKeys.map(key => `${member.name} ${key}`)).join("\n"),
-            },
-            deleteEnvironment: { TEAM_MEMBERS: "" },
+            environment: { TEAM_MEMBERS: teamMembersLines(config), BUILDER_NAME: config.builderName },
+            deleteEnvironment: { TEAM_MEMBERS: "", BUILDER_NAME: config.builderName },
         },
     };
 }

@@ -1,7 +1,7 @@
 /** What every host of a stack shares: the team, Docker's repository, the platforms, the builder and BuildKit. */
 import { EMULATED_PLATFORMS, emulatorOf, PATTERNS } from "../host-facts";
 import { Reader } from "./reader";
-import { CommonSettings, DEFAULTS } from "./settings";
+import { CommonSettings, DEFAULTS, INSECURE_ENTITLEMENTS, InsecureEntitlement } from "./settings";
 import { readTeam } from "./team";
 
 const SIZE = new RegExp(PATTERNS.diskSize);
@@ -11,6 +11,13 @@ function readDockerAptRepo(r: Reader): string {
     const repo = r.matching("dockerAptRepo", /^https?:\/\/[A-Za-z0-9.-]+(:\d+)?(\/[A-Za-z0-9._~%/-]*)?$/,
         "must be an http(s) URL of a Docker apt repository root", "dockerAptRepo https://download.docker.com/linux",
         DEFAULTS.dockerAptRepo)!.replace(/\/+$/, "");
+    // Plain http only for a stand-in on this very host: anything else could be answered by the network.
+    const host = /^https?:\/\/([^/:]+)/.exec(repo)?.[1] ?? "";
+    if (repo.startsWith("http://") && !/^(127\.\d+\.\d+\.\d+|localhost)$/.test(host)) {
+        r.problem("dockerAptRepo", "must be an https URL (http only on a loopback address such as 127.0.0.1): " +
+            "apt would otherwise fetch the Docker packages over a connection anyone on the path can change",
+            `dockerAptRepo ${repo.replace(/^http:/, "https:")}`);
+    }
     const distro = /\/(ubuntu|debian)$/.exec(repo);
     if (distro) {
         const root = repo.slice(0, -distro[0].length);
@@ -18,6 +25,26 @@ function readDockerAptRepo(r: Reader): string {
             `dockerAptRepo ${root}`);
     }
     return repo;
+}
+
+/** The fingerprint the repository's key must have: 40 hex digits, spaces allowed as Docker prints them. */
+function readDockerAptKeyFingerprint(r: Reader): string {
+    const value = r.matching("dockerAptKeyFingerprint", /^[0-9A-Fa-f]{4}( ?[0-9A-Fa-f]{4}){9}$/,
+        "must be the repository key's full fingerprint, 40 hex digits (`gpg --show-keys KEYFILE`)",
+        `dockerAptKeyFingerprint '${DEFAULTS.dockerAptKeyFingerprint}'`, DEFAULTS.dockerAptKeyFingerprint)!;
+    return value.replace(/ /g, "").toUpperCase();
+}
+
+/** The insecure entitlements the stack opts in to: none unless listed. */
+function readInsecureEntitlements(r: Reader): readonly InsecureEntitlement[] {
+    const example = "--path 'allowInsecureEntitlements[0]' network.host";
+    const listed = r.stringList("allowInsecureEntitlements", DEFAULTS.allowInsecureEntitlements, example);
+    const unknown = listed.filter(e => !(INSECURE_ENTITLEMENTS as readonly string[]).includes(e));
+    if (unknown.length > 0) {
+        r.problem("allowInsecureEntitlements", `has ${unknown.map(e => `"${e}"`).join(", ")}; BuildKit's insecure entitlements are ` +
+            INSECURE_ENTITLEMENTS.join(", "), example);
+    }
+    return [...new Set(listed.filter((e): e is InsecureEntitlement => (INSECURE_ENTITLEMENTS as readonly string[]).includes(e)))];
 }
 
 /** The platforms `key` lists, each one QEMU can emulate; `fallback` when it is unset. */
@@ -39,6 +66,7 @@ export function readCommonSettings(r: Reader, loginUsers: readonly string[]): Om
     return {
         team: readTeam(r, loginUsers),
         dockerAptRepo: readDockerAptRepo(r),
+        dockerAptKeyFingerprint: readDockerAptKeyFingerprint(r),
         // Docker's packages always carry a Debian revision ("-1~ubuntu.24.04~noble"); "28.5.2" alone is no apt version.
         dockerCeVersion: r.matching("dockerCeVersion", /^(\d+:)?\d[A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$/,
             "must be an exact apt version as `apt-cache madison docker-ce` prints it, with its revision",
@@ -49,6 +77,7 @@ export function readCommonSettings(r: Reader, loginUsers: readonly string[]): Om
         buildkitImage: r.matching("buildkitImage", /^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/,
             "must be an image pinned by a version tag (not latest) or a digest", "buildkitImage moby/buildkit:v0.34.2",
             DEFAULTS.buildkitImage)!,
+        allowInsecureEntitlements: readInsecureEntitlements(r),
         buildkitGc: {
             reservedSpace: r.matching("buildkitGcReservedSpace", SIZE, "must be a size like 10GB or a percentage like 10%",
                 "buildkitGcReservedSpace 10GB", DEFAULTS.buildkitGcReservedSpace)!,

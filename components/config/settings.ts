@@ -14,12 +14,25 @@ export type UbuntuRelease = Extract<typeof SUPPORTED_RELEASES[number], { os: "ub
 
 export const UBUNTU_RELEASES = SUPPORTED_RELEASES.filter(r => r.os === "ubuntu").map(r => r.version) as UbuntuRelease[];
 
-/** A person who gets their own account on the host, in the docker group, with their SSH keys. */
+/** One key of a team member, and where it may be used from. */
+export interface MemberKey {
+    /** The OpenSSH public key line, "ssh-ed25519 AAAA… comment". */
+    readonly sshPublicKey: string;
+    /** Source addresses or networks the key is accepted from (sshd's `from=`); empty: anywhere `allowedSshCidrs` lets in. */
+    readonly from: readonly string[];
+}
+
+/** A person (or CI job) who reaches the shared BuildKit through the member door, with their own account and keys. */
 export interface TeamMember {
     readonly name: string;
     /** One per `team` entry of this member (a laptop, a CI job, …), in the order listed. */
-    readonly sshPublicKeys: readonly string[];
+    readonly keys: readonly MemberKey[];
 }
+
+/** The insecure entitlements BuildKit may grant a build that asks for them. */
+export const INSECURE_ENTITLEMENTS = ["network.host", "security.insecure"] as const;
+
+export type InsecureEntitlement = typeof INSECURE_ENTITLEMENTS[number];
 
 /** BuildKit garbage-collection limits, written to buildkitd.toml (`reservedSpace`, `maxUsedSpace`, `minFreeSpace`). */
 export interface BuildkitGcLimits {
@@ -55,11 +68,15 @@ export interface ExistingHostSettings {
 export interface CommonSettings {
     readonly team: readonly TeamMember[];
     readonly dockerAptRepo: string;
+    /** The fingerprint Docker's apt key (or a mirror's) must have: 40 hex digits, upper case. */
+    readonly dockerAptKeyFingerprint: string;
     readonly dockerCeVersion?: string;
     /** The platforms whose emulation the QEMU step checks and proves; a fleet node's are the ones it serves. */
     readonly platforms: readonly string[];
     readonly builderName: string;
     readonly buildkitImage: string;
+    /** Insecure entitlements BuildKit grants builds that ask for them; none by default. */
+    readonly allowInsecureEntitlements: readonly InsecureEntitlement[];
     readonly buildkitGc: BuildkitGcLimits;
     readonly hostReadyTimeoutMinutes: number;
 }
@@ -109,9 +126,12 @@ export const DEFAULTS = {
     rootVolumeSizeGb: 100,
     allowOpenSsh: false,
     dockerAptRepo: "https://download.docker.com/linux",
+    // Docker's apt key as docs.docker.com publishes it (9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88).
+    dockerAptKeyFingerprint: "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
     platforms: DEFAULT_PLATFORMS,
     builderName: "buildx-host",
     buildkitImage: "moby/buildkit:v0.34.2",
+    allowInsecureEntitlements: [] as readonly InsecureEntitlement[],
     buildkitGcReservedSpace: "10GB",
     buildkitGcMaxUsedSpace: "80GB",
     buildkitGcMinFreeSpace: "20GB",
@@ -123,7 +143,7 @@ export const DEFAULTS = {
 export const KNOWN_KEYS = [
     "hostMode", "instanceType", "architecture", "ubuntuRelease", "ubuntuAmiSerial", "rootVolumeSizeGb",
     "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey", "team", "dockerAptRepo",
-    "dockerCeVersion", "platforms", "builderName", "buildkitImage", "buildkitGcReservedSpace",
+    "dockerAptKeyFingerprint", "dockerCeVersion", "platforms", "builderName", "buildkitImage", "allowInsecureEntitlements", "buildkitGcReservedSpace",
     "buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "existingHostAddress", "existingHostPort",
     "existingHostUser", "existingHostPrivateKey", "existingHostPublicKey", "hostReadyTimeoutMinutes", "nodes",
 ] as const;

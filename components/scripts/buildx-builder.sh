@@ -1,34 +1,43 @@
 #!/usr/bin/env bash
-# buildx-builder.sh — host step 5 of 6: the shared docker-container buildx builder.
+# buildx-builder.sh — host step 6 of 7: the shared builder's one BuildKit.
 #
-# create: writes /etc/buildx-host/buildkitd.toml (BuildKit's GC limits) and makes sure the builder
-# BUILDER_NAME exists in BUILDER_USER's buildx store with one node, "${BUILDER_NAME}0", running in
-# the container buildx_buildkit_${BUILDER_NAME}0 from BUILDKIT_IMAGE, on Docker's default bridge
-# (the host network only where the daemon has no bridge). Every member who attaches to that
-# container shares its one cache.
-# The builder's configuration (image, buildkitd.toml, driver options) has a sha256 fingerprint
-# kept in /etc/buildx-host/builder.sha256: the same fingerprint and a running node change nothing
-# (a stopped node is started); another fingerprint removes the builder keeping its state volume
-# (--keep-state: the build cache survives) and creates it again.
+# create: writes /etc/buildx-host/buildkitd.toml (BuildKit's GC limits) and makes sure the BuildKit
+# container buildx_buildkit_${BUILDER_NAME}0 runs from BUILDKIT_IMAGE (privileged, restarted by
+# Docker on boot, its state in the volume buildx_buildkit_${BUILDER_NAME}0_state), on Docker's
+# default bridge (the host network only where the daemon has no bridge), with exactly the insecure
+# entitlements BUILDKIT_INSECURE_ENTITLEMENTS lists: none by default. The step runs the container
+# itself because buildx's docker-container driver grants network.host whenever no entitlement is
+# given (and always on the host network). BUILDER_USER's buildx store gets the builder
+# BUILDER_NAME, a remote-driver node "${BUILDER_NAME}0" on that container; every member who
+# attaches to the container shares its one cache.
+# The builder's configuration (image, buildkitd.toml, network, entitlements) has a sha256
+# fingerprint kept in /etc/buildx-host/builder.sha256: the same fingerprint and a running container
+# change nothing (a stopped one is started); another fingerprint replaces the container keeping its
+# state volume (the build cache survives), as it does a builder made by an earlier version of this
+# step with buildx's docker-container driver.
 # delete: removes the builder and its state (cache); an absent builder, user or docker is fine.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
 # Environment (default in brackets):
-#   BUILDER_ACTION              create | delete [create]
-#   BUILDER_NAME                builder name [buildx-host]
-#   BUILDER_USER                login user whose buildx store owns the builder [${SUDO_USER:-root}]
-#   BUILDKIT_IMAGE              BuildKit image, pinned [moby/buildkit:v0.34.2]
-#   BUILDKIT_GC_RESERVED_SPACE  cache BuildKit never collects below (worker.oci reservedSpace) [10GB]
-#   BUILDKIT_GC_MAX_USED_SPACE  cache above this is collected (worker.oci maxUsedSpace) [80GB]
-#   BUILDKIT_GC_MIN_FREE_SPACE  GC keeps at least this much disk free (worker.oci minFreeSpace) [20GB]
+#   BUILDER_ACTION                  create | delete [create]
+#   BUILDER_NAME                    builder name [buildx-host]
+#   BUILDER_USER                    login user whose buildx store gets the builder [${SUDO_USER:-root}]
+#   BUILDKIT_IMAGE                  BuildKit image, by tag or digest (repo:tag@sha256:…) [moby/buildkit:v0.34.2]
+#   BUILDKIT_INSECURE_ENTITLEMENTS  space-separated: network.host, security.insecure [""]
+#   BUILDKIT_GC_RESERVED_SPACE      cache BuildKit never collects below (worker.oci reservedSpace) [10GB]
+#   BUILDKIT_GC_MAX_USED_SPACE      cache above this is collected (worker.oci maxUsedSpace) [80GB]
+#   BUILDKIT_GC_MIN_FREE_SPACE      GC keeps at least this much disk free (worker.oci minFreeSpace) [20GB]
 #   (sizes as BuildKit v0.34 reads them: bytes, "512MB"/"10GB"-style units (1024-based), or "10%")
 #
 # Output: progress on stderr; the last stdout line is
 #   {"step":"buildx-builder","changed":bool,"action":"created|recreated|unchanged|started|deleted|absent",
 #    "builder":"…","node":"…","container":"buildx_buildkit_…","network":"bridge"|"host",
-#    "platforms":["linux/amd64",…],
+#    "platforms":["linux/amd64",…],"insecureEntitlements":[…],"imageDigest":"repo@sha256:…"|"sha256:…",
 #    "buildkitVersion":"…","buildxVersion":"…"}
+# insecureEntitlements: what the running buildkitd was started with; imageDigest: the registry
+# digest of the image the container runs (pin it as BUILDKIT_IMAGE), or its image id when the image
+# came from no registry.
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -43,6 +52,7 @@ BUILDER_ACTION="${BUILDER_ACTION:-create}"
 BUILDER_NAME="${BUILDER_NAME:-buildx-host}"
 BUILDER_USER="${BUILDER_USER:-${SUDO_USER:-root}}"
 BUILDKIT_IMAGE="${BUILDKIT_IMAGE:-moby/buildkit:v0.34.2}"
+BUILDKIT_INSECURE_ENTITLEMENTS="${BUILDKIT_INSECURE_ENTITLEMENTS:-}"
 BUILDKIT_GC_RESERVED_SPACE="${BUILDKIT_GC_RESERVED_SPACE:-10GB}"
 BUILDKIT_GC_MAX_USED_SPACE="${BUILDKIT_GC_MAX_USED_SPACE:-80GB}"
 BUILDKIT_GC_MIN_FREE_SPACE="${BUILDKIT_GC_MIN_FREE_SPACE:-20GB}"
@@ -51,16 +61,21 @@ readonly STEP=buildx-builder
 readonly CONFIG_DIR=/etc/buildx-host
 readonly BUILDKITD_TOML="${CONFIG_DIR}/buildkitd.toml"
 readonly FINGERPRINT_FILE="${CONFIG_DIR}/builder.sha256"
-DRIVER_OPTS=()
+readonly KNOWN_ENTITLEMENTS=(network.host security.insecure)
+readonly BUILDKIT_READY_SECONDS=60
 NETWORK=""
+ENTITLEMENTS=()
 # Bump when the way the builder is created changes, so existing builders are recreated.
-readonly RECIPE_VERSION=1
+readonly RECIPE_VERSION=2
 
 NODE="${BUILDER_NAME}0"
 CONTAINER="buildx_buildkit_${NODE}"
+STATE_VOLUME="${CONTAINER}_state"
 CHANGED=false
 ACTION=""
 PLATFORMS=()
+RUNNING_ENTITLEMENTS=()
+IMAGE_DIGEST=""
 BUILDKIT_VERSION=""
 
 validate_disk_space() {
@@ -70,6 +85,7 @@ validate_disk_space() {
 }
 
 validate_input() {
+  local entitlement
   case "${BUILDER_ACTION}" in
     create | delete) ;;
     *) die "BUILDER_ACTION must be create or delete, not '${BUILDER_ACTION}'" ;;
@@ -78,6 +94,11 @@ validate_input() {
     || die "BUILDER_NAME '${BUILDER_NAME}' is not a valid builder name (a lowercase letter, then up to 62 of a-z 0-9 _ -)"
   [[ "${BUILDKIT_IMAGE}" =~ ^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$ ]] \
     || die "BUILDKIT_IMAGE '${BUILDKIT_IMAGE}' is not an image reference"
+  read -r -a ENTITLEMENTS <<<"${BUILDKIT_INSECURE_ENTITLEMENTS}"
+  for entitlement in "${ENTITLEMENTS[@]}"; do
+    [[ " ${KNOWN_ENTITLEMENTS[*]} " == *" ${entitlement} "* ]] \
+      || die "BUILDKIT_INSECURE_ENTITLEMENTS: '${entitlement}' is not one of ${KNOWN_ENTITLEMENTS[*]}"
+  done
   validate_disk_space BUILDKIT_GC_RESERVED_SPACE "${BUILDKIT_GC_RESERVED_SPACE}"
   validate_disk_space BUILDKIT_GC_MAX_USED_SPACE "${BUILDKIT_GC_MAX_USED_SPACE}"
   validate_disk_space BUILDKIT_GC_MIN_FREE_SPACE "${BUILDKIT_GC_MIN_FREE_SPACE}"
@@ -128,25 +149,32 @@ write_buildkitd_toml() {
   log "wrote ${BUILDKITD_TOML}"
 }
 
+# buildkitd's arguments: its configuration, then one flag per insecure entitlement granted.
+buildkitd_args() {
+  local entitlement
+  printf '%s\n' --config /etc/buildkit/buildkitd.toml
+  for entitlement in "${ENTITLEMENTS[@]}"; do
+    printf '%s\n' "--allow-insecure-entitlement=${entitlement}"
+  done
+}
+
 fingerprint() {
   {
     echo "recipe ${RECIPE_VERSION}"
-    echo "builder ${BUILDER_NAME} user ${BUILDER_USER}"
-    printf 'driver-opt %s\n' "${DRIVER_OPTS[@]}"
+    echo "builder ${BUILDER_NAME} user ${BUILDER_USER} image ${BUILDKIT_IMAGE} network ${NETWORK}"
+    buildkitd_args
     cat "${BUILDKITD_TOML}"
   } | sha256sum | cut -d' ' -f1
 }
 
 # BuildKit's RUN steps share the builder container's network. On Docker's bridge they are one hop
-# from the host, so an IMDSv2 hop limit of 1 keeps the instance's credentials and user data out of
-# builds; on the host network they would not be. The host network only where there is no bridge.
-choose_driver_opts() {
-  DRIVER_OPTS=("image=${BUILDKIT_IMAGE}")
+# from the host, so an IMDSv2 hop limit of 1 and the metadata guard's forward rule keep the
+# instance's credentials and user data out of builds. The host network only where there is no bridge.
+choose_network() {
   if docker network inspect bridge >/dev/null 2>&1 </dev/null; then
     NETWORK=bridge
   else
     NETWORK=host
-    DRIVER_OPTS+=("network=host")
     log "the docker daemon has no bridge network: the builder uses the host's network"
   fi
 }
@@ -155,32 +183,39 @@ builder_exists() { as_builder_user buildx inspect "${BUILDER_NAME}" >/dev/null 2
 
 container_state() { docker inspect -f '{{.State.Status}}' "${CONTAINER}" 2>/dev/null || true; }
 
-# buildx's --buildkitd-config (0.13+) was called --config before.
-config_flag() {
-  if as_builder_user buildx create --help 2>/dev/null | grep -q -- '--buildkitd-config'; then
-    echo --buildkitd-config
-  else
-    echo --config
+buildkit_answers() { docker exec "${CONTAINER}" buildctl debug workers >/dev/null 2>&1 </dev/null; }
+
+wait_for_buildkit() {
+  local deadline=$((SECONDS + BUILDKIT_READY_SECONDS))
+  until buildkit_answers; do
+    ((SECONDS < deadline)) || die "BuildKit in ${CONTAINER} did not answer within ${BUILDKIT_READY_SECONDS}s; see 'docker logs ${CONTAINER}'"
+    sleep 1
+  done
+}
+
+# What a builder may have left: its buildx record (buildx rm of a docker-container builder also
+# removes its container; --keep-state keeps the cache volume) and its container.
+remove_builder_keeping_cache() {
+  if builder_exists; then
+    as_builder_user buildx rm --keep-state "${BUILDER_NAME}" >&2 || die "docker buildx rm ${BUILDER_NAME} failed"
+  fi
+  if [[ -n "$(container_state)" ]]; then
+    docker rm -f "${CONTAINER}" >/dev/null
   fi
 }
 
 create_builder() {
-  local args=(buildx create --name "${BUILDER_NAME}" --node "${NODE}" --driver docker-container) opt
-  for opt in "${DRIVER_OPTS[@]}"; do
-    args+=(--driver-opt "${opt}")
-  done
-  args+=("$(config_flag)" "${BUILDKITD_TOML}" --bootstrap)
-  # A container left by a builder missing from this store would be reused as it is: start clean.
-  if [[ -n "$(container_state)" ]]; then
-    log "removing the leftover container ${CONTAINER} (its state volume stays)"
-    docker rm -f "${CONTAINER}" >/dev/null
-  fi
-  log "creating builder ${BUILDER_NAME} (node ${NODE}, image ${BUILDKIT_IMAGE}) for ${BUILDER_USER}"
-  if ! as_builder_user "${args[@]}" >&2; then
-    # buildx records the builder before booting it: drop the record, keep any cache.
-    as_builder_user buildx rm --keep-state "${BUILDER_NAME}" >/dev/null 2>&1 || true
-    die "docker buildx create failed; is ${BUILDKIT_IMAGE} pullable or loaded on this host ('docker image inspect ${BUILDKIT_IMAGE}')?"
-  fi
+  local args
+  mapfile -t args < <(buildkitd_args)
+  log "starting ${CONTAINER} (image ${BUILDKIT_IMAGE}, network ${NETWORK}, insecure entitlements: ${ENTITLEMENTS[*]:-none})"
+  docker run -d --name "${CONTAINER}" --privileged --restart unless-stopped --network "${NETWORK}" \
+    --mount "type=volume,source=${STATE_VOLUME},target=/var/lib/buildkit" \
+    --mount "type=bind,source=${BUILDKITD_TOML},target=/etc/buildkit/buildkitd.toml,readonly" \
+    --label "buildx-host.builder=${BUILDER_NAME}" "${BUILDKIT_IMAGE}" "${args[@]}" >/dev/null </dev/null \
+    || die "docker run of ${BUILDKIT_IMAGE} failed; is it pullable or loaded on this host ('docker image inspect ${BUILDKIT_IMAGE}')?"
+  wait_for_buildkit
+  as_builder_user buildx create --name "${BUILDER_NAME}" --node "${NODE}" --driver remote "docker-container://${CONTAINER}" >&2 \
+    || die "docker buildx create of the remote builder ${BUILDER_NAME} failed"
 }
 
 write_fingerprint() {
@@ -192,34 +227,46 @@ write_fingerprint() {
 }
 
 ensure_builder() {
-  local wanted recorded=""
+  local wanted recorded="" state
   wanted="$(fingerprint)"
   [[ -f "${FINGERPRINT_FILE}" ]] && recorded="$(cat "${FINGERPRINT_FILE}")"
-  if builder_exists; then
-    if [[ "${recorded}" == "${wanted}" ]]; then
-      if [[ "$(container_state)" == running ]]; then
-        ACTION=unchanged
-        log "builder ${BUILDER_NAME} is up to date and running"
-      else
-        log "builder ${BUILDER_NAME} is up to date but its node is $(container_state || true): starting it"
-        as_builder_user buildx inspect --bootstrap "${BUILDER_NAME}" >/dev/null \
-          || die "could not start builder ${BUILDER_NAME}; see 'docker logs ${CONTAINER}'"
-        ACTION=started
-        CHANGED=true
-      fi
-      return
+  state="$(container_state)"
+  if [[ -n "${state}" ]] && builder_exists && [[ "${recorded}" == "${wanted}" ]]; then
+    if [[ "${state}" == running ]]; then
+      ACTION=unchanged
+      log "builder ${BUILDER_NAME} is up to date and running"
+    else
+      log "builder ${BUILDER_NAME} is up to date but its container is ${state}: starting it"
+      docker start "${CONTAINER}" >/dev/null || die "could not start ${CONTAINER}; see 'docker logs ${CONTAINER}'"
+      ACTION=started
+      CHANGED=true
     fi
+    wait_for_buildkit
+    return
+  fi
+  if [[ -n "${state}" ]] || builder_exists; then
     log "builder ${BUILDER_NAME}'s configuration changed: recreating it, keeping its build cache"
-    rm -f "${FINGERPRINT_FILE}"
-    as_builder_user buildx rm --keep-state "${BUILDER_NAME}" >&2
     ACTION=recreated
   else
     ACTION=created
-    rm -f "${FINGERPRINT_FILE}"
   fi
+  rm -f "${FINGERPRINT_FILE}"
+  remove_builder_keeping_cache
   create_builder
   write_fingerprint "${wanted}"
   CHANGED=true
+}
+
+# The registry digest of the image the container runs, for the repository BUILDKIT_IMAGE names; its
+# image id when the image came from no registry (docker load).
+read_image_digest() {
+  local image_id repository digests
+  image_id="$(docker inspect -f '{{.Image}}' "${CONTAINER}")"
+  repository="${BUILDKIT_IMAGE%@*}"
+  [[ "${repository##*/}" != *:* ]] || repository="${repository%:*}"
+  digests="$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "${image_id}")"
+  IMAGE_DIGEST="$(grep -m1 -F "${repository}@" <<<"${digests}" || true)"
+  [[ -n "${IMAGE_DIGEST}" ]] || IMAGE_DIGEST="${image_id}"
 }
 
 inspect_builder() {
@@ -229,7 +276,10 @@ inspect_builder() {
   IFS=',' read -r -a PLATFORMS <<<"${line//[* ]/}"
   BUILDKIT_VERSION="$(sed -n 's/^\(BuildKit version\|Buildkit\): *//p' <<<"${inspect}" | head -n 1)"
   [[ "${#PLATFORMS[@]}" -gt 0 ]] || die "builder ${BUILDER_NAME} reports no platforms; see 'docker logs ${CONTAINER}'"
-  log "builder ${BUILDER_NAME}: BuildKit ${BUILDKIT_VERSION:-unknown}, platforms ${PLATFORMS[*]}"
+  mapfile -t RUNNING_ENTITLEMENTS < <(docker inspect -f '{{range .Args}}{{println .}}{{end}}' "${CONTAINER}" |
+    sed -n 's/^--allow-insecure-entitlement=//p')
+  read_image_digest
+  log "builder ${BUILDER_NAME}: BuildKit ${BUILDKIT_VERSION:-unknown} from ${IMAGE_DIGEST}, platforms ${PLATFORMS[*]}, insecure entitlements: ${RUNNING_ENTITLEMENTS[*]:-none}"
 }
 
 delete_builder() {
@@ -243,13 +293,12 @@ delete_builder() {
     as_builder_user buildx rm "${BUILDER_NAME}" >&2 || die "docker buildx rm ${BUILDER_NAME} failed"
     ACTION=deleted
   fi
-  # What a store that lost the builder would leave behind.
   if [[ -n "$(container_state)" ]]; then
     docker rm -f "${CONTAINER}" >/dev/null
     ACTION=deleted
   fi
-  if docker volume inspect "${CONTAINER}_state" >/dev/null 2>&1; then
-    docker volume rm "${CONTAINER}_state" >/dev/null
+  if docker volume inspect "${STATE_VOLUME}" >/dev/null 2>&1; then
+    docker volume rm "${STATE_VOLUME}" >/dev/null
     ACTION=deleted
   fi
   if [[ -e "${FINGERPRINT_FILE}" || -e "${BUILDKITD_TOML}" ]]; then
@@ -263,9 +312,10 @@ delete_builder() {
 print_result() {
   local buildx=""
   command -v docker >/dev/null 2>&1 && buildx="$(docker buildx version 2>/dev/null | awk '{ print $2; exit }' || true)"
-  report "$(printf '{"step":"%s","changed":%s,"action":"%s","builder":%s,"node":%s,"container":%s,"network":%s,"platforms":%s,"buildkitVersion":%s,"buildxVersion":%s}' \
+  report "$(printf '{"step":"%s","changed":%s,"action":"%s","builder":%s,"node":%s,"container":%s,"network":%s,"platforms":%s,"insecureEntitlements":%s,"imageDigest":%s,"buildkitVersion":%s,"buildxVersion":%s}' \
     "${STEP}" "${CHANGED}" "${ACTION}" "$(json_string "${BUILDER_NAME}")" "$(json_string "${NODE}")" \
     "$(json_string "${CONTAINER}")" "$(json_or_null "${NETWORK}")" "$(json_array "${PLATFORMS[@]}")" \
+    "$(json_array "${RUNNING_ENTITLEMENTS[@]}")" "$(json_or_null "${IMAGE_DIGEST}")" \
     "$(json_or_null "${BUILDKIT_VERSION}")" "$(json_or_null "${buildx}")")"
 }
 
@@ -277,7 +327,7 @@ main() {
   else
     docker_answers || die "docker does not answer; run the docker-engine step (docker-engine.sh) first"
     require_builder_user
-    choose_driver_opts
+    choose_network
     write_buildkitd_toml
     ensure_builder
     inspect_builder

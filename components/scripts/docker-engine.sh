@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# docker-engine.sh — host step 2 of 6: Docker Engine from Docker's apt repository.
+# docker-engine.sh — host step 3 of 7: Docker Engine from Docker's apt repository.
 #
 # Installs docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin and docker-compose-plugin
 # from "$DOCKER_APT_REPO/<os id>" (key in /etc/apt/keyrings/docker.asc, deb822 source in
@@ -10,7 +10,11 @@
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
 # Environment (default in brackets):
-#   DOCKER_APT_REPO           Docker's repo root; "/<os id>" is appended [https://download.docker.com/linux]
+#   DOCKER_APT_REPO           Docker's repo root; "/<os id>" is appended; https, or http on a
+#                             loopback address only [https://download.docker.com/linux]
+#   DOCKER_APT_KEY_FINGERPRINT  the fingerprint the repository's key must have (40 hex digits,
+#                             spaces allowed); another key fails the step before anything is
+#                             written or installed [Docker's: 9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88]
 #   DOCKER_CE_VERSION         exact apt version for docker-ce and docker-ce-cli, e.g.
 #                             5:27.5.1-1~ubuntu.24.04~noble; both are then held. Empty: newest at
 #                             install time, and a hold this script placed earlier is released [""]
@@ -39,6 +43,7 @@ fi
 
 DOCKER_APT_REPO="${DOCKER_APT_REPO:-https://download.docker.com/linux}"
 DOCKER_CE_VERSION="${DOCKER_CE_VERSION:-}"
+DOCKER_APT_KEY_FINGERPRINT="${DOCKER_APT_KEY_FINGERPRINT:-9DC858229FC7DD38854AE2D88D81803C0EBFCD88}"
 DOCKER_GROUP_USERS="${DOCKER_GROUP_USERS:-}"
 APT_LOCK_TIMEOUT_SECONDS="${APT_LOCK_TIMEOUT_SECONDS:-300}"
 
@@ -68,9 +73,13 @@ apt_update() {
 validate_input() {
   local user
   require_seconds APT_LOCK_TIMEOUT_SECONDS
-  [[ "${DOCKER_APT_REPO}" =~ ^https?://[^[:space:]]+$ ]] \
-    || die "DOCKER_APT_REPO must be an http(s) URL, not '${DOCKER_APT_REPO}'"
+  [[ "${DOCKER_APT_REPO}" =~ ^https://[^[:space:]]+$ || "${DOCKER_APT_REPO}" =~ ^http://(127\.[0-9.]+|localhost|\[::1\])(:[0-9]+)?(/[^[:space:]]*)?$ ]] \
+    || die "DOCKER_APT_REPO must be an https URL (http only on a loopback address), not '${DOCKER_APT_REPO}'"
   DOCKER_APT_REPO="${DOCKER_APT_REPO%/}"
+  DOCKER_APT_KEY_FINGERPRINT="${DOCKER_APT_KEY_FINGERPRINT// /}"
+  DOCKER_APT_KEY_FINGERPRINT="${DOCKER_APT_KEY_FINGERPRINT^^}"
+  [[ "${DOCKER_APT_KEY_FINGERPRINT}" =~ ^[0-9A-F]{40}$ ]] \
+    || die "DOCKER_APT_KEY_FINGERPRINT must be 40 hex digits (an OpenPGP v4 fingerprint), not '${DOCKER_APT_KEY_FINGERPRINT}'"
   [[ -z "${DOCKER_CE_VERSION}" || "${DOCKER_CE_VERSION}" =~ ^[A-Za-z0-9.+~:-]+$ ]] \
     || die "DOCKER_CE_VERSION '${DOCKER_CE_VERSION}' is not an apt version string (like 5:27.5.1-1~ubuntu.24.04~noble)"
   for user in ${DOCKER_GROUP_USERS}; do
@@ -105,9 +114,11 @@ ensure_prerequisites() {
   CHANGED=true
 }
 
-# Fetches the repository key and installs it when its bytes differ; sets KEY_CHANGED.
+# Fetches the repository key, checks that it is the pinned one (its primary key's fingerprint), and
+# installs it when its bytes differ; sets KEY_CHANGED. A key with another fingerprint fails the step
+# before anything is written.
 install_repo_key() {
-  local tmp gnupg_home
+  local tmp gnupg_home fingerprints
   KEY_CHANGED=false
   tmp="$(mktemp)"
   gnupg_home="$(mktemp -d)"
@@ -115,11 +126,16 @@ install_repo_key() {
     rm -rf "${tmp}" "${gnupg_home}"
     die "could not download ${REPO_URL}/gpg; check DOCKER_APT_REPO and that the host reaches it"
   fi
-  if ! GNUPGHOME="${gnupg_home}" gpg --batch --quiet --show-keys "${tmp}" >/dev/null 2>&1; then
+  if ! fingerprints="$(GNUPGHOME="${gnupg_home}" gpg --batch --quiet --with-colons --show-keys "${tmp}" 2>/dev/null |
+    awk -F: '$1 == "pub" { primary = 1; next } $1 == "fpr" && primary { print $10; primary = 0 }')" || [[ -z "${fingerprints}" ]]; then
     rm -rf "${tmp}" "${gnupg_home}"
     die "${REPO_URL}/gpg is not an OpenPGP public key; check DOCKER_APT_REPO"
   fi
   rm -rf "${gnupg_home}"
+  if [[ "${fingerprints}" != "${DOCKER_APT_KEY_FINGERPRINT}" ]]; then
+    rm -f "${tmp}"
+    die "${REPO_URL}/gpg has the key $(tr '\n' ' ' <<<"${fingerprints}")but DOCKER_APT_KEY_FINGERPRINT pins ${DOCKER_APT_KEY_FINGERPRINT}; nothing was installed. For a mirror with its own key, set the pin to that key's fingerprint"
+  fi
   install -d -m 0755 /etc/apt/keyrings
   if cmp -s "${tmp}" "${KEYRING}" && [[ "$(stat -c %a "${KEYRING}")" == 644 ]]; then
     rm -f "${tmp}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# experimental-mode.sh — host step 3 of 6: Docker daemon experimental features on.
+# experimental-mode.sh — host step 4 of 7: Docker daemon experimental features on.
 #
 # Merges "experimental": true into the daemon's config file, keeping every other key; restarts
 # docker only when the file changed, and then checks the daemon reports Experimental: true.

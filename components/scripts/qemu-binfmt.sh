@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# qemu-binfmt.sh — host step 4 of 6: QEMU user emulation for foreign-platform builds.
+# qemu-binfmt.sh — host step 5 of 7: QEMU user emulation for foreign-platform builds.
 #
 # Installs the release's static QEMU emulators, runs Artur Klauser's preflight checks (kernel
 # >= 4.8 for the fix-binary flag, binfmt_misc mounted, update-binfmts >= 2.1.7 where binfmt-support

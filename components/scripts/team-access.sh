@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
-# team-access.sh — host step 6 of 6: one account per team member, in the docker group.
+# team-access.sh — host step 7 of 7: the member door. Each team member reaches the shared
+# builder's BuildKit API over SSH, and nothing else.
 #
-# For each member: an account (created by this step), its SSH keys in ~/.ssh/authorized_keys, and
-# membership of the docker group — which is what lets the member use the shared builder over
-# ssh://<member>@<host>. The docker group is root-equivalent on the host: membership is access.
+# For each member: an account (created by this step) in the group buildx-members, never in the
+# docker group (which is root on the host). Their keys sit in a root-owned file,
+# /etc/ssh/buildx-host/members/<name>, each line with `restrict` and a forced command; an sshd
+# drop-in for the group (/etc/ssh/sshd_config.d/60-buildx-host-members.conf) reads only that file
+# and forces the same command whatever the client asks: no shell, no PTY, no forwarding of any
+# kind. The forced command runs, through one sudoers rule, /usr/local/libexec/buildx-host/buildkit-dial,
+# which joins the session's stdin/stdout to `buildctl dial-stdio` in the builder's BuildKit
+# container — what buildx's remote driver runs at ssh://<member>@<host>. The drop-in is checked
+# with `sshd -t` before sshd reloads; when the check fails the previous drop-in is put back, sshd
+# keeps running as it was, and the step fails with sshd's words. The login user (not a member) is
+# never matched by the drop-in.
 # /var/lib/buildx-host/team-members lists every account this step created. Such an account that is
-# no longer in TEAM_MEMBERS loses access: its authorized_keys is removed, it leaves the docker
-# group and is locked (password locked, expired, shell nologin); its home stays. Listed again
-# later, it is unlocked. An existing account this step did not create is never touched: the step
-# fails instead, before changing anything.
+# no longer in TEAM_MEMBERS loses access: its key file goes, it leaves buildx-members, is locked
+# (password locked, expired, shell nologin), and its running processes are ended, which cuts its
+# open sessions; its home stays. Listed again later, it is unlocked. An existing account this step
+# did not create is never touched: the step fails instead, before changing anything. An account
+# of an earlier version of this step (docker group, ~/.ssh/authorized_keys) is moved to the door:
+# out of the docker group, its processes ended, its old authorized_keys removed. With no members
+# left, the door itself (drop-in, sudoers rule, helper, key files, group) is removed.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
 # Environment (default in brackets):
-#   TEAM_MEMBERS   lines "<name> <ssh public key>" (type, base64, optional comment); a name on
-#                  several lines gets every key; blank lines and lines starting with # are
-#                  ignored; empty: no members [""]
+#   TEAM_MEMBERS   lines "<name> [from=<cidr>[,<cidr>…]] <ssh public key>" (type, base64, optional
+#                  comment); from= limits that key to those source addresses; a name on several
+#                  lines gets every key; blank lines and lines starting with # are ignored;
+#                  empty: no members [""]
+#   BUILDER_NAME   the shared builder whose BuildKit members reach [buildx-host]
 #
 # Output: progress on stderr; the last stdout line is
-#   {"step":"team-access","changed":bool,"members":[…],"added":[…],"updated":[…],"removed":[…]}
+#   {"step":"team-access","changed":bool,"members":[…],"added":[…],"updated":[…],"removed":[…],
+#    "sessionsEnded":[…],"door":"open"|"closed"}
 # added: members who got access this run (account created, or unlocked after a removal);
-# updated: members whose keys or docker group membership were put right; removed: accounts
-# that lost access this run.
+# updated: members whose keys or groups were put right; removed: accounts that lost access this
+# run; sessionsEnded: accounts whose running processes were ended.
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -33,22 +48,34 @@ if ! declare -F log >/dev/null; then
 fi
 
 TEAM_MEMBERS="${TEAM_MEMBERS:-}"
+BUILDER_NAME="${BUILDER_NAME:-buildx-host}"
 
 readonly STEP=team-access
 readonly STATE_FILE=/var/lib/buildx-host/team-members
+readonly MEMBERS_GROUP="${HOST_FACTS_MEMBERS_GROUP}"
 readonly DOCKER_GROUP=docker
-readonly MEMBER_SHELL=/bin/bash
+# The forced command runs through the account's shell: dash reads no startup file a member could plant.
+readonly MEMBER_SHELL=/bin/sh
 readonly LOCKED_SHELL=/usr/sbin/nologin
+readonly KEYS_DIR=/etc/ssh/buildx-host/members
+readonly SSHD_DROP_IN=/etc/ssh/sshd_config.d/60-buildx-host-members.conf
+readonly SUDOERS_FILE=/etc/sudoers.d/buildx-host-members
+readonly DIAL_HELPER=/usr/local/libexec/buildx-host/buildkit-dial
+readonly FORCED_COMMAND="/usr/bin/sudo -n ${DIAL_HELPER}"
 readonly NAME_PATTERN="${HOST_FACTS_ACCOUNT_NAME_PATTERN}"
 # One of the key types the program accepts (host-facts.sh), dots matched literally.
 KEY_TYPES="$(IFS='|' && echo "${HOST_FACTS_SSH_KEY_TYPES[*]//./\\.}")"
 readonly KEY_PATTERN="^(${KEY_TYPES}) [A-Za-z0-9+/]+={0,3}( [^[:cntrl:]]*)?$"
+# Addresses and networks, IPv4 or IPv6, comma-separated: what sshd's from= takes, without wildcards.
+readonly FROM_PATTERN='^[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*$'
 
 MEMBERS=()
 MANAGED=()
 ADDED=()
 UPDATED=()
 REMOVED=()
+SESSIONS_ENDED=()
+DOOR_CHANGED=false
 declare -A KEYS_OF=()
 
 contains() {
@@ -74,24 +101,43 @@ validate_key() {
   rm -f "${tmp}"
 }
 
-# Fills MEMBERS (in order of first appearance) and KEYS_OF (newline-separated keys per member).
+# One line of a member's key file: the key, restricted to the forced command (and to from=, if given).
+key_line() {
+  local from="$1" key="$2" options="restrict,command=\"${FORCED_COMMAND}\""
+  [[ -z "${from}" ]] || options+=",from=\"${from}\""
+  printf '%s %s' "${options}" "${key}"
+}
+
+# Fills MEMBERS (in order of first appearance) and KEYS_OF (newline-separated key lines per member).
 parse_members() {
-  local line name key
+  local line name key from
   while IFS= read -r line || [[ -n "${line}" ]]; do
     line="${line%$'\r'}"
     [[ "${line}" =~ ^[[:space:]]*(#|$) ]] && continue
     read -r name key <<<"${line}"
+    from=""
+    if [[ "${key}" == from=* ]]; then
+      read -r from key <<<"${key}"
+      from="${from#from=}"
+      [[ "${from}" =~ ${FROM_PATTERN} ]] \
+        || die "TEAM_MEMBERS: from= of '${name}' must list addresses or networks separated by commas (from=203.0.113.0/24,2001:db8::/32), not '${from}'"
+    fi
     [[ "${name}" =~ ${NAME_PATTERN} ]] \
       || die "TEAM_MEMBERS: '${name}' is not a valid account name (lowercase letter or _, then up to 31 of a-z 0-9 _ -)"
     [[ -n "${key}" ]] || die "TEAM_MEMBERS: '${name}' has no SSH public key"
     validate_key "${name}" "${key}"
     if [[ -v "KEYS_OF[${name}]" ]]; then
-      KEYS_OF["${name}"]+=$'\n'"${key}"
+      KEYS_OF["${name}"]+=$'\n'"$(key_line "${from}" "${key}")"
     else
       MEMBERS+=("${name}")
-      KEYS_OF["${name}"]="${key}"
+      KEYS_OF["${name}"]="$(key_line "${from}" "${key}")"
     fi
   done <<<"${TEAM_MEMBERS}"
+}
+
+validate_input() {
+  [[ "${BUILDER_NAME}" =~ ${HOST_FACTS_BUILDER_NAME_PATTERN} ]] \
+    || die "BUILDER_NAME '${BUILDER_NAME}' is not a valid builder name (a lowercase letter, then up to 62 of a-z 0-9 _ -)"
 }
 
 read_state() {
@@ -125,9 +171,163 @@ check_ownership() {
   done
   ((${#foreign[@]} == 0)) \
     || die "account(s) ${foreign[*]} already exist on this host and were not created by buildx-host; this step will not take over an existing account (give the member another name)"
-  # Only granting needs the group; revoking everyone (the delete run) must work without it.
-  ((${#MEMBERS[@]} == 0)) || getent group "${DOCKER_GROUP}" >/dev/null \
-    || die "the ${DOCKER_GROUP} group does not exist; run the docker-engine step (docker-engine.sh) first"
+  ((${#MEMBERS[@]} == 0)) || command -v docker >/dev/null 2>&1 \
+    || die "docker is not installed; run the docker-engine step (docker-engine.sh) first"
+}
+
+# Puts <content> at <file> (mode <mode>, root's) when it differs; succeeds when it wrote.
+place_file() {
+  local file="$1" mode="$2" content="$3" tmp
+  install -d -m 0755 "$(dirname "${file}")"
+  tmp="$(mktemp "$(dirname "${file}")/.buildx-host.XXXXXX")"
+  printf '%s\n' "${content}" >"${tmp}"
+  if cmp -s "${tmp}" "${file}" && [[ "$(stat -c '%a %U' "${file}")" == "${mode} root" ]]; then
+    rm -f "${tmp}"
+    return 1
+  fi
+  chown root:root "${tmp}"
+  chmod "${mode}" "${tmp}"
+  mv -f "${tmp}" "${file}"
+}
+
+remove_file() {
+  [[ -e "$1" || -L "$1" ]] || return 1
+  rm -f "$1"
+}
+
+render_drop_in() {
+  cat <<CONFIG
+# The member door of buildx-host (team-access.sh); changes here are overwritten.
+# Members reach the shared BuildKit's API and nothing else: their keys only from the root-owned
+# file below, one forced command, no TTY, no forwarding of any kind, no ~/.ssh/rc.
+Match Group ${MEMBERS_GROUP}
+    AuthorizedKeysFile ${KEYS_DIR}/%u
+    AuthorizedKeysCommand none
+    AuthorizedPrincipalsFile none
+    PasswordAuthentication no
+    KbdInteractiveAuthentication no
+    ForceCommand ${FORCED_COMMAND}
+    PermitTTY no
+    DisableForwarding yes
+    AllowTcpForwarding no
+    AllowStreamLocalForwarding no
+    AllowAgentForwarding no
+    X11Forwarding no
+    PermitTunnel no
+    PermitUserRC no
+CONFIG
+}
+
+render_sudoers() {
+  cat <<SUDOERS
+# The member door of buildx-host (team-access.sh); changes here are overwritten.
+# Members may run the BuildKit dial helper as root, with no arguments, and nothing else.
+%${MEMBERS_GROUP} ALL=(root) NOPASSWD: ${DIAL_HELPER} ""
+SUDOERS
+}
+
+render_dial_helper() {
+  cat <<HELPER
+#!/bin/sh
+# The member door of buildx-host (team-access.sh); changes here are overwritten.
+# A member's SSH session, joined to the shared builder's BuildKit API; whatever the client asked
+# for, this is all it gets.
+exec $(command -v docker) exec -i buildx_buildkit_${BUILDER_NAME}0 buildctl dial-stdio
+HELPER
+}
+
+sshd_binary() { command -v sshd || echo /usr/sbin/sshd; }
+
+reload_sshd() {
+  local unit
+  for unit in ssh.service sshd.service; do
+    if systemctl is-active --quiet "${unit}" 2>/dev/null; then
+      systemctl reload "${unit}" || die "systemctl reload ${unit} failed; see 'journalctl -u ${unit}'"
+      log "reloaded ${unit}"
+      return
+    fi
+  done
+  log "no running ssh service: the drop-in applies when sshd next starts"
+}
+
+# Places the sshd drop-in only if sshd accepts the whole configuration with it (checked on every
+# run, so that a bad file of anyone's stops the step before it relies on a reload); otherwise the
+# previous drop-in (or none) is put back, sshd is not reloaded, and the step fails with sshd's words.
+install_drop_in() {
+  local backup="" check placed=false
+  if [[ -f "${SSHD_DROP_IN}" ]]; then
+    backup="$(mktemp)"
+    cp -p "${SSHD_DROP_IN}" "${backup}"
+  fi
+  if place_file "${SSHD_DROP_IN}" 644 "$(render_drop_in)"; then placed=true; fi
+  if ! check="$("$(sshd_binary)" -t 2>&1)"; then
+    if [[ "${placed}" == true ]]; then
+      if [[ -n "${backup}" ]]; then mv -f "${backup}" "${SSHD_DROP_IN}"; else rm -f "${SSHD_DROP_IN}"; fi
+    fi
+    rm -f "${backup}"
+    die "sshd rejects its configuration (checked with the member door ${SSHD_DROP_IN}); nothing was changed and sshd was not reloaded. sshd -t said: ${check}"
+  fi
+  rm -f "${backup}"
+  [[ "${placed}" == true ]] || return 0
+  reload_sshd
+  DOOR_CHANGED=true
+  log "wrote ${SSHD_DROP_IN} (sshd -t passed)"
+}
+
+install_sudoers() {
+  local tmp check
+  tmp="$(mktemp)"
+  render_sudoers >"${tmp}"
+  if ! check="$(visudo -cqf "${tmp}" 2>&1)"; then
+    rm -f "${tmp}"
+    die "visudo rejects the members' sudoers rule: ${check}"
+  fi
+  rm -f "${tmp}"
+  if place_file "${SUDOERS_FILE}" 440 "$(render_sudoers)"; then
+    DOOR_CHANGED=true
+    log "wrote ${SUDOERS_FILE}"
+  fi
+}
+
+# The drop-in first: when sshd rejects the configuration, the step stops before changing anything else.
+open_door() {
+  install_drop_in
+  getent group "${MEMBERS_GROUP}" >/dev/null || { groupadd --system "${MEMBERS_GROUP}"; DOOR_CHANGED=true; log "created group ${MEMBERS_GROUP}"; }
+  if place_file "${DIAL_HELPER}" 755 "$(render_dial_helper)"; then
+    DOOR_CHANGED=true
+    log "wrote ${DIAL_HELPER}"
+  fi
+  install_sudoers
+  install -d -m 0755 "$(dirname "${KEYS_DIR}")" "${KEYS_DIR}"
+}
+
+# With no members the door goes: sshd first, so that nothing points at what is removed after it.
+close_door() {
+  if remove_file "${SSHD_DROP_IN}"; then
+    "$(sshd_binary)" -t || die "sshd rejects its configuration even without the member door; fix it before the next reload"
+    reload_sshd
+    DOOR_CHANGED=true
+  fi
+  if remove_file "${SUDOERS_FILE}"; then DOOR_CHANGED=true; fi
+  if remove_file "${DIAL_HELPER}"; then DOOR_CHANGED=true; fi
+  if [[ -d "${KEYS_DIR}" ]]; then
+    rm -rf "$(dirname "${KEYS_DIR}")"
+    DOOR_CHANGED=true
+  fi
+  if getent group "${MEMBERS_GROUP}" >/dev/null; then
+    groupdel "${MEMBERS_GROUP}"
+    DOOR_CHANGED=true
+  fi
+  [[ "${DOOR_CHANGED}" == false ]] || log "closed the member door: no members left"
+}
+
+# Ends every process of an account, which cuts its open SSH sessions.
+end_sessions() {
+  local name="$1"
+  pgrep -u "${name}" >/dev/null 2>&1 || return 0
+  pkill -KILL -u "${name}" || true
+  SESSIONS_ENDED+=("${name}")
+  log "ended the running processes (open sessions) of ${name}"
 }
 
 home_of() { getent passwd "$1" | cut -d: -f6; }
@@ -154,36 +354,23 @@ unlock_account() {
   log "unlocked account ${name}"
 }
 
-render_authorized_keys() {
-  echo "# Managed by buildx-host (team-access.sh); changes here are overwritten."
-  printf '%s\n' "$1"
-}
-
-# Writes ~/.ssh/authorized_keys when it differs; sets KEYS_WRITTEN.
-write_authorized_keys() {
-  local name="$1" home ssh_dir file tmp group
-  KEYS_WRITTEN=false
+# What an earlier version of this step gave a member (the docker group, a shell, ~/.ssh/authorized_keys)
+# goes; a member who was in the docker group has their processes ended, since those keep the group.
+# Succeeds when it changed something.
+leave_old_door() {
+  local name="$1" home touched=1
+  if in_group "${name}" "${DOCKER_GROUP}" 2>/dev/null; then
+    gpasswd -d "${name}" "${DOCKER_GROUP}" >/dev/null
+    end_sessions "${name}"
+    log "${name} left the ${DOCKER_GROUP} group"
+    touched=0
+  fi
   home="$(home_of "${name}")"
-  group="$(id -gn "${name}")"
-  ssh_dir="${home}/.ssh"
-  file="${ssh_dir}/authorized_keys"
-  [[ ! -L "${ssh_dir}" && ! -L "${file}" ]] || die "${ssh_dir} or ${file} is a symbolic link; remove it so the keys can be written safely"
-  if [[ ! -d "${ssh_dir}" ]]; then
-    install -d -m 0700 -o "${name}" -g "${group}" "${ssh_dir}"
+  if [[ -n "${home}" ]] && remove_file "${home}/.ssh/authorized_keys"; then
+    log "removed ${home}/.ssh/authorized_keys (keys live in ${KEYS_DIR}/${name})"
+    touched=0
   fi
-  tmp="$(mktemp "${ssh_dir}/.authorized_keys.XXXXXX")"
-  render_authorized_keys "${KEYS_OF[${name}]}" >"${tmp}"
-  if cmp -s "${tmp}" "${file}" && [[ "$(stat -c '%a %U' "${file}")" == "600 ${name}" \
-    && "$(stat -c '%a %U' "${ssh_dir}")" == "700 ${name}" ]]; then
-    rm -f "${tmp}"
-    return 0
-  fi
-  chown "${name}:${group}" "${tmp}" "${ssh_dir}"
-  chmod 0600 "${tmp}"
-  chmod 0700 "${ssh_dir}"
-  mv -f "${tmp}" "${file}"
-  KEYS_WRITTEN=true
-  log "wrote ${file}"
+  return "${touched}"
 }
 
 grant_member() {
@@ -195,13 +382,20 @@ grant_member() {
     unlock_account "${name}"
     gained=true
   fi
-  if ! in_group "${name}" "${DOCKER_GROUP}"; then
-    usermod -aG "${DOCKER_GROUP}" "${name}"
-    log "added ${name} to the ${DOCKER_GROUP} group"
+  if [[ "$(shell_of "${name}")" != "${MEMBER_SHELL}" ]]; then
+    usermod --shell "${MEMBER_SHELL}" "${name}"
     touched=true
   fi
-  write_authorized_keys "${name}"
-  [[ "${KEYS_WRITTEN}" == false ]] || touched=true
+  if ! in_group "${name}" "${MEMBERS_GROUP}"; then
+    usermod -aG "${MEMBERS_GROUP}" "${name}"
+    log "added ${name} to the ${MEMBERS_GROUP} group"
+    touched=true
+  fi
+  if leave_old_door "${name}"; then touched=true; fi
+  if place_file "${KEYS_DIR}/${name}" 644 "# Managed by buildx-host (team-access.sh); changes here are overwritten."$'\n'"${KEYS_OF[${name}]}"; then
+    log "wrote ${KEYS_DIR}/${name}"
+    touched=true
+  fi
   if [[ "${gained}" == true ]]; then
     ADDED+=("${name}")
   elif [[ "${touched}" == true ]]; then
@@ -210,41 +404,55 @@ grant_member() {
 }
 
 revoke_member() {
-  local name="$1" home touched=false
+  local name="$1" touched=false
   getent passwd "${name}" >/dev/null || return 0
-  home="$(home_of "${name}")"
-  if [[ -e "${home}/.ssh/authorized_keys" || -L "${home}/.ssh/authorized_keys" ]]; then
-    rm -f "${home}/.ssh/authorized_keys"
+  if remove_file "${KEYS_DIR}/${name}"; then touched=true; fi
+  if getent group "${MEMBERS_GROUP}" >/dev/null && in_group "${name}" "${MEMBERS_GROUP}"; then
+    gpasswd -d "${name}" "${MEMBERS_GROUP}" >/dev/null
     touched=true
   fi
-  if in_group "${name}" "${DOCKER_GROUP}"; then
-    gpasswd -d "${name}" "${DOCKER_GROUP}" >/dev/null
-    touched=true
-  fi
+  if leave_old_door "${name}"; then touched=true; fi
   if [[ "$(shell_of "${name}")" != "${LOCKED_SHELL}" || "$(expiry_of "${name}")" != 1 || "$(password_of "${name}")" != '!'* ]]; then
     usermod --lock --expiredate 1 --shell "${LOCKED_SHELL}" "${name}"
     touched=true
   fi
+  if pgrep -u "${name}" >/dev/null 2>&1; then
+    end_sessions "${name}"
+    touched=true
+  fi
   if [[ "${touched}" == true ]]; then
     REMOVED+=("${name}")
-    log "${name} lost access: keys removed, out of the ${DOCKER_GROUP} group, account locked (home kept)"
+    log "${name} lost access: key file removed, out of ${MEMBERS_GROUP}, account locked, processes ended (home kept)"
   fi
 }
 
+# The drop-in must really apply to members: an sshd_config without the sshd_config.d Include would
+# ignore it (members then have no key file sshd reads, so no way in, but say why).
+verify_door() {
+  local probe="${MEMBERS[0]}" effective
+  effective="$("$(sshd_binary)" -T -C "user=${probe},host=buildx-host-check,addr=127.0.0.1" 2>&1)" \
+    || die "sshd -T failed: ${effective}"
+  grep -qixF "forcecommand ${FORCED_COMMAND}" <<<"${effective}" \
+    || die "sshd does not apply ${SSHD_DROP_IN} to ${probe}: does /etc/ssh/sshd_config include /etc/ssh/sshd_config.d/*.conf (before any Match block)?"
+}
+
 print_result() {
-  local changed=false
-  ((${#ADDED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} == 0)) || changed=true
-  report "$(printf '{"step":"%s","changed":%s,"members":%s,"added":%s,"updated":%s,"removed":%s}' \
+  local changed=false door=closed
+  ((${#ADDED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} == 0)) && [[ "${DOOR_CHANGED}" == false ]] || changed=true
+  [[ ! -f "${SSHD_DROP_IN}" ]] || door=open
+  report "$(printf '{"step":"%s","changed":%s,"members":%s,"added":%s,"updated":%s,"removed":%s,"sessionsEnded":%s,"door":"%s"}' \
     "${STEP}" "${changed}" "$(json_array "${MEMBERS[@]}")" "$(json_array "${ADDED[@]}")" \
-    "$(json_array "${UPDATED[@]}")" "$(json_array "${REMOVED[@]}")")"
+    "$(json_array "${UPDATED[@]}")" "$(json_array "${REMOVED[@]}")" "$(json_array "${SESSIONS_ENDED[@]}")" "${door}")"
 }
 
 main() {
   begin_step
   local name
+  validate_input
   parse_members
   read_state
   check_ownership
+  ((${#MEMBERS[@]} == 0)) || open_door
   for name in "${MEMBERS[@]}"; do
     grant_member "${name}"
   done
@@ -254,6 +462,7 @@ main() {
     fi
   done
   write_state
+  if ((${#MEMBERS[@]} == 0)); then close_door; else verify_door; fi
   log "members: ${MEMBERS[*]:-none}"
   print_result
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# wait-for-host.sh — host step 1 of 6: wait until the host is ready to be provisioned.
+# wait-for-host.sh — host step 1 of 7: wait until the host is ready to be provisioned.
 #
 # Refuses an unsupported OS, waits for cloud-init to finish (when it is installed) and for the
 # dpkg/apt locks to be free, all within one deadline. Changes nothing on the host.

@@ -101,9 +101,9 @@ export class PulumiProject {
         return run;
     }
 
-    /** `pulumi stack output NAME` exactly as a user copies it. */
-    output(name: string): string {
-        return this.ok(["stack", "output", name]).stdout.replace(/\n$/, "");
+    /** `pulumi stack output NAME [FLAG…]` exactly as a user copies it. */
+    output(name: string, ...flags: string[]): string {
+        return this.ok(["stack", "output", name, ...flags]).stdout.replace(/\n$/, "");
     }
 
     /** The environment the CLI runs with, for a user's shell recipe. */

@@ -18,12 +18,13 @@ import { appendFileSync, existsSync, readFileSync } from "fs";
 import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
-import { buildkitContainerName } from "../../components/endpoint";
+import { buildkitContainerName, memberBuildxCreateCommand } from "../../components/endpoint";
 import { sha256, STEP_NAMES } from "../../components/steps";
 import { configProblems } from "../config-problems";
 import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
 import {
-    binfmtFlags, local, localOk, memberKey as labMemberKey, readLabHost, requiredEnv, runLog, RunLogLine, ssh, sudoOk, tail, teamEntry,
+    binfmtFlags, labAptSettings, local, localOk, memberKey as labMemberKey, readLabHost, requiredEnv, runLog, RunLogLine, ssh, sudoOk, tail,
+    teamEntry,
 } from "../hostlab/lab";
 import { CliRun, PulumiProject, resourceSummary, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
@@ -63,7 +64,7 @@ function initExistingModeStack(name: string): void {
         existingHostPort: String(lab.port),
         existingHostUser: lab.user,
         existingHostPublicKey: lab.hostPublicKey,
-        dockerAptRepo: requiredEnv("HOSTLAB_DOCKER_APT_REPO"),
+        ...labAptSettings(),
         buildkitImage,
     });
     project.ok(["config", "set", "--secret", "existingHostPrivateKey"], readFileSync(lab.key, "utf8"));
@@ -80,9 +81,10 @@ function builderRunning(): boolean {
     return ssh(lab, `docker inspect -f '{{.State.Running}}' ${buildkitContainerName(DEFAULTS.builderName)} </dev/null`).stdout.trim() === "true";
 }
 
-function canLogIn(name: string): boolean {
-    return ssh(lab, "docker info --format '{{.ServerVersion}}' </dev/null", undefined,
-        { user: name, key: memberKey(name), timeoutSeconds: 30 }).status === 0;
+/** Whether `name` reaches the shared BuildKit through the member door (also after the stack and its outputs are gone). */
+function reachesBuildkit(name: string): boolean {
+    const parts = { host: lab.host, port: lab.port, user: lab.user, hostPublicKey: lab.hostPublicKey, builderName: DEFAULTS.builderName };
+    return client().attach(name, memberKey(name), [memberBuildxCreateCommand(parts, name)]).status === 0;
 }
 
 const groupsOf = (name: string) => sudoOk(lab, `id -nG ${name}`).trim().split(/\s+/);
@@ -127,7 +129,7 @@ describe("configuration problems stop the preview before anything is registered"
         project.ok(["stack", "init", "bad-settings"]);
         settings({
             hostMode: "existing", existingHostAddress: lab.host, existingHostPort: "70000", existingHostUser: "Bad User",
-            builderName: "Shared Builder", instancetype: "c7i.large",
+            builderName: "Shared Builder", instancetype: "c7i.large", dockerAptRepo: "http://mirror.example.com/docker",
         });
         // --plaintext gets past the CLI's own "looks like a secret" refusal, as an edited settings file would.
         const throwaway = memberKey("throwaway");
@@ -138,7 +140,8 @@ describe("configuration problems stop the preview before anything is registered"
             ...Object.fromEntries(Object.entries(config)
                 .filter(([key]) => key.startsWith("buildx-host:")).map(([key, { value }]) => [key.slice("buildx-host:".length), value])),
         }, []);
-        expect(problems.length).toBeGreaterThanOrEqual(6);
+        expect(problems.length).toBeGreaterThanOrEqual(7);
+        expect(problems.join("\n")).toContain("buildx-host:dockerAptRepo must be an https URL (http only on a loopback address");
         expect(problems).toContain("buildx-host:existingHostPrivateKey is stored in plain text in the stack's settings file " +
             "(value not shown); store it encrypted. Example: pulumi config set --secret existingHostPrivateKey < ~/.ssh/id_ed25519");
         const run = project.run(["preview"]);
@@ -203,18 +206,38 @@ describe("a host provisioned by `pulumi up`", () => {
         expect(builderRunning()).toBe(true);
     });
 
-    test("a client attaches with the stack outputs exactly as printed and builds linux/amd64 and linux/arm64", () => {
+    test("the BuildKit image runs pinned by digest, and the digest output is the one pinned", () => {
+        const [reference, digest] = buildkitImage.split("@");
+        expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+        const expected = `${reference.slice(0, reference.lastIndexOf(":"))}@${digest}`;
+        expect(project.output("buildkitImageDigest")).toBe(expected);
+        const node = buildkitContainerName(DEFAULTS.builderName);
+        expect(sudoOk(lab, `docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' $(docker inspect -f '{{.Image}}' ${node}) </dev/null`)
+            .split("\n")).toContain(expected);
+    });
+
+    test("the administrator attaches with the stack outputs exactly as printed and builds linux/amd64 and linux/arm64", () => {
         const attach = [project.output("dockerContextCommand"), project.output("buildxCreateCommand")];
         const build = client().build(lab.user, lab.key, "engine-login-user", attach);
         expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
     });
 
-    test("the GitHub Actions snippet runs on a runner: its shell step, the real setup-buildx-action, a build, the post step", () => {
+    test("a member attaches through the member door with their output exactly as printed and builds both platforms", () => {
+        const attach = JSON.parse(project.output("teamBuildxCreateCommands", "--json")) as Record<string, string>;
+        expect(attach.alice).toBe(`docker buildx create --name buildx-host-remote --driver remote ssh://alice@${lab.host}:${lab.port} --use`);
+        const build = client().build("alice", memberKey("alice"), "engine-member", [attach.alice]);
+        expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
+        expect(groupsOf("alice")).toEqual(["alice", "buildx-members"]);
+    });
+
+    test("a member's GitHub Actions snippet runs on a runner: its shell step, the real setup-buildx-action at the door, a build, the post step", () => {
         const buildClient = client();
         const context = buildClient.buildContext();
         const out = path.join(lab.stateDir, "engine-actions-out");
-        const run = runSnippet(runner, path.join(lab.stateDir, "engine-runner"), project.output("githubActionsSnippet"),
-            { BUILDX_HOST_SSH_KEY: readFileSync(lab.key, "utf8") },
+        const snippets = JSON.parse(project.output("teamGithubActionsSnippets", "--json")) as Record<string, string>;
+        expect(snippets.alice).toContain(`endpoint: ssh://alice@${lab.host}:${lab.port}\n`);
+        const run = runSnippet(runner, path.join(lab.stateDir, "engine-runner"), snippets.alice,
+            { BUILDX_HOST_SSH_KEY: readFileSync(memberKey("alice"), "utf8") },
             `rm -rf /out/*\ndocker buildx build --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`,
             [`${context}:/ctx:ro`, `${out}:/out`]);
         for (const [phase, result] of Object.entries(run.phases)) {
@@ -252,17 +275,17 @@ describe("a host provisioned by `pulumi up`", () => {
         expect(lines.map(line => line.outcome)).toEqual(["changed=false", "changed=false", "changed=false", "changed=false"]);
     });
 
-    test("team: a member added can attach; the first member removed loses SSH and docker, the second keeps both", () => {
+    test("team: a member added reaches BuildKit; the first member removed loses the door, the second keeps it", () => {
         project.ok(["config", "set", "--path", "team[1]", member("bob")]);
         up();
-        expect([canLogIn("alice"), canLogIn("bob")]).toEqual([true, true]);
+        expect([reachesBuildkit("alice"), reachesBuildkit("bob")]).toEqual([true, true]);
         project.ok(["config", "set", "--path", "team[0]", member("bob")]);
         project.ok(["config", "rm", "--path", "team[1]"]);
         const lines = newRunLogLines(() => up());
         expect(lines.map(line => [line.step, line.report.removed])).toEqual([["team-access", ["alice"]]]);
-        expect([canLogIn("alice"), canLogIn("bob")]).toEqual([false, true]);
-        expect(groupsOf("alice")).not.toContain("docker");
-        expect(groupsOf("bob")).toContain("docker");
+        expect([reachesBuildkit("alice"), reachesBuildkit("bob")]).toEqual([false, true]);
+        expect(groupsOf("alice")).toEqual(["alice"]);
+        expect(groupsOf("bob")).toEqual(["bob", "buildx-members"]);
     });
 
     test("no private key appears in clear in any CLI output or in `pulumi stack export`", () => {
@@ -283,12 +306,14 @@ describe("a host provisioned by `pulumi up`", () => {
         let run: CliRun | undefined;
         const lines = newRunLogLines(() => { run = project.ok(["destroy", "--yes", "--skip-preview"], undefined, 600); });
         timings.destroy = run!.seconds;
-        expect(lines.map(line => [line.step, line.outcome])).toEqual([["team-access", "changed=true"], ["buildx-builder", "changed=true"]]);
-        expect(lines[0].report.removed).toEqual(["bob"]);
+        expect(lines.map(line => [line.step, line.outcome])).toEqual([
+            ["team-access", "changed=true"], ["buildx-builder", "changed=true"], ["metadata-guard", "changed=true"]]);
+        expect(lines[0].report).toMatchObject({ removed: ["bob"], door: "closed" });
         expect(lines[1].report.action).toBe("deleted");
+        expect(lines[2].report.action).toBe("deleted");
         expect(builderRunning()).toBe(false);
-        expect(canLogIn("bob")).toBe(false);
-        expect(groupsOf("bob")).not.toContain("docker");
+        expect(reachesBuildkit("bob")).toBe(false);
+        expect(groupsOf("bob")).toEqual(["bob"]);
     });
 });
 

@@ -6,8 +6,9 @@
  * what a Graviton instance does natively. Which node built which platform is read from each node's
  * own BuildKit (its build history, on that host), not from the client.
  *
- * First, a stack of the single-host program as it was before fleets (git history) is upgraded to
- * this one: no resource may be recreated.
+ * First, a stack of the single-host program as it was before fleets and before the member door
+ * (git history) is upgraded to this one: no resource may be replaced, and its member moves from the
+ * docker group to the member door.
  */
 import { mkdtempSync, readFileSync } from "fs";
 import { tmpdir } from "os";
@@ -17,7 +18,9 @@ import { DEFAULTS } from "../../components/config";
 import { buildkitContainerName } from "../../components/endpoint";
 import { STEP_NAMES } from "../../components/steps";
 import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
-import { LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, tail, teamEntry } from "../hostlab/lab";
+import {
+    labAptSettings, LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, sudoOk, tail, teamEntry,
+} from "../hostlab/lab";
 import { CliRun, PROGRAM_FILES, PulumiProject, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
 
@@ -49,7 +52,7 @@ function set(project: PulumiProject, key: string, value: string, ...flags: strin
 
 function commonSettings(project: PulumiProject): void {
     set(project, "hostMode", "existing");
-    set(project, "dockerAptRepo", requiredEnv("HOSTLAB_DOCKER_APT_REPO"));
+    set(project, "dockerAptRepo", labAptSettings().dockerAptRepo);
     set(project, "buildkitImage", requiredEnv("HOSTLAB_BUILDKIT_IMAGE_REF"));
     set(project, "team[0]", teamEntry(amd64Host, "alice"), "--path");
 }
@@ -86,7 +89,7 @@ const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
 describe("a single-host stack made with the program before fleets", () => {
     const project = new PulumiProject(toolsDir, PASSPHRASE, singleHostProgram());
 
-    test("is upgraded without recreating anything: the new top component is the only resource created", () => {
+    test("is upgraded without replacing anything; its member leaves the docker group for the member door", () => {
         project.ok(["stack", "init", "single"]);
         commonSettings(project);
         set(project, "existingHostAddress", amd64Host.host);
@@ -95,18 +98,34 @@ describe("a single-host stack made with the program before fleets", () => {
         set(project, "existingHostPublicKey", amd64Host.hostPublicKey);
         project.ok(["config", "set", "--secret", "existingHostPrivateKey"], readFileSync(amd64Host.key, "utf8"));
         timings.singleHostUp = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200).seconds;
+        expect(sudoOk(amd64Host, "id -nG alice").trim().split(/\s+/)).toContain("docker");
 
         project.useProgram(ROOT);
+        // The stand-in repository's own key: the earlier program had no such setting to pin it with.
+        set(project, "dockerAptKeyFingerprint", labAptSettings().dockerAptKeyFingerprint);
         const preview = JSON.parse(project.ok(["preview", "--json"], undefined, 600).stdout) as
             { steps: { op: string; urn: string }[] };
-        const changed = preview.steps.filter(step => step.op !== "same").map(step => `${step.op} ${step.urn.split("::").pop()}`);
-        expect(changed).toEqual(["create buildx-host"]);
+        const ops = (op: string) => preview.steps.filter(step => step.op === op).map(step => step.urn.split("::").pop());
+        expect(preview.steps.filter(step => !["same", "create", "update"].includes(step.op))).toEqual([]);
+        // Created: the fleet component, and the new metadata-guard step; every other step runs in place.
+        expect(ops("create")).toEqual(["buildx-host", "buildx-host-metadata-guard", "buildx-host-metadata-guard-run"]);
         expect(preview.steps.find(step => step.op === "create")!.urn).toMatch(/::buildx-host:index:BuildFleet::buildx-host$/);
+        expect(ops("update").length).toBeGreaterThan(0);
+        expect(ops("update").every(name => /^buildx-host-(host-key-probe|[a-z-]+-run)$/.test(name!))).toBe(true);
 
         const before = runLog(amd64Host).length;
-        const run: CliRun = project.ok(["up", "--yes", "--skip-preview"], undefined, 600);
-        expect(runLog(amd64Host).length).toBe(before);
-        expect(run.stdout).toMatch(/\+ 1 created/);
+        const run: CliRun = project.ok(["up", "--yes", "--skip-preview"], undefined, 900);
+        timings.upgradeUp = run.seconds;
+        const ran = runLog(amd64Host).slice(before);
+        expect(ran.map(line => line.step)).toEqual(STEP_NAMES);
+        expect(ran.find(line => line.step === "team-access")!.report).toMatchObject({ updated: ["alice"], door: "open" });
+        expect(sudoOk(amd64Host, "id -nG alice").trim().split(/\s+/)).toEqual(["alice", "buildx-members"]);
+        expect(run.stdout).toMatch(/\+ 3 created/);
+        expect(run.stdout).not.toMatch(/replaced|deleted/);
+        const attach = JSON.parse(project.output("teamBuildxCreateCommands", "--json")) as Record<string, string>;
+        const upgraded = new LabClient(amd64Host, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), project.output("knownHostsLine"));
+        expect(upgraded.build("alice", memberKey(amd64Host, "alice"), "upgraded-member", [attach.alice]).arches)
+            .toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         // Every step, by its old name, now sits under the fleet component: moved, not replaced.
         const state = JSON.parse(project.ok(["stack", "export"]).stdout) as { deployment: { resources: { urn: string }[] } };
         const steps = state.deployment.resources.map(r => r.urn).filter(urn => urn.includes("command:remote:Command::"));
@@ -168,8 +187,13 @@ describe("a fleet of two lab hosts", () => {
 
     test("a client attached with the outputs builds linux/amd64 on the amd64 node and linux/arm64 on the arm64 node, nowhere else", () => {
         client = new LabClient(amd64Host, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), project.output("knownHostsLines"));
-        const contexts = JSON.parse(project.ok(["stack", "output", "teamDockerContextCommands", "--json"]).stdout) as Record<string, string>;
-        const attach = [...contexts.alice.split("\n"), ...project.output("buildxCreateCommand").split("\n")];
+        const commands = JSON.parse(project.output("teamBuildxCreateCommands", "--json")) as Record<string, string>;
+        expect(commands.alice.split("\n")).toEqual(NODES.map(([name, lab], index) => [
+            "docker buildx create --name buildx-host-remote", index === 0 ? "--driver remote" : "--append",
+            `--node ${name} --platform ${name === "arm64" ? "linux/arm64" : DEFAULTS.platforms.filter(p => p !== "linux/arm64").join(",")}`,
+            `ssh://alice@${lab.host}:${lab.port}`, ...index === 0 ? ["--use"] : [],
+        ].join(" ")));
+        const attach = commands.alice.split("\n");
         let arches: Record<string, string> = {};
         const built = newHistory(() => { arches = client.build("alice", alice, "fleet-first", attach).arches; });
         expect(arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
@@ -226,8 +250,8 @@ describe("a fleet of two lab hosts", () => {
             // buildx did not hand linux/arm64 to the amd64 node, which could have emulated it.
             expect(platformsBuilt(built)).toEqual({ amd64: [], arm64: [] });
             const listed = client.run("alice", "docker buildx ls");
-            // buildx 0.13 draws each node under its builder: " \_ arm64   \_ docker-container://…   inactive".
-            expect(listed.stdout).toMatch(/^ \\_ arm64 +\\_ docker-container:\/\/\S+context=buildx-host-arm64 +inactive /m);
+            // buildx draws each node under its builder: " \_ arm64   \_ ssh://alice@…:2223   inactive".
+            expect(listed.stdout).toMatch(new RegExp(`^ \\\\_ arm64 +\\\\_ ssh://alice@${arm64Host.host}:${arm64Host.port} +inactive`, "m"));
         } finally {
             localOk(`docker exec ${arm64Host.container} systemctl start ssh.service`);
         }

@@ -1,6 +1,7 @@
 /**
  * A client of the build host, as a teammate or a CI job runs one: a container from the lab's client
- * image (Debian 13 with Debian's docker-cli and docker-buildx, host networking) whose home directory
+ * image (Debian 13 with Debian's docker-cli and a current buildx built from Go modules,
+ * tools/build-buildx.sh; host networking) whose home directory
  * holds the user's key and the pinned known_hosts line, attaching with the commands the program
  * outputs and building a two-platform image through the SSH endpoint.
  */
@@ -58,6 +59,41 @@ export class LabClient {
             "",
         ].join("\n"));
         return dir;
+    }
+
+    /**
+     * Attaches a fresh home for `user` with `attachCommands` and asks the builder to answer
+     * (`docker buildx inspect --bootstrap`); never throws. A later `build` or `run` as `user` uses that home.
+     */
+    attach(user: string, key: string, attachCommands: readonly string[]): RunResult {
+        const home = this.home(user, key);
+        const result = local(`docker run --rm -i --network host -v '${home}:/root' ${this.image} bash -s`,
+            ["set -euo pipefail", ...attachCommands, "docker buildx inspect --bootstrap"].join("\n"));
+        if (result.status === 0) {
+            this.homes.set(user, home);
+        }
+        return result;
+    }
+
+    /**
+     * Builds `dockerfile` for the host's own platform as `user`, attached before, with the busybox
+     * binaries in its context and `flags` added; never throws.
+     */
+    buildDockerfile(user: string, label: string, dockerfile: string, flags: readonly string[] = []): RunResult {
+        const dir = path.join(this.lab.stateDir, `build-context-${label}`);
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir, { recursive: true });
+        copyFileSync(path.join(this.busyboxDir, "busybox-amd64"), path.join(dir, "busybox"));
+        chmodSync(path.join(dir, "busybox"), 0o755);
+        writeFileSync(path.join(dir, "Dockerfile"), dockerfile);
+        const home = this.homes.get(user);
+        if (home === undefined) {
+            throw new Error(`${user} has not attached yet: attach or build first`);
+        }
+        const result = local(`docker run --rm -i --network host -v '${home}:/root' -v '${dir}:/ctx:ro' ${this.image} bash -s`,
+            `docker buildx build --progress=plain --platform linux/amd64 ${flags.join(" ")} --output type=cacheonly /ctx`);
+        writeFileSync(path.join(logDirectory(this.lab), `build-${label}.log`), result.stdout + result.stderr);
+        return result;
     }
 
     /** Runs a script in the client container, in the home `user` attached from with `build`. */

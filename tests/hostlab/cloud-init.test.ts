@@ -39,12 +39,12 @@ import { cloudInitUserData } from "../../components/ec2-host";
 import { shellQuote } from "../../components/shell";
 import { HostStepDefinition, hostStepDefinitions, sha256, StepReport } from "../../components/steps";
 import {
-    expectStepOk, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
+    expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
     teamEntry,
 } from "./lab";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
-const dockerAptRepo = requiredEnv("HOSTLAB_DOCKER_APT_REPO");
+const { dockerAptRepo, dockerAptKeyFingerprint } = labAptSettings();
 const buildkitImageTar = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR");
 
 /** The host key start-host.sh generated (ssh-keygen, ed25519, OpenSSH format) and the user data for it. */
@@ -58,6 +58,7 @@ const MEMBER = "alice";
 const config = labConfig(lab, {
     team: JSON.stringify([teamEntry(lab, MEMBER)]),
     dockerAptRepo,
+    dockerAptKeyFingerprint,
 });
 const steps = hostStepDefinitions(config, lab.user);
 const LABEL = "cloud-init";
@@ -213,7 +214,7 @@ describe("EC2 boot path: cloud-init on the program's user data (the NoCloud seed
         expect(sudoOk(lab, `cut -d' ' -f1,2 ~${lab.user}/.ssh/authorized_keys`).trim().split("\n")).toEqual([loginKey]);
     });
 
-    test("then the program's other five steps run in order on the cloud-init host, over the same pinned SSH", () => {
+    test("then the program's other six steps run in order on the cloud-init host, over the same pinned SSH", () => {
         requireCloudInitDone();
         for (const s of steps.slice(1)) {
             if (s.name === "buildx-builder") {

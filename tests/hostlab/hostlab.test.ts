@@ -3,10 +3,12 @@
  *
  * The host is a Debian 13 container with systemd as PID 1, reached over real SSH with a pinned host
  * key (tests/hostlab/infra/start-host.sh). The steps, their order and their parameters come from
- * components/steps.ts and components/config/, exactly as `pulumi up` runs them; the only setting
- * changed is dockerAptRepo, which points at a local signed apt repository that STANDS IN FOR
- * DOCKER'S (download.docker.com is unreachable here; see infra/build-apt-repo.sh). The BuildKit image
- * is built from Go modules and loaded into the host's engine in place of a registry pull.
+ * components/steps.ts and components/config/, exactly as `pulumi up` runs them; the only settings
+ * changed are dockerAptRepo and dockerAptKeyFingerprint, which point at a local signed apt repository
+ * that STANDS IN FOR DOCKER'S and pin its key (download.docker.com is unreachable here; see
+ * infra/build-apt-repo.sh). The BuildKit image is built from Go modules and loaded into the host's
+ * engine in place of a registry pull. The instance metadata service stands in inside network
+ * namespaces the lab makes (infra/metadata-standin.sh); no packet goes to a real one.
  *
  * The tests run in order and share one host: each builds on the state the previous ones left.
  * Run through tests/hostlab/run.sh, which prepares the lab and sets the HOSTLAB_* environment.
@@ -14,31 +16,33 @@
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine } from "../../components/endpoint";
+import {
+    buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine, memberBuildxCreateCommand,
+} from "../../components/endpoint";
 import { emulatorOf } from "../../components/host-facts";
 import { shellQuote } from "../../components/shell";
 import { HostStepDefinition, hostStepDefinitions, StepReport } from "../../components/steps";
 import {
-    binfmtFlags, expectStepOk, labConfig, local, localOk, logDirectory, memberKey, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
-    teamEntry,
+    binfmtFlags, expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, memberKey, readLabHost, requiredEnv, RunResult,
+    runStep, ssh, sshArgs, StepRun, sudoOk, tail, teamEntry,
 } from "./lab";
 import { cacheUse, LabClient, waitFor } from "./client";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
-const dockerAptRepo = requiredEnv("HOSTLAB_DOCKER_APT_REPO");
+const { dockerAptRepo, dockerAptKeyFingerprint } = labAptSettings();
 const busyboxDir = requiredEnv("HOSTLAB_BUSYBOX_DIR");
 const clientImage = requiredEnv("HOSTLAB_CLIENT_IMAGE");
 const buildkitImageTar = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR");
 const daemonJsonSeed = JSON.parse(readFileSync(lab.daemonJsonSeed, "utf8")) as Record<string, unknown>;
 
-/** The second team member, who attaches to the same BuildKit with an account of their own. */
+/** Team members, who reach the same BuildKit through the member door with accounts of their own. */
 const MEMBER = "alice";
+const SECOND_MEMBER = "bob";
 const aliceKey = memberKey(lab, MEMBER);
+const bobKey = memberKey(lab, SECOND_MEMBER);
+const TEAM = JSON.stringify([teamEntry(lab, MEMBER), teamEntry(lab, SECOND_MEMBER)]);
 
-const config = labConfig(lab, {
-    team: JSON.stringify([teamEntry(lab, MEMBER)]),
-    dockerAptRepo,
-});
+const config = labConfig(lab, { team: TEAM, dockerAptRepo, dockerAptKeyFingerprint });
 const steps = hostStepDefinitions(config, lab.user);
 const endpoint: EndpointParts = {
     host: lab.host, port: lab.port, user: lab.user, hostPublicKey: lab.hostPublicKey, builderName: config.builderName,
@@ -50,8 +54,12 @@ const BINFMT = "/proc/sys/fs/binfmt_misc";
 const FOREIGN_IMAGE = "buildx-host-lab/busybox-arm64:lab";
 
 const client = new LabClient(lab, clientImage, busyboxDir, knownHostsLine(endpoint));
-/** A new client attaches with the commands the program outputs, as printed. */
-const attachCommands = (user: string) => [dockerContextCommand(endpoint, user), buildxCreateCommand(endpoint)];
+/** A new client attaches with the commands the program outputs, as printed: the administrator through its docker context, a member at the door. */
+const attachCommands = (user: string) => user === lab.user
+    ? [dockerContextCommand(endpoint), buildxCreateCommand(endpoint)]
+    : [memberBuildxCreateCommand(endpoint, user)];
+/** Seconds of the first cached build through each door: the administrator's docker context, a member's ssh:// door. */
+const doorTimes: Record<string, number> = {};
 
 const runs: StepRun[] = [];
 const firstReports = new Map<string, StepReport>();
@@ -108,6 +116,49 @@ function binfmtEntries(): Record<string, string> {
     return entries;
 }
 
+/** The metadata guard's table as nft prints it without counters (equal across reloads). */
+function guardTable(): string {
+    return sudoOk(lab, "nft -s list table inet buildx_host_metadata_guard").trim();
+}
+
+const DOOR_SSH_FLAGS = ["-o", "ConnectTimeout=10"];
+
+/**
+ * Holds a forwarding open as `user` (`ssh -N` with `forward`) while `probe` runs on this machine,
+ * then ends it; returns ssh's stderr and the probe's output.
+ */
+function tryForward(user: string, key: string, forward: readonly string[], probe: string): { ssh: string; probe: string } {
+    const command = ["ssh", "-N", "-o", "ExitOnForwardFailure=yes", ...forward, ...sshArgs(lab, user, key)].map(shellQuote).join(" ");
+    const result = local([
+        "err=$(mktemp)",
+        `${command} 2>"$err" & pid=$!`,
+        "sleep 3",
+        `probe=$( { ${probe} ; } 2>&1 || true)`,
+        "sleep 1",
+        "kill $pid 2>/dev/null; wait $pid 2>/dev/null",
+        'printf "%s\n==probe==\n%s\n" "$(cat "$err")" "$probe"',
+        'rm -f "$err"',
+    ].join("\n"), undefined, 60);
+    const [sshPart, probePart] = result.stdout.split("\n==probe==\n");
+    return { ssh: sshPart, probe: probePart ?? "" };
+}
+
+/** A TCP request to 127.0.0.1:port on this machine, printing what came back (bash's /dev/tcp). */
+const tcpProbe = (port: number) =>
+    `exec 3<>/dev/tcp/127.0.0.1/${port} && printf 'GET /version HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' >&3 && timeout 5 cat <&3`;
+
+/** Runs `command` over SSH as a member (their key), with stdin closed; never throws. */
+const asMember = (name: string, key: string, command: string, extra: readonly string[] = []): RunResult => {
+    const result = local(["ssh", ...DOOR_SSH_FLAGS, ...extra, ...sshArgs(lab, name, key), command].map(shellQuote).join(" "), "", 30);
+    return result;
+};
+
+/** The member's key file and home as the host has them: who owns the file and its mode, and whether ~/.ssh/authorized_keys exists. */
+function memberFiles(name: string): string {
+    return sudoOk(lab, `stat -c '%U %a' /etc/ssh/buildx-host/members/${name} /etc/ssh/buildx-host/members; ` +
+        `test -e ~${name}/.ssh/authorized_keys && echo authorized_keys || echo no-authorized_keys`).trim();
+}
+
 afterAll(() => {
     const lines = ["host lab step times (seconds):", "  step                first   second  other runs"];
     for (const s of steps) {
@@ -126,6 +177,16 @@ afterAll(() => {
 });
 
 describe("a host provisioned by the program's steps", () => {
+    test("a repository key with another fingerprint fails docker-engine, naming both, with nothing installed", () => {
+        expectStepOk(record(runStep(lab, step("wait-for-host"), "before-key-check")));
+        const docker = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
+        const run = record(runStep(lab, step("docker-engine"), "wrong-key", { DOCKER_APT_KEY_FINGERPRINT: docker }));
+        expect(run.status).not.toBe(0);
+        expect(run.stderr).toContain(`has the key ${dockerAptKeyFingerprint} but DOCKER_APT_KEY_FINGERPRINT pins ${docker}; nothing was installed`);
+        expect(sudoOk(lab, "test -e /etc/apt/keyrings/docker.asc && echo keyring; test -e /etc/apt/sources.list.d/docker.sources && echo source; " +
+            "dpkg-query -W -f '${db:Status-Abbrev}\\n' docker-ce 2>/dev/null | grep ^ii || true").trim()).toBe("");
+    });
+
     test("first run: every step succeeds in the program's order, over real SSH", () => {
         for (const s of steps) {
             if (s.name === "buildx-builder") {
@@ -156,6 +217,27 @@ describe("a host provisioned by the program's steps", () => {
             expect(source.split("\n")).toContain(line);
         }
         expect(ssh(lab, "dpkg-query -W -f '${db:Status-Abbrev}' docker.io 2>/dev/null").stdout.trim()).not.toBe("ii");
+    });
+
+    test("the metadata guard: routed (build container) and non-root traffic to the metadata address is dropped, root's passes", () => {
+        requireFirstRun();
+        expect(firstReports.get("metadata-guard")).toMatchObject({ action: "created", addresses: ["169.254.169.254", "fd00:ec2::254"] });
+        expect(sudoOk(lab, "systemctl is-enabled buildx-host-metadata-guard.service").trim()).toBe("enabled");
+        expect(guardTable()).toMatch(/meta skuid != 0 ip daddr 169\.254\.169\.254 .*drop/);
+        // The host's own ruleset file, loaded into namespaces the lab made: a client routed through a
+        // "host" (a build container on Docker's bridge), the host's non-root and root processes, and a
+        // stand-in metadata service. Nothing leaves those namespaces.
+        const ruleset = path.join(lab.stateDir, "metadata-guard.nft");
+        writeFileSync(ruleset, sudoOk(lab, "cat /etc/buildx-host/metadata-guard.nft"));
+        const standin = path.join(__dirname, "infra", "metadata-standin.sh");
+        try {
+            localOk(`bash ${standin} start`);
+            const check = local(`bash ${standin} check ${ruleset}`);
+            expect(check.stdout.trim().split("\n")).toEqual(["forwarded=refused", "nonroot=refused", "root=reached"]);
+            expect(check.status).toBe(0);
+        } finally {
+            localOk(`bash ${standin} stop`);
+        }
     });
 
     test("experimental mode is on and every key pre-seeded in daemon.json is kept", () => {
@@ -219,43 +301,163 @@ describe("a host provisioned by the program's steps", () => {
         expect(runForeignBinary()).toEqual({ status: 0, output: "aarch64" });
     });
 
-    test("the builder exists, runs the pinned BuildKit and offers linux/arm64", () => {
+    test("the builder runs the pinned BuildKit with no insecure entitlement, offers linux/arm64 and reports its image", () => {
         requireFirstRun();
         const report = firstReports.get("buildx-builder")!;
         expect(report.platforms).toEqual(expect.arrayContaining(["linux/amd64", "linux/arm64"]));
         expect(String(report.buildkitVersion)).toContain(config.buildkitImage.split(":")[1]);
         // The lab's daemon has no bridge (no 172.x here), so the step falls back to the host network.
         expect(report.network).toBe("host");
+        expect(report.insecureEntitlements).toEqual([]);
+        const node = buildkitContainerName(config.builderName);
+        expect(sudoOk(lab, `docker inspect -f '{{json .Args}}' ${node}`)).not.toContain("insecure-entitlement");
+        // Loaded with docker load, the image has no registry digest: the report gives its image id.
+        expect(report.imageDigest).toBe(sudoOk(lab, `docker image inspect -f '{{.Id}}' ${config.buildkitImage}`).trim());
         const inspect = ssh(lab, `docker buildx inspect ${config.builderName}`).stdout;
-        expect(inspect).toMatch(/^Driver:\s+docker-container$/m);
+        expect(inspect).toMatch(/^Driver:\s+remote$/m);
         expect(inspect).toMatch(/^Status:\s+running$/m);
         expect(/^Platforms:\s+(.*)$/m.exec(inspect)?.[1].split(/,\s*/)).toEqual(expect.arrayContaining(["linux/arm64"]));
     });
 
-    test("through the SSH endpoint, a client builds linux/amd64 and linux/arm64 and each variant reports its arch", () => {
+    test("through the administrator's docker context, a client builds linux/amd64 and linux/arm64 and each variant reports its arch", () => {
         requireFirstRun();
         const build = client.build(lab.user, lab.key, "login-user", attachCommands(lab.user));
         expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         // A fresh host has no cache: both RUN steps really ran, the arm64 one under QEMU.
         expect(cacheUse(build.output)).toEqual({ runSteps: 2, allCached: false });
+        const started = Date.now();
+        expect(cacheUse(client.build(lab.user, lab.key, "login-user-cached", []).output)).toEqual({ runSteps: 2, allCached: true });
+        doorTimes.dockerContext = (Date.now() - started) / 1000;
+    });
+
+    test("members build both platforms through the member door (ssh://), and their identical builds are all cache hits", () => {
+        requireFirstRun();
+        expect(firstReports.get("team-access")).toMatchObject({ added: [MEMBER, SECOND_MEMBER], door: "open" });
+        for (const [name, key] of [[MEMBER, aliceKey], [SECOND_MEMBER, bobKey]]) {
+            expect(sudoOk(lab, `id -nG ${name}`).trim().split(/\s+/)).toEqual([name, "buildx-members"]);
+            const started = Date.now();
+            const build = client.build(name, key, `member-${name}`, attachCommands(name));
+            doorTimes[name] = (Date.now() - started) / 1000;
+            expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
+            expect(cacheUse(build.output)).toEqual({ runSteps: 2, allCached: true });
+        }
+        console.log(`cached two-platform build, seconds (attach included for members): ${JSON.stringify(doorTimes)}`);
+    });
+
+    describe("with a member's key, everything but BuildKit is refused", () => {
+        test("a shell command runs nothing: the session is BuildKit's stream whatever was asked", () => {
+            requireFirstRun();
+            const run = asMember(MEMBER, aliceKey, "id; touch /tmp/door-test-alice");
+            expect(run.stdout).not.toContain("uid=");
+            expect(sudoOk(lab, "test -e /tmp/door-test-alice && echo ran || echo nothing").trim()).toBe("nothing");
+            // The administrator's shell still runs commands.
+            expect(ssh(lab, "id -un").stdout.trim()).toBe(lab.user);
+        });
+
+        test("a PTY is refused", () => {
+            const run = asMember(MEMBER, aliceKey, "true", ["-tt"]);
+            expect(run.stderr).toMatch(/PTY allocation request failed/);
+        });
+
+        test("local TCP forwarding (-L) is refused; the administrator's works", () => {
+            const refused = tryForward(MEMBER, aliceKey, ["-L", "127.0.0.1:23011:127.0.0.1:" + lab.port], tcpProbe(23011));
+            expect(refused.ssh).toMatch(/administratively prohibited/);
+            expect(refused.probe).not.toMatch(/SSH-2\.0/);
+            const allowed = tryForward(lab.user, lab.key, ["-L", "127.0.0.1:23012:127.0.0.1:" + lab.port], tcpProbe(23012));
+            expect(allowed.probe).toMatch(/SSH-2\.0/);
+        });
+
+        test("remote TCP forwarding (-R) is refused", () => {
+            const refused = tryForward(MEMBER, aliceKey, ["-R", "127.0.0.1:23013:127.0.0.1:22"], "true");
+            expect(refused.ssh).toMatch(/remote port forwarding failed/);
+        });
+
+        test("dynamic forwarding (-D, SOCKS) is refused", () => {
+            const refused = tryForward(MEMBER, aliceKey, ["-D", "127.0.0.1:23014"],
+                `curl -sS --max-time 5 --socks5-hostname 127.0.0.1:23014 http://127.0.0.1:${lab.port}/`);
+            expect(refused.ssh).toMatch(/administratively prohibited/);
+        });
+
+        test("unix-socket forwarding of the Docker socket is refused; the administrator's reaches the Docker API", () => {
+            const refused = tryForward(MEMBER, aliceKey, ["-L", "127.0.0.1:23015:/var/run/docker.sock"], tcpProbe(23015));
+            expect(refused.ssh).toMatch(/administratively prohibited/);
+            expect(refused.probe).not.toContain("ApiVersion");
+            const allowed = tryForward(lab.user, lab.key, ["-L", "127.0.0.1:23016:/var/run/docker.sock"], tcpProbe(23016));
+            expect(allowed.probe).toContain("ApiVersion");
+        });
+
+        test("the Docker API directly (docker over ssh://) is refused; members are not in the docker group", () => {
+            const refused = client.run(MEMBER, `DOCKER_HOST=ssh://${MEMBER}@${lab.host}:${lab.port} timeout 60 docker version --format '{{.Server.Version}}'`);
+            expect(refused.status).not.toBe(0);
+            expect(refused.stdout.trim()).toBe("");
+            expect(sudoOk(lab, `id -nG ${MEMBER}`).split(/\s+/)).not.toContain("docker");
+            const allowed = ssh(lab, "docker version --format '{{.Server.Version}}' </dev/null");
+            expect(allowed.status).toBe(0);
+        });
+
+        test("a build step with RUN --network=host is refused by BuildKit", () => {
+            const run = client.buildDockerfile(MEMBER, "network-host", [
+                "FROM scratch", "COPY busybox /bin/busybox", 'RUN --network=host ["/bin/busybox", "true"]', "",
+            ].join("\n"), ["--allow", "network.host"]);
+            expect(run.status).not.toBe(0);
+            expect(run.stdout + run.stderr).toMatch(/network\.host is not allowed/);
+        });
+
+        test("a build with --allow security.insecure is refused by BuildKit", () => {
+            const run = client.buildDockerfile(MEMBER, "security-insecure", [
+                "FROM scratch", "COPY busybox /bin/busybox", 'RUN --security=insecure ["/bin/busybox", "true"]', "",
+            ].join("\n"), ["--allow", "security.insecure"]);
+            expect(run.status).not.toBe(0);
+            expect(run.stdout + run.stderr).toMatch(/security\.insecure is not allowed/);
+        });
+
+        test("a member cannot edit their own authorized keys: root's file, read from /etc/ssh, nothing in their home counts", () => {
+            const before = sudoOk(lab, `sha256sum /etc/ssh/buildx-host/members/${MEMBER}`);
+            const bobPublic = readFileSync(`${bobKey}.pub`, "utf8").trim();
+            asMember(MEMBER, aliceKey, `mkdir -p ~/.ssh && echo '${bobPublic}' >> ~/.ssh/authorized_keys; ` +
+                `echo '${bobPublic}' >> /etc/ssh/buildx-host/members/${MEMBER}`);
+            expect(sudoOk(lab, `sha256sum /etc/ssh/buildx-host/members/${MEMBER}`)).toBe(before);
+            expect(memberFiles(MEMBER)).toBe("root 644\nroot 755\nno-authorized_keys");
+            // Even a key planted in the member's home by someone else is not read for them.
+            sudoOk(lab, `install -d -o ${MEMBER} -m 700 ~${MEMBER}/.ssh && echo '${bobPublic}' > ~${MEMBER}/.ssh/authorized_keys && ` +
+                `chown ${MEMBER} ~${MEMBER}/.ssh/authorized_keys && chmod 600 ~${MEMBER}/.ssh/authorized_keys`);
+            try {
+                expect(asMember(MEMBER, bobKey, "true").stderr).toMatch(/Permission denied/);
+            } finally {
+                sudoOk(lab, `rm -f ~${MEMBER}/.ssh/authorized_keys`);
+            }
+        });
+    });
+
+    test("opting in to network.host lets such a step run; the default refuses it again", () => {
+        requireFirstRun();
+        const builder = step("buildx-builder");
+        const dockerfile = ["FROM scratch", "COPY busybox /bin/busybox", 'RUN --network=host ["/bin/busybox", "true"]', ""].join("\n");
+        expect(expectStepOk(record(runStep(lab, builder, "allow-network-host", { BUILDKIT_INSECURE_ENTITLEMENTS: "network.host" }))))
+            .toMatchObject({ action: "recreated", insecureEntitlements: ["network.host"] });
+        expect(client.buildDockerfile(MEMBER, "network-host-allowed", dockerfile, ["--allow", "network.host"]).status).toBe(0);
+        expect(expectStepOk(record(runStep(lab, builder, "default-entitlements")))).toMatchObject({ action: "recreated", insecureEntitlements: [] });
+        expect(client.buildDockerfile(MEMBER, "network-host-refused-again", dockerfile, ["--allow", "network.host"]).status).not.toBe(0);
     });
 
     test("second run: every step reports changed:false and nothing restarts", () => {
         requireFirstRun();
         const node = buildkitContainerName(config.builderName);
-        const before = { docker: unitStartedAt("docker"), containerd: unitStartedAt("containerd"), buildkit: containerStartedAt(node) };
+        const before = { docker: unitStartedAt("docker"), containerd: unitStartedAt("containerd"), buildkit: containerStartedAt(node),
+            sshd: unitStartedAt("ssh") };
         const changed: Record<string, unknown> = {};
         for (const s of steps) {
             changed[s.name] = expectStepOk(record(runStep(lab, s, "second"))).changed;
         }
         expect(changed).toEqual(Object.fromEntries(steps.map(s => [s.name, false])));
-        expect({ docker: unitStartedAt("docker"), containerd: unitStartedAt("containerd"), buildkit: containerStartedAt(node) })
-            .toEqual(before);
+        expect({ docker: unitStartedAt("docker"), containerd: unitStartedAt("containerd"), buildkit: containerStartedAt(node),
+            sshd: unitStartedAt("ssh") }).toEqual(before);
     });
 
-    test("after a reboot with every qemu-* registration gone, systemd restores them with F and the builder answers", () => {
+    test("after a reboot with every qemu-* registration and the guard's table gone, both come back and a member builds", () => {
         requireFirstRun();
-        sudoOk(lab, `for f in ${BINFMT}/qemu-*; do [ -e "$f" ] && echo -1 > "$f"; done; true`);
+        const table = guardTable();
+        sudoOk(lab, `for f in ${BINFMT}/qemu-*; do [ -e "$f" ] && echo -1 > "$f"; done; nft delete table inet buildx_host_metadata_guard; true`);
         expect(Object.keys(binfmtEntries())).toEqual([]);
 
         localOk(`docker restart -t 60 ${lab.container}`);
@@ -270,25 +472,26 @@ describe("a host provisioned by the program's steps", () => {
             expect({ name, flags: binfmtFlags(entry) }).toEqual({ name, flags: expect.stringContaining("F") });
         }
         expect(runForeignBinary()).toEqual({ status: 0, output: "aarch64" });
+        expect(guardTable()).toBe(table);
         const node = buildkitContainerName(config.builderName);
         waitFor(`${node} running again`, 120, () =>
             ssh(lab, `docker inspect -f '{{.State.Running}}' ${node}`).stdout.trim() === "true");
         const inspect = ssh(lab, `docker buildx inspect ${config.builderName}`).stdout;
         expect(inspect).toMatch(/^Status:\s+running$/m);
         expect(inspect).toMatch(/^Platforms:.*linux\/arm64/m);
+        expect(cacheUse(client.build(MEMBER, aliceKey, "member-after-reboot", []).output)).toEqual({ runSteps: 2, allCached: true });
     });
 
-    test("a second team member attaches with their own account, and identical builds are cache hits", () => {
+    test("after Docker restarts, the guard's table is unchanged and a member builds", () => {
         requireFirstRun();
-        expect(firstReports.get("team-access")).toMatchObject({ added: [MEMBER] });
-        expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: aliceKey }).stdout.split(/\s+/)).toContain("docker");
-
-        const firstBuild = client.build(MEMBER, aliceKey, "member-1", attachCommands(MEMBER));
-        expect(firstBuild.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
-        expect(cacheUse(firstBuild.output)).toEqual({ runSteps: 2, allCached: true });
-        const secondBuild = client.build(MEMBER, aliceKey, "member-2", attachCommands(MEMBER));
-        expect(secondBuild.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
-        expect(cacheUse(secondBuild.output)).toEqual({ runSteps: 2, allCached: true });
+        const table = guardTable();
+        sudoOk(lab, "systemctl restart docker");
+        expect(guardTable()).toBe(table);
+        const node = buildkitContainerName(config.builderName);
+        waitFor(`${node} running again`, 120, () =>
+            ssh(lab, `docker inspect -f '{{.State.Running}}' ${node}`).stdout.trim() === "true");
+        waitFor("the member door answering", 60, () => client.attach(MEMBER, aliceKey, attachCommands(MEMBER)).status === 0);
+        expect(cacheUse(client.build(MEMBER, aliceKey, "member-after-docker-restart", []).output)).toEqual({ runSteps: 2, allCached: true });
     });
 
     test("an exact docker-ce version is installed and held; unpinned, only the holds the step placed are released", () => {
@@ -309,18 +512,72 @@ describe("a host provisioned by the program's steps", () => {
         }
     });
 
-    test("a member taken off the team loses access (the step's delete revokes everyone); put back, they return", () => {
+    test("a removed member's open session is cut by the next run, and a new connection is refused", () => {
+        requireFirstRun();
+        const team = step("team-access");
+        // bob holds a session open through the door (its stdin never closes while sleep runs).
+        const session = local(`(sleep 120 | ssh ${sshArgs(lab, SECOND_MEMBER, bobKey).map(shellQuote).join(" ")} buildctl dial-stdio ` +
+            `>/dev/null 2>&1; echo "ssh ended $?") > ${lab.stateDir}/bob-session.out 2>&1 & echo $!`);
+        const pid = session.stdout.trim();
+        waitFor("bob's session on the host", 30, () => sudoOk(lab, `pgrep -u ${SECOND_MEMBER} || true`).trim() !== "");
+        const started = Date.now();
+        const revoked = expectStepOk(record(runStep(lab, team, "remove-bob", { TEAM_MEMBERS: teamEntry(lab, MEMBER) })));
+        expect(revoked).toMatchObject({ changed: true, removed: [SECOND_MEMBER], sessionsEnded: [SECOND_MEMBER] });
+        waitFor("bob's ssh client to see its session end", 20, () =>
+            readFileSync(`${lab.stateDir}/bob-session.out`, "utf8").includes("ssh ended"));
+        console.log(`bob's open session ended ${((Date.now() - started) / 1000).toFixed(1)}s after the team step started`);
+        local(`kill ${pid} 2>/dev/null; true`);
+        expect(sudoOk(lab, `pgrep -u ${SECOND_MEMBER} || true`).trim()).toBe("");
+        expect(asMember(SECOND_MEMBER, bobKey, "true").stderr).toMatch(/Permission denied/);
+        expect(expectStepOk(record(runStep(lab, team, "bob-back")))).toMatchObject({ added: [SECOND_MEMBER] });
+    });
+
+    test("a bad sshd configuration fails the team step with sshd's message, changes nothing, and the login user still logs in", () => {
+        requireFirstRun();
+        const team = step("team-access");
+        const before = sudoOk(lab, "sha256sum /etc/ssh/sshd_config.d/60-buildx-host-members.conf /etc/ssh/buildx-host/members/*");
+        const sshdStarted = unitStartedAt("ssh");
+        sudoOk(lab, "echo 'PermitRootLogn no' > /etc/ssh/sshd_config.d/40-admin-typo.conf");
+        try {
+            const run = record(runStep(lab, team, "bad-sshd", { TEAM_MEMBERS: teamEntry(lab, MEMBER) }));
+            expect(run.status).not.toBe(0);
+            expect(run.stderr).toMatch(/sshd rejects its configuration .* sshd -t said: .*Bad configuration option: PermitRootLogn/s);
+            expect(sudoOk(lab, "sha256sum /etc/ssh/sshd_config.d/60-buildx-host-members.conf /etc/ssh/buildx-host/members/*")).toBe(before);
+            expect(unitStartedAt("ssh")).toBe(sshdStarted);
+            expect(ssh(lab, "id -un").stdout.trim()).toBe(lab.user);
+            expect(sudoOk(lab, `id -nG ${SECOND_MEMBER}`)).toContain("buildx-members");
+        } finally {
+            sudoOk(lab, "rm -f /etc/ssh/sshd_config.d/40-admin-typo.conf");
+        }
+        expect(expectStepOk(record(runStep(lab, team, "sshd-fixed"))).changed).toBe(false);
+    });
+
+    test("a member of the earlier door (docker group, ~/.ssh/authorized_keys, an open session) is moved to the member door", () => {
+        requireFirstRun();
+        const team = step("team-access");
+        const alicePublic = readFileSync(`${aliceKey}.pub`, "utf8").trim();
+        sudoOk(lab, `usermod -aG docker ${MEMBER} && install -d -o ${MEMBER} -m 700 ~${MEMBER}/.ssh && ` +
+            `echo '${alicePublic}' > ~${MEMBER}/.ssh/authorized_keys && chown ${MEMBER} ~${MEMBER}/.ssh/authorized_keys && ` +
+            `setsid -f runuser -u ${MEMBER} -- sleep 300`);
+        const moved = expectStepOk(record(runStep(lab, team, "old-door")));
+        expect(moved).toMatchObject({ changed: true, updated: [MEMBER], sessionsEnded: [MEMBER] });
+        expect(sudoOk(lab, `id -nG ${MEMBER}`).trim().split(/\s+/)).toEqual([MEMBER, "buildx-members"]);
+        expect(memberFiles(MEMBER)).toBe("root 644\nroot 755\nno-authorized_keys");
+        expect(sudoOk(lab, `pgrep -u ${MEMBER} || true`).trim()).toBe("");
+        expect(client.attach(MEMBER, aliceKey, attachCommands(MEMBER)).status).toBe(0);
+    });
+
+    test("the team step's delete closes the door: no member gets in, and nothing of the door is left", () => {
         requireFirstRun();
         const team = step("team-access");
         const revoked = expectStepOk(record(runStep(lab, { ...team, environment: team.deleteEnvironment! }, "revoke")));
-        expect(revoked).toMatchObject({ changed: true, removed: [MEMBER] });
-        const denied = ssh(lab, "true", undefined, { user: MEMBER, key: aliceKey, timeoutSeconds: 30 });
-        expect(denied.status).not.toBe(0);
-        expect(denied.stderr).toMatch(/Permission denied/);
-        expect(sudoOk(lab, `id -nG ${MEMBER}`).split(/\s+/)).not.toContain("docker");
-
-        expect(expectStepOk(record(runStep(lab, team, "re-add")))).toMatchObject({ changed: true });
-        expect(ssh(lab, "id -nG", undefined, { user: MEMBER, key: aliceKey }).stdout.split(/\s+/)).toContain("docker");
+        expect(revoked).toMatchObject({ changed: true, removed: [MEMBER, SECOND_MEMBER], door: "closed" });
+        expect(asMember(MEMBER, aliceKey, "true").stderr).toMatch(/Permission denied/);
+        expect(sudoOk(lab, "for f in /etc/ssh/sshd_config.d/60-buildx-host-members.conf /etc/sudoers.d/buildx-host-members " +
+            "/usr/local/libexec/buildx-host/buildkit-dial /etc/ssh/buildx-host; do test -e $f && echo $f; done; " +
+            "getent group buildx-members || true").trim()).toBe("");
+        expect(expectStepOk(record(runStep(lab, team, "re-add")))).toMatchObject({ changed: true, added: [MEMBER, SECOND_MEMBER] });
+        expect(client.attach(MEMBER, aliceKey, attachCommands(MEMBER)).status).toBe(0);
     });
 
     test("a changed GC limit recreates the builder with its cache kept; delete removes it", () => {
@@ -339,5 +596,16 @@ describe("a host provisioned by the program's steps", () => {
             .toMatchObject({ changed: false, action: "absent" });
 
         expect(expectStepOk(record(runStep(lab, builder, "re-create")))).toMatchObject({ changed: true, action: "created" });
+    });
+
+    test("the metadata guard's delete removes its table, unit and file; a second delete finds nothing", () => {
+        requireFirstRun();
+        const guard = step("metadata-guard");
+        expect(expectStepOk(record(runStep(lab, { ...guard, environment: guard.deleteEnvironment! }, "guard-delete"))))
+            .toMatchObject({ changed: true, action: "deleted" });
+        expect(sudoOk(lab, "nft list table inet buildx_host_metadata_guard >/dev/null 2>&1 && echo table; " +
+            "ls /etc/buildx-host/metadata-guard.nft /etc/systemd/system/buildx-host-metadata-guard.service 2>/dev/null; true").trim()).toBe("");
+        expect(expectStepOk(record(runStep(lab, { ...guard, environment: guard.deleteEnvironment! }, "guard-delete-again"))))
+            .toMatchObject({ changed: false, action: "absent" });
     });
 });

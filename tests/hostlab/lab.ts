@@ -42,6 +42,17 @@ export function labConfig(lab: LabHost, settings: RawConfig = {}): BuildHostConf
     });
 }
 
+/**
+ * The stand-in for Docker's apt repository (infra/build-apt-repo.sh) and the fingerprint of its own
+ * key, which the lab pins as a mirror's user would (run.sh reads it once).
+ */
+export function labAptSettings(): { dockerAptRepo: string; dockerAptKeyFingerprint: string } {
+    return {
+        dockerAptRepo: requiredEnv("HOSTLAB_DOCKER_APT_REPO"),
+        dockerAptKeyFingerprint: requiredEnv("HOSTLAB_DOCKER_APT_KEY_FINGERPRINT"),
+    };
+}
+
 /** A team member's key pair, made once per lab host; returns the private key's path. */
 export function memberKey(lab: LabHost, name: string): string {
     const key = path.join(lab.stateDir, `${name}_ed25519`);

@@ -82,9 +82,25 @@ ensure_tools() {
   command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+  command -v gpg >/dev/null 2>&1 || missing+=(gpg)
+  # The metadata guard's proof (infra/metadata-standin.sh) and the stop of a guarded host.
+  command -v nft >/dev/null 2>&1 || missing+=(nftables)
+  command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
   ((${#missing[@]} == 0)) && return 0
   log "installing ${missing[*]}"
   install_packages "${missing[@]}"
+}
+
+# The stand-in repository's own key, pinned by the lab as a mirror's user pins theirs (dockerAptKeyFingerprint).
+stand_in_key_fingerprint() {
+  local home fingerprint
+  home="$(mktemp -d)"
+  fingerprint="$(curl -fsS "$HOSTLAB_DOCKER_APT_REPO/debian/gpg" | GNUPGHOME="$home" gpg --batch --with-colons --show-keys 2>/dev/null |
+    awk -F: '$1 == "fpr" { print $10; exit }')"
+  rm -rf "$home"
+  [[ -n "$fingerprint" ]] || { log "could not read the key of $HOSTLAB_DOCKER_APT_REPO/debian/gpg"; return 1; }
+  echo "$fingerprint"
 }
 
 prepare() {
@@ -95,11 +111,14 @@ prepare() {
   HOST_IMAGE="$("$INFRA/build-host-image.sh")"
   phase "stand-in for Docker's apt repository" "$INFRA/build-apt-repo.sh" >/dev/null
   HOSTLAB_DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start 9>&-)"
-  export HOSTLAB_DOCKER_APT_REPO
+  HOSTLAB_DOCKER_APT_KEY_FINGERPRINT="$(stand_in_key_fingerprint)"
+  export HOSTLAB_DOCKER_APT_REPO HOSTLAB_DOCKER_APT_KEY_FINGERPRINT
   phase "BuildKit image from Go modules" env BUILDKIT_IMAGE_ENV="$RUN_DIR/buildkit.env" "$INFRA/build-buildkit-image.sh" >/dev/null
   HOSTLAB_BUILDKIT_IMAGE_TAR="$(sed -n 's/^BUILDKIT_IMAGE_TAR=//p' "$RUN_DIR/buildkit.env")"
   export HOSTLAB_BUILDKIT_IMAGE_TAR
-  HOSTLAB_CLIENT_IMAGE="$("$INFRA/build-client-image.sh")"
+  # The clients' buildx plugin, built once from Go modules (cached like the Pulumi CLI).
+  CLIENT_BUILDX_BIN="$(bash "$ROOT/tools/build-buildx.sh" | tail -n 1)"
+  HOSTLAB_CLIENT_IMAGE="$(CLIENT_BUILDX_BIN="$CLIENT_BUILDX_BIN" "$INFRA/build-client-image.sh")"
   export HOSTLAB_CLIENT_IMAGE
   HOSTLAB_BUSYBOX_DIR="$("$INFRA/fetch-busybox.sh")"
   export HOSTLAB_BUSYBOX_DIR

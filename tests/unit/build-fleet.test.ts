@@ -48,11 +48,11 @@ describe("a fleet of an amd64 and a Graviton node", () => {
         });
     });
 
-    test("gives every node its own instance, host key, login key and six steps", () => {
+    test("gives every node its own instance, host key, login key and seven steps", () => {
         const count = (type: string, node: string) => deployed.resources.filter(r => r.type === type && r.name.startsWith(`fleet-${node}-`)).length;
         for (const node of ["amd64", "graviton"]) {
             expect([node, count("aws:ec2/instance:Instance", node), count("tls:index/privateKey:PrivateKey", node),
-                count("command:remote:Command", node)]).toEqual([node, 1, 2, 6]);
+                count("command:remote:Command", node)]).toEqual([node, 1, 2, 7]);
         }
         expect(deployed.named("fleet-graviton-ec2-instance").inputs.instanceType).toBe("c7g.xlarge");
         expect(deployed.named("fleet-graviton-ec2-instance").inputs.tags).toMatchObject({ Node: "graviton", Project: "buildx-host" });
@@ -100,10 +100,12 @@ describe("a fleet of an amd64 and a Graviton node", () => {
         expect((await valueOf(deployed.fleet.knownHostsLines!)).split("\n")).toHaveLength(2);
     });
 
-    test("each team member gets context commands for every node and a fleet snippet", async () => {
-        expect((await valueOf(deployed.fleet.teamDockerContextCommands!)).alice.split("\n")).toEqual([
-            "docker context create buildx-host-amd64 --docker host=ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
-            "docker context create buildx-host-graviton --docker host=ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
+    test("each team member gets a buildx command over every node's member door and a fleet snippet", async () => {
+        expect((await valueOf(deployed.fleet.teamBuildxCreateCommands!)).alice.split("\n")).toEqual([
+            "docker buildx create --name buildx-host-remote --driver remote --node amd64 --platform linux/amd64,linux/arm/v7,linux/ppc64le,linux/s390x,linux/riscv64 " +
+                "ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com --use",
+            "docker buildx create --name buildx-host-remote --append --node graviton --platform linux/arm64 " +
+                "ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
         ]);
         expect((await valueOf(deployed.fleet.teamGithubActionsSnippets!)).alice).toContain("      - name: graviton\n");
     });

@@ -48,15 +48,15 @@ describe("ec2 mode", () => {
     let deployed: Awaited<ReturnType<typeof deploy>>;
     beforeAll(async () => { deployed = await deploy("ec2", config); });
 
-    test("creates the host and runs the six steps on it", () => {
+    test("creates the host and runs the seven steps on it", () => {
         const counts = (type: string) => deployed.ofType(type).length;
         expect(counts("aws:ec2/instance:Instance")).toBe(1);
         expect(counts("aws:ec2/securityGroup:SecurityGroup")).toBe(1);
         expect(counts("aws:ec2/keyPair:KeyPair")).toBe(1);
         expect(counts("aws:ec2/eip:Eip")).toBe(1);
         expect(counts("tls:index/privateKey:PrivateKey")).toBe(2);
-        expect(counts("command:remote:Command")).toBe(6);
-        expect(counts("buildx-host:host:HostStep")).toBe(6);
+        expect(counts("command:remote:Command")).toBe(7);
+        expect(counts("buildx-host:host:HostStep")).toBe(7);
         expect(counts("buildx-host:aws:Ec2Host")).toBe(1);
     });
 
@@ -187,17 +187,19 @@ describe("ec2 mode", () => {
             expect(command.inputs.create).toBe(stepRunCommand(definitions[i], fingerprints[i], "ec2-ec2-instance-id"));
             expect(command.inputs.update).toBeUndefined();
             expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${STEP_NAMES[i]}.sh`);
-            const owns = ["buildx-builder", "team-access"].includes(STEP_NAMES[i]);
+            const owns = ["metadata-guard", "buildx-builder", "team-access"].includes(STEP_NAMES[i]);
             expect([STEP_NAMES[i], command.inputs.delete !== undefined, command.deleteBeforeReplace]).toEqual([STEP_NAMES[i], owns, owns]);
         }
-        expect(commands[4].inputs.delete).toContain("BUILDER_ACTION='delete'");
-        expect(commands[5].inputs.delete).toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[5].scriptSha256}' TEAM_MEMBERS='' bash -s`);
+        expect(commands[1].inputs.delete).toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[1].scriptSha256}' GUARD_ACTION='delete' bash -s`);
+        expect(commands[5].inputs.delete).toContain("BUILDER_ACTION='delete'");
+        expect(commands[6].inputs.delete)
+            .toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[6].scriptSha256}' TEAM_MEMBERS='' BUILDER_NAME='buildx-host' bash -s`);
     });
 
     test("triggers (which replace) carry only the builder's identity; every other change re-runs in place", () => {
         const commands = commandsInOrder(deployed.resources, "ec2") as any[];
-        expect(commands.map(c => c.inputs.triggers)).toEqual([undefined, undefined, undefined, undefined, ["buildx-host", "ubuntu"], undefined]);
-        expect(commands[4].replaceOnChanges).toEqual(["triggers[*]"]);
+        expect(commands.map(c => c.inputs.triggers)).toEqual([undefined, undefined, undefined, undefined, undefined, ["buildx-host", "ubuntu"], undefined]);
+        expect(commands[5].replaceOnChanges).toEqual(["triggers[*]"]);
     });
 
     test("outputs are ready to paste", async () => {
@@ -207,10 +209,12 @@ describe("ec2 mode", () => {
         expect(await valueOf(host.knownHostsLine)).toBe(`${dns} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI16fakeec2-ec2-host-key`);
         expect(await valueOf(host.dockerContextCommand)).toBe(`docker context create buildx-host --docker host=ssh://ubuntu@${dns}`);
         expect(await valueOf(host.buildxCreateCommand)).toBe("docker buildx create --name buildx-host-remote --driver remote 'docker-container://buildx_buildkit_buildx-host0?context=buildx-host' --use");
-        expect(await valueOf(host.githubActionsSnippet)).toContain("driver: remote");
-        expect(await valueOf(host.teamDockerContextCommands)).toEqual({ alice: `docker context create buildx-host --docker host=ssh://alice@${dns}` });
+        expect(await valueOf(host.teamBuildxCreateCommands)).toEqual({
+            alice: `docker buildx create --name buildx-host-remote --driver remote ssh://alice@${dns} --use`,
+        });
         expect(Object.keys(await valueOf(host.teamGithubActionsSnippets))).toEqual(["alice"]);
-        expect((await valueOf(host.teamGithubActionsSnippets)).alice).toContain(`--docker host=ssh://alice@${dns}`);
+        expect((await valueOf(host.teamGithubActionsSnippets)).alice).toContain(`    endpoint: ssh://alice@${dns}\n`);
+        expect(await valueOf(host.buildkitImageDigest)).toBe("moby/buildkit@sha256:" + "0".repeat(64));
         expect(await valueOf(host.publicIp!)).toBe("198.51.100.7");
         expect(await valueOf(host.address)).toBe(dns);
         expect(await valueOf(host.instanceId!)).toBe("ec2-ec2-instance-id");
@@ -264,7 +268,7 @@ describe("existing-host mode", () => {
     test("creates no AWS or TLS resource and calls no AWS API", () => {
         expect(deployed.resources.filter(r => /^(aws|tls):/.test(r.type))).toEqual([]);
         expect(recorder.invokes.filter(i => /^(aws|tls):/.test(i.token))).toEqual([]);
-        expect(deployed.ofType("command:remote:Command")).toHaveLength(6);
+        expect(deployed.ofType("command:remote:Command")).toHaveLength(7);
     });
 
     test("connects as the given user, pinning the given host key", () => {

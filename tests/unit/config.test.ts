@@ -78,7 +78,7 @@ describe("parseConfig defaults", () => {
 
     test("team entries become members, a trailing slash leaves the repo URL", () => {
         const config = hostConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`]), dockerAptRepo: "https://mirror.example.com/docker/" });
-        expect(config.team).toEqual([{ name: "alice", sshPublicKeys: [ALICE_KEY] }]);
+        expect(config.team).toEqual([{ name: "alice", keys: [{ sshPublicKey: ALICE_KEY, from: [] }] }]);
         expect(config.dockerAptRepo).toBe("https://mirror.example.com/docker");
     });
 
@@ -90,9 +90,36 @@ describe("parseConfig defaults", () => {
     test("a member listed once per key gets every key; the team step receives one line per key", () => {
         const ciKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF ci@runner";
         const config = hostConfig({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `bob ${ciKey}`, `alice ${ciKey}`]) });
-        expect(config.team).toEqual([{ name: "alice", sshPublicKeys: [ALICE_KEY, ciKey] }, { name: "bob", sshPublicKeys: [ciKey] }]);
+        expect(config.team).toEqual([
+            { name: "alice", keys: [{ sshPublicKey: ALICE_KEY, from: [] }, { sshPublicKey: ciKey, from: [] }] },
+            { name: "bob", keys: [{ sshPublicKey: ciKey, from: [] }] },
+        ]);
         const team = hostStepDefinitions(config, "ubuntu").find(step => step.name === "team-access")!;
         expect(team.environment.TEAM_MEMBERS).toBe(`alice ${ALICE_KEY}\nalice ${ciKey}\nbob ${ciKey}`);
+    });
+
+    test("a member's key may be limited to source networks with from=, which the team step receives", () => {
+        const config = hostConfig({ ...EC2, team: JSON.stringify([`ci from=198.51.100.7/32,2001:db8::/32,10.0.0.5 ${ALICE_KEY}`]) });
+        expect(config.team).toEqual([{ name: "ci", keys: [{ sshPublicKey: ALICE_KEY, from: ["198.51.100.7/32", "2001:db8::/32", "10.0.0.5"] }] }]);
+        const team = hostStepDefinitions(config, "ubuntu").find(step => step.name === "team-access")!;
+        expect(team.environment.TEAM_MEMBERS).toBe(`ci from=198.51.100.7/32,2001:db8::/32,10.0.0.5 ${ALICE_KEY}`);
+    });
+
+    test("insecure entitlements are none by default and opted in by name; Docker's apt key is pinned by fingerprint", () => {
+        const defaults = hostConfig(EC2);
+        expect(defaults.allowInsecureEntitlements).toEqual([]);
+        expect(defaults.dockerAptKeyFingerprint).toBe("9DC858229FC7DD38854AE2D88D81803C0EBFCD88");
+        const opted = hostConfig({ ...EC2, allowInsecureEntitlements: JSON.stringify(["network.host", "security.insecure"]),
+            dockerAptKeyFingerprint: "1234 5678 9abc DEF0 1234 5678 9ABC DEF0 1234 5678" });
+        expect(opted.allowInsecureEntitlements).toEqual(["network.host", "security.insecure"]);
+        expect(opted.dockerAptKeyFingerprint).toBe("123456789ABCDEF0123456789ABCDEF012345678");
+        const builder = hostStepDefinitions(opted, "ubuntu").find(step => step.name === "buildx-builder")!;
+        expect(builder.environment.BUILDKIT_INSECURE_ENTITLEMENTS).toBe("network.host security.insecure");
+    });
+
+    test("http is accepted for Docker's repository only on a loopback address (a stand-in or a local mirror)", () => {
+        expect(hostConfig({ ...EC2, dockerAptRepo: "http://127.0.0.1:8765/linux" }).dockerAptRepo).toBe("http://127.0.0.1:8765/linux");
+        expect(hostConfig({ ...EC2, dockerAptRepo: "http://localhost/linux" }).dockerAptRepo).toBe("http://localhost/linux");
     });
 
     test("Pulumi.yaml's defaults of the other mode's settings are not mistaken for settings", () => {
@@ -143,6 +170,14 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["team member without a key", { ...EC2, team: JSON.stringify(["alice"]) }, "team"],
         ["team member listed twice with the same key", { ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `alice ${ALICE_KEY} other comment`]) }, "team"],
         ["docker repo not a URL", { ...EC2, dockerAptRepo: "download.docker.com" }, "dockerAptRepo"],
+        ["docker repo over plain http on a non-loopback address", { ...EC2, dockerAptRepo: "http://mirror.example.com/docker" }, "dockerAptRepo",
+            "dockerAptRepo https://mirror.example.com/docker"],
+        ["apt key fingerprint too short", { ...EC2, dockerAptKeyFingerprint: "0EBFCD88" }, "dockerAptKeyFingerprint", "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"],
+        ["an unknown insecure entitlement", { ...EC2, allowInsecureEntitlements: JSON.stringify(["network.host", "device"]) }, "allowInsecureEntitlements",
+            "--path 'allowInsecureEntitlements[0]' network.host"],
+        ["insecure entitlements not a list", { ...EC2, allowInsecureEntitlements: "network.host" }, "allowInsecureEntitlements"],
+        ["team member's from= not addresses", { ...EC2, team: JSON.stringify([`ci from=*.example.com ${ALICE_KEY}`]) }, "team", "from=198.51.100.7/32"],
+        ["team member named like the member door's group", { ...EC2, team: JSON.stringify([`buildx-members ${ALICE_KEY}`]) }, "team"],
         ["docker-ce version with spaces", { ...EC2, dockerCeVersion: "28 latest" }, "dockerCeVersion"],
         ["unsupported platform", { ...EC2, platforms: JSON.stringify(["linux/arm64", "windows/amd64"]) }, "platforms"],
         ["no platforms", { ...EC2, platforms: "[]" }, "platforms"],

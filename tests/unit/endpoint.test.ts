@@ -1,9 +1,9 @@
 import {
     buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, fleetBuildxCreateCommand, fleetGithubActionsSnippet,
-    FleetNodeEndpoint, githubActionsSnippet, knownHostsLine, sshEndpoint,
+    fleetMemberBuildxCreateCommand, FleetNodeEndpoint, githubActionsSnippet, knownHostsLine, memberBuildxCreateCommand, sshEndpoint,
 } from "../../components/endpoint";
 import { execFileSync } from "child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "fs";
 import * as yaml from "js-yaml";
 import { tmpdir } from "os";
 import * as path from "path";
@@ -29,19 +29,21 @@ test("known_hosts line uses OpenSSH's [host]:port form for other ports", () => {
     expect(knownHostsLine(LAB)).toBe(`[127.0.0.1]:2222 ${KEY}`);
 });
 
-test("docker context and buildx commands are ready to paste", () => {
+test("the administrator's docker context and buildx commands are ready to paste", () => {
     expect(dockerContextCommand(EC2)).toBe("docker context create buildx-host --docker host=ssh://ubuntu@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com");
     expect(buildkitContainerName("lab")).toBe("buildx_buildkit_lab0");
     expect(buildxCreateCommand(LAB)).toBe("docker buildx create --name lab-remote --driver remote 'docker-container://buildx_buildkit_lab0?context=lab' --use");
 });
 
-test("a member's GitHub Actions snippet logs in as that member", () => {
-    expect(githubActionsSnippet(LAB, "ci")).toContain(" || docker context create lab --docker host=ssh://ci@127.0.0.1:2222\n");
+test("a member attaches buildx's remote driver straight to the member door, with no docker context", () => {
+    expect(memberBuildxCreateCommand(LAB, "alice")).toBe("docker buildx create --name lab-remote --driver remote ssh://alice@127.0.0.1:2222 --use");
+    expect(memberBuildxCreateCommand(EC2, "ci"))
+        .toBe("docker buildx create --name buildx-host-remote --driver remote ssh://ci@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com --use");
 });
 
-test("GitHub Actions snippet trusts the pinned host key and attaches to the shared BuildKit with setup-buildx-action v4", () => {
-    expect(githubActionsSnippet(LAB)).toBe([
-        "- name: Trust the buildx host and create its docker context",
+test("a member's GitHub Actions snippet trusts the pinned host key and attaches setup-buildx-action v4 to the member door", () => {
+    expect(githubActionsSnippet(LAB, "ci")).toBe([
+        "- name: Trust the buildx host",
         "  env:",
         "    BUILDX_HOST_SSH_KEY: ${{ secrets.BUILDX_HOST_SSH_KEY }}",
         "  run: |",
@@ -51,12 +53,11 @@ test("GitHub Actions snippet trusts the pinned host key and attaches to the shar
         "    printf '%s\\n' \"$BUILDX_HOST_SSH_KEY\" > ~/.ssh/lab.key",
         `    grep -qxF '[127.0.0.1]:2222 ${KEY}' ~/.ssh/known_hosts 2>/dev/null || echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts`,
         "    grep -qxF 'Host 127.0.0.1' ~/.ssh/config 2>/dev/null || printf 'Host 127.0.0.1\\n  IdentityFile ~/.ssh/lab.key\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config",
-        "    docker context inspect lab >/dev/null 2>&1 || docker context create lab --docker host=ssh://builder@127.0.0.1:2222",
         "- name: Attach buildx to the shared builder",
         "  uses: docker/setup-buildx-action@v4",
         "  with:",
         "    driver: remote",
-        "    endpoint: docker-container://buildx_buildkit_lab0?context=lab",
+        "    endpoint: ssh://ci@127.0.0.1:2222",
         "",
     ].join("\n"));
 });
@@ -70,7 +71,7 @@ interface WorkflowStep {
 }
 
 test("the snippet is the same steps pasted at the top level or indented under a job's steps:", () => {
-    const snippet = githubActionsSnippet(EC2);
+    const snippet = githubActionsSnippet(EC2, "ci");
     const indented = snippet.split("\n").map(line => (line ? `      ${line}` : line)).join("\n");
     const workflow = yaml.load(`jobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n${indented}`) as
         { jobs: { build: { steps: WorkflowStep[] } } };
@@ -82,20 +83,10 @@ test("the snippet is the same steps pasted at the top level or indented under a 
 });
 
 test("the snippet's shell step keeps the key private and, run twice on one runner, changes nothing the second time", () => {
-    const run = (yaml.load(githubActionsSnippet(LAB)) as WorkflowStep[])[0].run!;
+    const run = (yaml.load(githubActionsSnippet(LAB, "ci")) as WorkflowStep[])[0].run!;
     const home = mkdtempSync(path.join(tmpdir(), "runner-home-"));
     try {
-        // A docker CLI that knows a context once it was created, and logs every call.
-        const bin = path.join(home, "bin");
-        mkdirSync(bin);
-        writeFileSync(path.join(bin, "docker"), [
-            "#!/bin/bash",
-            'echo "$*" >> "$HOME/docker-calls"',
-            'if [[ "$1 $2" == "context inspect" ]]; then [[ -e "$HOME/context-$3" ]]; exit; fi',
-            'if [[ "$1 $2" == "context create" ]]; then touch "$HOME/context-$3"; fi',
-            "",
-        ].join("\n"), { mode: 0o755 });
-        const env = { PATH: `${bin}:${process.env.PATH}`, HOME: home, BUILDX_HOST_SSH_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----" };
+        const env = { PATH: process.env.PATH!, HOME: home, BUILDX_HOST_SSH_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----" };
         for (let i = 0; i < 2; i++) {
             execFileSync("bash", ["-e", "-c", run], { env });
         }
@@ -104,8 +95,6 @@ test("the snippet's shell step keeps the key private and, run twice on one runne
         expect(readFileSync(keyFile, "utf8")).toBe(`${env.BUILDX_HOST_SSH_KEY}\n`);
         expect(readFileSync(path.join(home, ".ssh", "known_hosts"), "utf8")).toBe(`[127.0.0.1]:2222 ${KEY}\n`);
         expect(readFileSync(path.join(home, ".ssh", "config"), "utf8")).toBe("Host 127.0.0.1\n  IdentityFile ~/.ssh/lab.key\n  IdentitiesOnly yes\n");
-        expect(readFileSync(path.join(home, "docker-calls"), "utf8").split("\n").filter(call => call.startsWith("context create")))
-            .toEqual(["context create lab --docker host=ssh://builder@127.0.0.1:2222"]);
     } finally {
         rmSync(home, { recursive: true, force: true });
     }
@@ -118,11 +107,20 @@ describe("a fleet", () => {
         { name: "graviton", platforms: ["linux/arm/v7"], parts: { ...EC2, builderName: "lab", contextName: "lab-graviton" } },
     ];
 
-    test("each node has its own docker context, named <builder>-<node>", () => {
-        expect(dockerContextCommand(FLEET[1].parts, "alice")).toBe("docker context create lab-arm64 --docker host=ssh://alice@127.0.0.1:2223");
+    test("each node has its administrator's docker context, named <builder>-<node>", () => {
+        expect(dockerContextCommand(FLEET[1].parts)).toBe("docker context create lab-arm64 --docker host=ssh://builder@127.0.0.1:2223");
     });
 
-    test("one client builder: the first node created, each further one appended, each fixed to its platforms", () => {
+    test("a member's client builder: each node's member door, the first created, each further one appended on its platforms", () => {
+        expect(fleetMemberBuildxCreateCommand(FLEET, "alice").split("\n")).toEqual([
+            "docker buildx create --name lab-remote --driver remote --node amd64 --platform linux/amd64,linux/riscv64 ssh://alice@127.0.0.1:2222 --use",
+            "docker buildx create --name lab-remote --append --node arm64 --platform linux/arm64 ssh://alice@127.0.0.1:2223",
+            "docker buildx create --name lab-remote --append --node graviton --platform linux/arm/v7 " +
+                "ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
+        ]);
+    });
+
+    test("the administrators' client builder: the first node created, each further one appended, each fixed to its platforms", () => {
         expect(fleetBuildxCreateCommand(FLEET).split("\n")).toEqual([
             "docker buildx create --name lab-remote --driver remote --node amd64 --platform linux/amd64,linux/riscv64 " +
                 "'docker-container://buildx_buildkit_lab0?context=lab-amd64' --use",
@@ -139,21 +137,16 @@ describe("a fleet", () => {
         expect(run.filter(line => line.includes("known_hosts"))).toHaveLength(3);
         // Two nodes share 127.0.0.1: one ssh config block for it.
         expect(run.filter(line => line.includes("~/.ssh/config"))).toHaveLength(2);
-        expect(run.filter(line => line.includes("docker context create"))).toEqual([
-            "docker context inspect lab-amd64 >/dev/null 2>&1 || docker context create lab-amd64 --docker host=ssh://ci@127.0.0.1:2222",
-            "docker context inspect lab-arm64 >/dev/null 2>&1 || docker context create lab-arm64 --docker host=ssh://ci@127.0.0.1:2223",
-            "docker context inspect lab-graviton >/dev/null 2>&1 || docker context create lab-graviton " +
-                "--docker host=ssh://ci@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
-        ]);
+        expect(run.filter(line => line.includes("docker "))).toEqual([]);
         expect(steps[1].with).toEqual({
             driver: "remote",
-            endpoint: "docker-container://buildx_buildkit_lab0?context=lab-amd64",
+            endpoint: "ssh://ci@127.0.0.1:2222",
             platforms: "linux/amd64,linux/riscv64",
             append: expect.any(String),
         });
         expect(yaml.load(steps[1].with!.append)).toEqual([
-            { name: "arm64", endpoint: "docker-container://buildx_buildkit_lab0?context=lab-arm64", platforms: "linux/arm64" },
-            { name: "graviton", endpoint: "docker-container://buildx_buildkit_lab0?context=lab-graviton", platforms: "linux/arm/v7" },
+            { name: "arm64", endpoint: "ssh://ci@127.0.0.1:2223", platforms: "linux/arm64" },
+            { name: "graviton", endpoint: "ssh://ci@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com", platforms: "linux/arm/v7" },
         ]);
     });
 

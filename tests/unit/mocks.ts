@@ -34,6 +34,7 @@ export interface Recorder {
 /** A report each step would print as its last line, so outputs can be computed. */
 export const STEP_REPORTS: Record<string, object> = {
     "wait-for-host": { step: "wait-for-host", changed: false, os: "ubuntu", osVersion: "24.04", codename: "noble", arch: "amd64", kernel: "6.8.0-1021-aws", cloudInit: "done" },
+    "metadata-guard": { step: "metadata-guard", changed: true, action: "created", addresses: ["169.254.169.254", "fd00:ec2::254"], table: "inet buildx_host_metadata_guard" },
     "docker-engine": { step: "docker-engine", changed: true, dockerVersion: "28.5.2", buildxVersion: "v0.29.1" },
     "experimental-mode": { step: "experimental-mode", changed: true, restarted: true, experimental: true },
     "qemu-binfmt": {
@@ -42,8 +43,9 @@ export const STEP_REPORTS: Record<string, object> = {
         emulators: { "qemu-aarch64": { flags: "POCF", fixBinary: true, static: true, fixed: false } },
         platforms: { "linux/arm64": { emulator: "qemu-aarch64", output: "aarch64", ok: true } },
     },
-    "buildx-builder": { step: "buildx-builder", changed: true, action: "created", platforms: ["linux/amd64", "linux/arm64"], buildkitVersion: "v0.34.2", buildxVersion: "v0.29.1" },
-    "team-access": { step: "team-access", changed: true, members: ["alice"], added: ["alice"], updated: [], removed: [] },
+    "buildx-builder": { step: "buildx-builder", changed: true, action: "created", platforms: ["linux/amd64", "linux/arm64"],
+        insecureEntitlements: [], imageDigest: `moby/buildkit@sha256:${"0".repeat(64)}`, buildkitVersion: "v0.34.2", buildxVersion: "v0.29.1" },
+    "team-access": { step: "team-access", changed: true, members: ["alice"], added: ["alice"], updated: [], removed: [], sessionsEnded: [], door: "open" },
 };
 
 /** Replaces every wire-format secret wrapper with the value it holds. */

@@ -5,7 +5,7 @@ import { readFileSync } from "fs";
 import * as path from "path";
 
 import { DEFAULTS, KNOWN_KEYS } from "../../components/config";
-import { buildxCreateCommand, EndpointParts, SETUP_BUILDX_ACTION } from "../../components/endpoint";
+import { EndpointParts, memberBuildxCreateCommand, SETUP_BUILDX_ACTION } from "../../components/endpoint";
 
 const ROOT = path.join(__dirname, "..", "..");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
@@ -39,8 +39,8 @@ test("the outputs table lists every stack output index.ts exports", () => {
 });
 
 test("the attach commands and the CI action are the ones the program prints", () => {
-    const parts: EndpointParts = { host: "h", port: 22, user: "u", hostPublicKey: "k", builderName: DEFAULTS.builderName };
-    expect(section("Attaching")).toContain(buildxCreateCommand(parts));
+    const parts: EndpointParts = { host: "<address>", port: 22, user: "u", hostPublicKey: "k", builderName: DEFAULTS.builderName };
+    expect(section("Attaching")).toContain(memberBuildxCreateCommand(parts, "alice"));
     expect(section("Attaching")).toContain(SETUP_BUILDX_ACTION);
     expect(readme).toContain(`client-side buildx builder is \`<builderName>-remote\``);
 });

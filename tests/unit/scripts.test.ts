@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "os";
 import * as path from "path";
 
-import { COMMON_LIBRARY_PATH, hostStepDefinitions, SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
+import { COMMON_LIBRARY_PATH, HOST_FACTS_PATH, hostStepDefinitions, SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
 import { hostConfig } from "../config-problems";
 
 const scripts = readdirSync(SCRIPTS_DIR).filter(f => f.endsWith(".sh")).sort();
@@ -60,15 +60,28 @@ test("the QEMU step's embedded proof binary for this machine's architecture runs
     }
 });
 
-test("the builder runs on Docker's bridge, and on the host network only when the daemon has none", () => {
+/** buildx-builder.sh's functions with the shared ones, main left out, run after `body` in bash. */
+function builderFunctions(body: string, env: Record<string, string> = {}): string {
     const script = readFileSync(path.join(SCRIPTS_DIR, "buildx-builder.sh"), "utf8").replace(/^main "\$@"$/m, "");
-    const functions = `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${script}`;
-    const choose = (bridgeExists: boolean) => execFileSync("bash", ["-s"], {
-        input: `${functions}\ndocker() { [[ "$1 $2 $3" == "network inspect bridge" ]] && ${bridgeExists}; }\n` +
-            "choose_driver_opts 2>/dev/null\necho \"${NETWORK} ${DRIVER_OPTS[*]}\"\n",
+    return execFileSync("bash", ["-s"], {
+        input: `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${readFileSync(HOST_FACTS_PATH, "utf8")}\n${script}\n${body}`,
+        env: { ...process.env, ...env },
     }).toString().trim();
-    expect(choose(true)).toBe("bridge image=moby/buildkit:v0.34.2");
-    expect(choose(false)).toBe("host image=moby/buildkit:v0.34.2 network=host");
+}
+
+test("the builder runs on Docker's bridge, and on the host network only when the daemon has none", () => {
+    const choose = (bridgeExists: boolean) => builderFunctions(
+        `docker() { [[ "$1 $2 $3" == "network inspect bridge" ]] && ${bridgeExists}; }\nchoose_network 2>/dev/null\necho "\${NETWORK}"`);
+    expect(choose(true)).toBe("bridge");
+    expect(choose(false)).toBe("host");
+});
+
+test("buildkitd gets no insecure entitlement unless BUILDKIT_INSECURE_ENTITLEMENTS lists it, and an unknown one is refused", () => {
+    const args = (entitlements: string) => builderFunctions("validate_input\nbuildkitd_args", { BUILDKIT_INSECURE_ENTITLEMENTS: entitlements });
+    expect(args("")).toBe("--config\n/etc/buildkit/buildkitd.toml");
+    expect(args("network.host security.insecure")).toBe("--config\n/etc/buildkit/buildkitd.toml\n" +
+        "--allow-insecure-entitlement=network.host\n--allow-insecure-entitlement=security.insecure");
+    expect(() => args("device")).toThrow(/BUILDKIT_INSECURE_ENTITLEMENTS: 'device' is not one of network.host security.insecure/);
 });
 
 describe("the run log (one line per step run, for operators and for counting what ran)", () => {

@@ -37,8 +37,10 @@ describe("host step definitions", () => {
     test("pass the configuration as the scripts' documented environment", () => {
         const env = Object.fromEntries(steps.map(s => [s.name, s.environment]));
         expect(env["wait-for-host"]).toEqual({ WAIT_TIMEOUT_SECONDS: "900" });
+        expect(env["metadata-guard"]).toEqual({ GUARD_ACTION: "create" });
         expect(env["docker-engine"]).toEqual({
             DOCKER_APT_REPO: "https://download.docker.com/linux",
+            DOCKER_APT_KEY_FINGERPRINT: "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
             DOCKER_CE_VERSION: "5:28.5.2-1~ubuntu.24.04~noble",
             DOCKER_GROUP_USERS: "ubuntu",
         });
@@ -48,11 +50,13 @@ describe("host step definitions", () => {
             BUILDER_NAME: "buildx-host",
             BUILDER_USER: "ubuntu",
             BUILDKIT_IMAGE: "moby/buildkit:v0.34.2",
+            BUILDKIT_INSECURE_ENTITLEMENTS: "",
             BUILDKIT_GC_RESERVED_SPACE: "10GB",
             BUILDKIT_GC_MAX_USED_SPACE: "80GB",
             BUILDKIT_GC_MIN_FREE_SPACE: "20GB",
         });
         expect(env["team-access"].TEAM_MEMBERS.split("\n").map(line => line.split(" ")[0])).toEqual(["alice", "bob"]);
+        expect(env["team-access"].BUILDER_NAME).toBe("buildx-host");
     });
 
     test("every variable a step passes is one its script reads", () => {
@@ -64,10 +68,11 @@ describe("host step definitions", () => {
         }
     });
 
-    test("delete removes the builder and revokes every team account", () => {
-        expect(steps.filter(s => s.deleteEnvironment).map(s => s.name)).toEqual(["buildx-builder", "team-access"]);
+    test("delete removes the metadata guard and the builder, and revokes every team account", () => {
+        expect(steps.filter(s => s.deleteEnvironment).map(s => s.name)).toEqual(["metadata-guard", "buildx-builder", "team-access"]);
+        expect(steps.find(s => s.name === "metadata-guard")!.deleteEnvironment).toEqual({ GUARD_ACTION: "delete" });
         expect(steps.find(s => s.name === "buildx-builder")!.deleteEnvironment!.BUILDER_ACTION).toBe("delete");
-        expect(steps.find(s => s.name === "team-access")!.deleteEnvironment).toEqual({ TEAM_MEMBERS: "" });
+        expect(steps.find(s => s.name === "team-access")!.deleteEnvironment).toEqual({ TEAM_MEMBERS: "", BUILDER_NAME: "buildx-host" });
     });
 });
 

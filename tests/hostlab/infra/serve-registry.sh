@@ -72,12 +72,15 @@ start() {
 
 # Docker treats registries on 127.0.0.0/8 as insecure by default, so plain HTTP needs no daemon setting.
 push() {
-  local image="$1" ref="$ADDRESS/$1"
+  local image="$1" ref="$ADDRESS/$1" digest
   answers || { log "no registry on $ADDRESS; run: $0 start"; return 1; }
   docker tag "$image" "$ref"
   docker push -q "$ref" >&2
-  log "pushed $image as $ref"
-  echo "$ref"
+  # Pinned as a user should pin it: tag and digest, the digest the registry now serves.
+  digest="$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$ref" | grep -m1 -F "$ADDRESS/${image%:*}@")" ||
+    { log "the registry gave $ref no digest"; return 1; }
+  log "pushed $image as $ref (${digest#*@})"
+  echo "$ref@${digest#*@}"
 }
 
 stop() { stop_server "$LAB_REGISTRY_PIDFILE"; }

@@ -21,6 +21,11 @@ main() {
     log "no container $HOSTLAB_NAME; nothing to stop"
   fi
   docker volume rm -f "$HOSTLAB_NAME-docker" "$HOSTLAB_NAME-containerd" >/dev/null
+  # The host shared this machine's network namespace: its metadata guard table is ours to remove.
+  if command -v nft >/dev/null 2>&1 && nft list table inet buildx_host_metadata_guard >/dev/null 2>&1; then
+    nft delete table inet buildx_host_metadata_guard
+    log "removed the host's metadata guard table from this machine's network namespace"
+  fi
   rm -rf "$HOSTLAB_STATE_DIR"
 }
 

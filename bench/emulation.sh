@@ -190,6 +190,7 @@ prepare() {
     STARTED_APT_REPO=1
   fi
   DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start 9>&-)"
+  DOCKER_APT_KEY_FINGERPRINT="$("$INFRA/serve-apt-repo.sh" fingerprint)"
   BUILDKIT_ENV_FILE="$RUN_DIR/buildkit.env"
   BUILDKIT_IMAGE_ENV="$BUILDKIT_ENV_FILE" "$INFRA/build-buildkit-image.sh" >/dev/null
   BUILDKIT_IMAGE_TAR="$(sed -n 's/^BUILDKIT_IMAGE_TAR=//p' "$BUILDKIT_ENV_FILE")"
@@ -213,7 +214,7 @@ provision() {
   platforms_json="[$(printf '"%s",' "${PLATFORMS[@]}")"
   platforms_json="${platforms_json%,}]"
   (cd "$ROOT" && HOSTLAB_ENV_FILE="$HOST_ENV_FILE" HOSTLAB_LOG_DIR="$LOG_DIR" BENCH_DOCKER_APT_REPO="$DOCKER_APT_REPO" \
-    BENCH_PLATFORMS_JSON="$platforms_json" \
+    BENCH_DOCKER_APT_KEY_FINGERPRINT="$DOCKER_APT_KEY_FINGERPRINT" BENCH_PLATFORMS_JSON="$platforms_json" \
     BENCH_BUILDKIT_IMAGE_TAR="$BUILDKIT_IMAGE_TAR" node - >"$RUN_DIR/provision.env" <<'JS'
 const fs = require("fs");
 const path = require("path");
@@ -230,6 +231,7 @@ const { shellQuote } = require(path.resolve("components/shell"));
 const host = lab.readLabHost(process.env.HOSTLAB_ENV_FILE);
 const config = lab.labConfig(host, {
     dockerAptRepo: process.env.BENCH_DOCKER_APT_REPO,
+    dockerAptKeyFingerprint: process.env.BENCH_DOCKER_APT_KEY_FINGERPRINT,
     platforms: process.env.BENCH_PLATFORMS_JSON,
 });
 const reports = {};

@@ -321,13 +321,18 @@ close_door() {
   [[ "${DOOR_CHANGED}" == false ]] || log "closed the member door: no members left"
 }
 
-# Ends every process of an account, which cuts its open SSH sessions.
+# sshd's privileged monitor of a session ("sshd: <name> [priv]", "sshd-session: …" since OpenSSH
+# 9.8) runs as root and holds the connection: it goes too, or the client would not see the cut.
+session_monitors() { printf '^sshd(-session)?: %s \\[priv\\]' "$1"; }
+
+# Ends every process of an account and its sessions' monitors, which cuts its open SSH sessions.
 end_sessions() {
   local name="$1"
-  pgrep -u "${name}" >/dev/null 2>&1 || return 0
+  pgrep -u "${name}" >/dev/null 2>&1 || pgrep -f "$(session_monitors "${name}")" >/dev/null 2>&1 || return 0
   pkill -KILL -u "${name}" || true
+  pkill -KILL -f "$(session_monitors "${name}")" || true
   SESSIONS_ENDED+=("${name}")
-  log "ended the running processes (open sessions) of ${name}"
+  log "ended the running processes and open sessions of ${name}"
 }
 
 home_of() { getent passwd "$1" | cut -d: -f6; }
@@ -416,10 +421,8 @@ revoke_member() {
     usermod --lock --expiredate 1 --shell "${LOCKED_SHELL}" "${name}"
     touched=true
   fi
-  if pgrep -u "${name}" >/dev/null 2>&1; then
-    end_sessions "${name}"
-    touched=true
-  fi
+  end_sessions "${name}"
+  [[ " ${SESSIONS_ENDED[*]} " != *" ${name} "* ]] || touched=true
   if [[ "${touched}" == true ]]; then
     REMOVED+=("${name}")
     log "${name} lost access: key file removed, out of ${MEMBERS_GROUP}, account locked, processes ended (home kept)"

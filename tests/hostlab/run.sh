@@ -92,17 +92,6 @@ ensure_tools() {
   install_packages "${missing[@]}"
 }
 
-# The stand-in repository's own key, pinned by the lab as a mirror's user pins theirs (dockerAptKeyFingerprint).
-stand_in_key_fingerprint() {
-  local home fingerprint
-  home="$(mktemp -d)"
-  fingerprint="$(curl -fsS "$HOSTLAB_DOCKER_APT_REPO/debian/gpg" | GNUPGHOME="$home" gpg --batch --with-colons --show-keys 2>/dev/null |
-    awk -F: '$1 == "fpr" { print $10; exit }')"
-  rm -rf "$home"
-  [[ -n "$fingerprint" ]] || { log "could not read the key of $HOSTLAB_DOCKER_APT_REPO/debian/gpg"; return 1; }
-  echo "$fingerprint"
-}
-
 prepare() {
   mkdir -p "$RUN_DIR"
   ensure_tools
@@ -111,7 +100,7 @@ prepare() {
   HOST_IMAGE="$("$INFRA/build-host-image.sh")"
   phase "stand-in for Docker's apt repository" "$INFRA/build-apt-repo.sh" >/dev/null
   HOSTLAB_DOCKER_APT_REPO="$("$INFRA/serve-apt-repo.sh" start 9>&-)"
-  HOSTLAB_DOCKER_APT_KEY_FINGERPRINT="$(stand_in_key_fingerprint)"
+  HOSTLAB_DOCKER_APT_KEY_FINGERPRINT="$("$INFRA/serve-apt-repo.sh" fingerprint)"
   export HOSTLAB_DOCKER_APT_REPO HOSTLAB_DOCKER_APT_KEY_FINGERPRINT
   phase "BuildKit image from Go modules" env BUILDKIT_IMAGE_ENV="$RUN_DIR/buildkit.env" "$INFRA/build-buildkit-image.sh" >/dev/null
   HOSTLAB_BUILDKIT_IMAGE_TAR="$(sed -n 's/^BUILDKIT_IMAGE_TAR=//p' "$RUN_DIR/buildkit.env")"

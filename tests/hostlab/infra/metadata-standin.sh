@@ -112,12 +112,12 @@ start_server() {
   local tries=0
   mkdir -p "${WWW_DIR}"
   printf '%s' "${BODY}" >"${WWW_DIR}/index.html"
-  setsid ip netns exec "${IMDS_NS}" python3 -m http.server --bind "${IMDS_ADDRESS}" \
+  ip netns exec "${IMDS_NS}" python3 -u -m http.server --bind "${IMDS_ADDRESS}" \
     --directory "${WWW_DIR}" 80 </dev/null >>"${SERVER_LOG}" 2>&1 &
   echo $! >"${PIDFILE}"
   until fetches in_ns "${IMDS_NS}"; do
     ((tries += 1))
-    if ((tries > 150)) || ! server_pid >/dev/null; then
+    if ((tries > 150)); then
       tail -n 10 "${SERVER_LOG}" >&2 || true
       die "the HTTP server in ${IMDS_NS} did not start"
     fi

@@ -429,6 +429,23 @@ describe("a host provisioned by the program's steps", () => {
         });
     });
 
+    test("a key limited with from= is refused from elsewhere and accepted from its network", () => {
+        requireFirstRun();
+        const team = step("team-access");
+        const alicePublic = readFileSync(`${aliceKey}.pub`, "utf8").trim();
+        const limitedTo = (network: string) => expectStepOk(record(runStep(lab, team, `from-${network.replace(/\W/g, "-")}`,
+            { TEAM_MEMBERS: `${MEMBER} from=${network} ${alicePublic}\n${teamEntry(lab, SECOND_MEMBER)}` })));
+        try {
+            limitedTo("10.9.9.0/24");
+            expect(sudoOk(lab, `cat /etc/ssh/buildx-host/members/${MEMBER}`)).toContain('from="10.9.9.0/24" ssh-ed25519 ');
+            expect(asMember(MEMBER, aliceKey, "true").stderr).toMatch(/Permission denied/);
+            limitedTo("127.0.0.0/8");
+            expect(asMember(MEMBER, aliceKey, "true").stderr).not.toMatch(/Permission denied/);
+        } finally {
+            expectStepOk(record(runStep(lab, team, "from-none")));
+        }
+    });
+
     test("opting in to network.host lets such a step run; the default refuses it again", () => {
         requireFirstRun();
         const builder = step("buildx-builder");
@@ -515,9 +532,9 @@ describe("a host provisioned by the program's steps", () => {
     test("a removed member's open session is cut by the next run, and a new connection is refused", () => {
         requireFirstRun();
         const team = step("team-access");
-        // bob holds a session open through the door (its stdin never closes while sleep runs).
-        const session = local(`(sleep 120 | ssh ${sshArgs(lab, SECOND_MEMBER, bobKey).map(shellQuote).join(" ")} buildctl dial-stdio ` +
-            `>/dev/null 2>&1; echo "ssh ended $?") > ${lab.stateDir}/bob-session.out 2>&1 & echo $!`);
+        // bob holds a session open through the door (its stdin stays open while sleep runs).
+        const session = local(`(ssh ${sshArgs(lab, SECOND_MEMBER, bobKey).map(shellQuote).join(" ")} buildctl dial-stdio ` +
+            `< <(sleep 120) >/dev/null 2>&1; echo "ssh ended $?") > ${lab.stateDir}/bob-session.out 2>&1 & echo $!`);
         const pid = session.stdout.trim();
         waitFor("bob's session on the host", 30, () => sudoOk(lab, `pgrep -u ${SECOND_MEMBER} || true`).trim() !== "");
         const started = Date.now();

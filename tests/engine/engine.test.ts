@@ -18,7 +18,7 @@ import { appendFileSync, existsSync, readFileSync } from "fs";
 import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
-import { buildkitContainerName, memberBuildxCreateCommand } from "../../components/endpoint";
+import { buildkitContainerName, knownHostsLine, memberBuildxCreateCommand } from "../../components/endpoint";
 import { sha256, STEP_NAMES } from "../../components/steps";
 import { configProblems } from "../config-problems";
 import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
@@ -84,7 +84,8 @@ function builderRunning(): boolean {
 /** Whether `name` reaches the shared BuildKit through the member door (also after the stack and its outputs are gone). */
 function reachesBuildkit(name: string): boolean {
     const parts = { host: lab.host, port: lab.port, user: lab.user, hostPublicKey: lab.hostPublicKey, builderName: DEFAULTS.builderName };
-    return client().attach(name, memberKey(name), [memberBuildxCreateCommand(parts, name)]).status === 0;
+    const doorClient = new LabClient(lab, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), knownHostsLine(parts));
+    return doorClient.attach(name, memberKey(name), [memberBuildxCreateCommand(parts, name)]).status === 0;
 }
 
 const groupsOf = (name: string) => sudoOk(lab, `id -nG ${name}`).trim().split(/\s+/);

@@ -147,6 +147,7 @@ describe("a fleet of two lab hosts", () => {
     beforeAll(() => {
         project.ok(["stack", "init", "fleet"]);
         commonSettings(project);
+        set(project, "dockerAptKeyFingerprint", labAptSettings().dockerAptKeyFingerprint);
         NODES.forEach(([name, lab], index) => {
             const node = `nodes[${index}]`;
             set(project, `${node}.name`, name, "--path");

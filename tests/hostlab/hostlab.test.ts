@@ -335,13 +335,15 @@ describe("a host provisioned by the program's steps", () => {
         expect(firstReports.get("team-access")).toMatchObject({ added: [MEMBER, SECOND_MEMBER], door: "open" });
         for (const [name, key] of [[MEMBER, aliceKey], [SECOND_MEMBER, bobKey]]) {
             expect(sudoOk(lab, `id -nG ${name}`).trim().split(/\s+/)).toEqual([name, "buildx-members"]);
-            const started = Date.now();
             const build = client.build(name, key, `member-${name}`, attachCommands(name));
-            doorTimes[name] = (Date.now() - started) / 1000;
             expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
             expect(cacheUse(build.output)).toEqual({ runSteps: 2, allCached: true });
         }
-        console.log(`cached two-platform build, seconds (attach included for members): ${JSON.stringify(doorTimes)}`);
+        // The same cached build again, attached already: the member door against the administrator's docker context.
+        const started = Date.now();
+        expect(cacheUse(client.build(MEMBER, aliceKey, "member-cached", []).output)).toEqual({ runSteps: 2, allCached: true });
+        doorTimes.memberDoor = (Date.now() - started) / 1000;
+        console.log(`cached two-platform build on one host, seconds: ${JSON.stringify(doorTimes)}`);
     });
 
     describe("with a member's key, everything but BuildKit is refused", () => {

@@ -289,8 +289,16 @@ install_sudoers() {
   fi
 }
 
+# The login user running this step (sudo's caller) must never match the door, or it would lose its shell.
+check_login_user() {
+  [[ -n "${SUDO_USER:-}" ]] && getent group "${MEMBERS_GROUP}" >/dev/null || return 0
+  ! in_group "${SUDO_USER}" "${MEMBERS_GROUP}" \
+    || die "the login user ${SUDO_USER} is in the group ${MEMBERS_GROUP}, which sshd confines to BuildKit; take it out (gpasswd -d ${SUDO_USER} ${MEMBERS_GROUP}) before the door is opened"
+}
+
 # The drop-in first: when sshd rejects the configuration, the step stops before changing anything else.
 open_door() {
+  check_login_user
   install_drop_in
   getent group "${MEMBERS_GROUP}" >/dev/null || { groupadd --system "${MEMBERS_GROUP}"; DOOR_CHANGED=true; log "created group ${MEMBERS_GROUP}"; }
   if place_file "${DIAL_HELPER}" 755 "$(render_dial_helper)"; then

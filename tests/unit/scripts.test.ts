@@ -132,3 +132,18 @@ describe("the run log (one line per step run, for operators and for counting wha
         expect(text).not.toMatch(/printf '\{"step":[^\n]*\\n'/);
     });
 });
+
+test("the member door refuses to open while the login user running the step is in the members' group", () => {
+    const script = readFileSync(path.join(SCRIPTS_DIR, "team-access.sh"), "utf8").replace(/^main "\$@"$/m, "");
+    const check = (sudoUser: string) => spawnSync("bash", ["-s"], {
+        input: `${readFileSync(COMMON_LIBRARY_PATH, "utf8")}\n${readFileSync(HOST_FACTS_PATH, "utf8")}\n${script}\n` +
+            // A host where the group exists and "builder" was put in it by hand.
+            'getent() { [[ "$1 $2" == "group buildx-members" ]]; }\nin_group() { [[ "$1 $2" == "builder buildx-members" ]]; }\n' +
+            "check_login_user && echo allowed\n",
+        encoding: "utf8", env: { ...process.env, SUDO_USER: sudoUser },
+    });
+    const inGroup = check("builder");
+    expect(inGroup.status).not.toBe(0);
+    expect(inGroup.stderr).toContain("the login user builder is in the group buildx-members, which sshd confines to BuildKit");
+    expect(check("ubuntu").stdout.trim()).toBe("allowed");
+});

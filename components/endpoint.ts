@@ -80,16 +80,12 @@ export function fleetBuildxCreateCommand(nodes: readonly FleetNodeEndpoint[]): s
 }
 
 /**
- * A team member's endpoint, the member door: buildx's remote driver runs `ssh … buildctl dial-stdio`
- * there, and the host joins the session to the shared BuildKit whatever command was asked for.
+ * A team member's `docker buildx create`: the remote driver straight to the member door at
+ * `ssh://<member>@<host>`, where buildx runs `ssh … buildctl dial-stdio` and the host joins the
+ * session to the shared BuildKit whatever command was asked for. No docker context.
  */
-export function memberEndpoint(parts: EndpointParts, member: string): string {
-    return sshEndpoint(parts, member);
-}
-
-/** A team member's `docker buildx create`: the remote driver straight to the member door, no docker context. */
 export function memberBuildxCreateCommand(parts: EndpointParts, member: string): string {
-    return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote ${memberEndpoint(parts, member)} --use`;
+    return `docker buildx create --name ${clientBuilderName(parts.builderName)} --driver remote ${sshEndpoint(parts, member)} --use`;
 }
 
 /** A team member's fleet builder: the first node with `--driver remote`, each further node `--append`ed, each on its platforms. */
@@ -97,7 +93,7 @@ export function fleetMemberBuildxCreateCommand(nodes: readonly FleetNodeEndpoint
     return nodes.map((node, index) => [
         `docker buildx create --name ${clientBuilderName(node.parts.builderName)}`,
         index === 0 ? "--driver remote" : "--append",
-        `--node ${node.name} --platform ${node.platforms.join(",")} ${memberEndpoint(node.parts, member)}`,
+        `--node ${node.name} --platform ${node.platforms.join(",")} ${sshEndpoint(node.parts, member)}`,
         ...index === 0 ? ["--use"] : [],
     ].join(" ")).join("\n");
 }
@@ -143,7 +139,7 @@ export function githubActionsSnippet(parts: EndpointParts, member: string): stri
         `  uses: ${SETUP_BUILDX_ACTION}`,
         "  with:",
         "    driver: remote",
-        `    endpoint: ${memberEndpoint(parts, member)}`,
+        `    endpoint: ${sshEndpoint(parts, member)}`,
         "",
     ].join("\n");
 }
@@ -161,13 +157,13 @@ export function fleetGithubActionsSnippet(nodes: readonly FleetNodeEndpoint[], m
         `  uses: ${SETUP_BUILDX_ACTION}`,
         "  with:",
         "    driver: remote",
-        `    endpoint: ${memberEndpoint(first.parts, member)}`,
+        `    endpoint: ${sshEndpoint(first.parts, member)}`,
         `    platforms: ${first.platforms.join(",")}`,
         ...others.length === 0 ? [] : [
             "    append: |",
             ...others.flatMap(node => [
                 `      - name: ${node.name}`,
-                `        endpoint: ${memberEndpoint(node.parts, member)}`,
+                `        endpoint: ${sshEndpoint(node.parts, member)}`,
                 `        platforms: ${node.platforms.join(",")}`,
             ]),
         ],

@@ -135,18 +135,10 @@ TOML
 }
 
 write_buildkitd_toml() {
-  local tmp
-  install -d -m 0755 "${CONFIG_DIR}"
-  tmp="$(mktemp "${BUILDKITD_TOML}.XXXXXX")"
-  render_buildkitd_toml >"${tmp}"
-  if cmp -s "${tmp}" "${BUILDKITD_TOML}"; then
-    rm -f "${tmp}"
-    return
+  if place_file "${BUILDKITD_TOML}" 644 "$(render_buildkitd_toml)"; then
+    CHANGED=true
+    log "wrote ${BUILDKITD_TOML}"
   fi
-  chmod 0644 "${tmp}"
-  mv -f "${tmp}" "${BUILDKITD_TOML}"
-  CHANGED=true
-  log "wrote ${BUILDKITD_TOML}"
 }
 
 # buildkitd's arguments: its configuration, then one flag per insecure entitlement granted.

@@ -162,21 +162,15 @@ SOURCE
 
 # Writes the deb822 source when it differs; sets SOURCE_CHANGED.
 write_source() {
-  local tmp
   SOURCE_CHANGED=false
   if [[ -f "${LEGACY_SOURCE_FILE}" ]]; then
     mv -f "${LEGACY_SOURCE_FILE}" "${LEGACY_SOURCE_FILE}.disabled-by-buildx-host"
     changed "disabled ${LEGACY_SOURCE_FILE} (now ${LEGACY_SOURCE_FILE}.disabled-by-buildx-host): ${SOURCE_FILE} replaces it"
   fi
-  tmp="$(mktemp "${SOURCE_FILE}.XXXXXX")"
-  render_source >"${tmp}"
-  if cmp -s "${tmp}" "${SOURCE_FILE}"; then
-    rm -f "${tmp}"
+  if ! place_file "${SOURCE_FILE}" 644 "$(render_source)"; then
     log "apt source ${SOURCE_FILE} is current"
     return
   fi
-  chmod 0644 "${tmp}"
-  mv -f "${tmp}" "${SOURCE_FILE}"
   SOURCE_CHANGED=true
   changed "wrote apt source ${SOURCE_FILE} (${REPO_URL} ${OS_CODENAME} stable, ${ARCH})"
 }

@@ -59,7 +59,6 @@ ADDRESSES=()
 NFT_BIN=""
 RULESET_WRITTEN=false
 UNIT_WRITTEN=false
-WROTE=false
 
 validate_input() {
   local addr seen=" " given=()
@@ -152,37 +151,19 @@ ensure_nft() {
 
 table_present() { nft list table "${TABLE_FAMILY}" "${TABLE_NAME}" >/dev/null 2>&1; }
 
-# Writes file $2 (mode $1) with the output of the function $3 when its content differs (temp file,
-# then mv); sets WROTE.
-write_if_changed() {
-  local mode="$1" file="$2" render="$3" tmp
-  WROTE=false
-  tmp="$(mktemp "${file}.XXXXXX")"
-  "${render}" >"${tmp}"
-  if cmp -s "${tmp}" "${file}"; then
-    rm -f "${tmp}"
-    return 0
-  fi
-  if [[ "${file}" == "${RULESET_FILE}" ]] && ! nft -c -f "${tmp}" >&2; then
-    rm -f "${tmp}"
-    die "nft rejects the ruleset (above): check METADATA_ADDRESSES, and that this kernel has nf_tables with the inet family"
-  fi
-  chmod "${mode}" "${tmp}"
-  mv -f "${tmp}" "${file}"
-  WROTE=true
-  changed "wrote ${file}"
-}
-
+# nft checks the ruleset before it is written: a bad address or a kernel without nf_tables' inet
+# family fails the step here.
 write_ruleset() {
-  install -d -m 0755 "${CONFIG_DIR}"
-  write_if_changed 0644 "${RULESET_FILE}" render_ruleset
-  RULESET_WRITTEN="${WROTE}"
+  if place_file "${RULESET_FILE}" 644 "$(render_ruleset)" nft -c -f; then
+    RULESET_WRITTEN=true
+    changed "wrote ${RULESET_FILE}"
+  fi
 }
 
 write_unit() {
-  write_if_changed 0644 "${UNIT_FILE}" render_unit
-  UNIT_WRITTEN="${WROTE}"
-  if [[ "${UNIT_WRITTEN}" == true ]]; then
+  if place_file "${UNIT_FILE}" 644 "$(render_unit)"; then
+    UNIT_WRITTEN=true
+    changed "wrote ${UNIT_FILE}"
     systemctl daemon-reload >&2 2>&1
   fi
 }

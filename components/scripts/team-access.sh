@@ -146,19 +146,9 @@ read_state() {
 }
 
 write_state() {
-  local tmp
-  install -d -m 0755 "$(dirname "${STATE_FILE}")"
-  tmp="$(mktemp "${STATE_FILE}.XXXXXX")"
-  {
-    echo "# Accounts created by buildx-host (team-access.sh), one per line. Do not edit."
-    ((${#MANAGED[@]} == 0)) || printf '%s\n' "${MANAGED[@]}" | sort -u
-  } >"${tmp}"
-  chmod 0644 "${tmp}"
-  if cmp -s "${tmp}" "${STATE_FILE}"; then
-    rm -f "${tmp}"
-  else
-    mv -f "${tmp}" "${STATE_FILE}"
-  fi
+  local content="# Accounts created by buildx-host (team-access.sh), one per line. Do not edit."
+  ((${#MANAGED[@]} == 0)) || content+=$'\n'"$(printf '%s\n' "${MANAGED[@]}" | sort -u)"
+  place_file "${STATE_FILE}" 644 "${content}" || true
 }
 
 # Refuses, before any change, members whose name belongs to an account we did not create.
@@ -173,21 +163,6 @@ check_ownership() {
     || die "account(s) ${foreign[*]} already exist on this host and were not created by buildx-host; this step will not take over an existing account (give the member another name)"
   ((${#MEMBERS[@]} == 0)) || command -v docker >/dev/null 2>&1 \
     || die "docker is not installed; run the docker-engine step (docker-engine.sh) first"
-}
-
-# Puts <content> at <file> (mode <mode>, root's) when it differs; succeeds when it wrote.
-place_file() {
-  local file="$1" mode="$2" content="$3" tmp
-  install -d -m 0755 "$(dirname "${file}")"
-  tmp="$(mktemp "$(dirname "${file}")/.buildx-host.XXXXXX")"
-  printf '%s\n' "${content}" >"${tmp}"
-  if cmp -s "${tmp}" "${file}" && [[ "$(stat -c '%a %U' "${file}")" == "${mode} root" ]]; then
-    rm -f "${tmp}"
-    return 1
-  fi
-  chown root:root "${tmp}"
-  chmod "${mode}" "${tmp}"
-  mv -f "${tmp}" "${file}"
 }
 
 remove_file() {
@@ -275,15 +250,7 @@ install_drop_in() {
 }
 
 install_sudoers() {
-  local tmp check
-  tmp="$(mktemp)"
-  render_sudoers >"${tmp}"
-  if ! check="$(visudo -cqf "${tmp}" 2>&1)"; then
-    rm -f "${tmp}"
-    die "visudo rejects the members' sudoers rule: ${check}"
-  fi
-  rm -f "${tmp}"
-  if place_file "${SUDOERS_FILE}" 440 "$(render_sudoers)"; then
+  if place_file "${SUDOERS_FILE}" 440 "$(render_sudoers)" visudo -cqf; then
     DOOR_CHANGED=true
     log "wrote ${SUDOERS_FILE}"
   fi
@@ -333,10 +300,11 @@ close_door() {
 # 9.8) runs as root and holds the connection: it goes too, or the client would not see the cut.
 session_monitors() { printf '^sshd(-session)?: %s \\[priv\\]' "$1"; }
 
-# Ends every process of an account and its sessions' monitors, which cuts its open SSH sessions.
+# Ends every process of an account and its sessions' monitors, which cuts its open SSH sessions;
+# fails when there was none.
 end_sessions() {
   local name="$1"
-  pgrep -u "${name}" >/dev/null 2>&1 || pgrep -f "$(session_monitors "${name}")" >/dev/null 2>&1 || return 0
+  pgrep -u "${name}" >/dev/null 2>&1 || pgrep -f "$(session_monitors "${name}")" >/dev/null 2>&1 || return 1
   pkill -KILL -u "${name}" || true
   pkill -KILL -f "$(session_monitors "${name}")" || true
   SESSIONS_ENDED+=("${name}")
@@ -374,7 +342,7 @@ leave_old_door() {
   local name="$1" home touched=1
   if in_group "${name}" "${DOCKER_GROUP}" 2>/dev/null; then
     gpasswd -d "${name}" "${DOCKER_GROUP}" >/dev/null
-    end_sessions "${name}"
+    end_sessions "${name}" || true
     log "${name} left the ${DOCKER_GROUP} group"
     touched=0
   fi
@@ -429,8 +397,7 @@ revoke_member() {
     usermod --lock --expiredate 1 --shell "${LOCKED_SHELL}" "${name}"
     touched=true
   fi
-  end_sessions "${name}"
-  [[ " ${SESSIONS_ENDED[*]} " != *" ${name} "* ]] || touched=true
+  if end_sessions "${name}"; then touched=true; fi
   if [[ "${touched}" == true ]]; then
     REMOVED+=("${name}")
     log "${name} lost access: key file removed, out of ${MEMBERS_GROUP}, account locked, processes ended (home kept)"

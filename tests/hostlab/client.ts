@@ -61,14 +61,19 @@ export class LabClient {
         return dir;
     }
 
+    /** Runs `script` in a client container with `home` as its home directory and `mounts` (`src:dest[:ro]`); never throws. */
+    private inHome(home: string, script: string, mounts: readonly string[] = []): RunResult {
+        const volumes = [`${home}:/root`, ...mounts].map(mount => `-v '${mount}'`).join(" ");
+        return local(`docker run --rm -i --network host ${volumes} ${this.image} bash -s`, script);
+    }
+
     /**
      * Attaches a fresh home for `user` with `attachCommands` and asks the builder to answer
      * (`docker buildx inspect --bootstrap`); never throws. A later `build` or `run` as `user` uses that home.
      */
     attach(user: string, key: string, attachCommands: readonly string[]): RunResult {
         const home = this.home(user, key);
-        const result = local(`docker run --rm -i --network host -v '${home}:/root' ${this.image} bash -s`,
-            ["set -euo pipefail", ...attachCommands, "docker buildx inspect --bootstrap"].join("\n"));
+        const result = this.inHome(home, ["set -euo pipefail", ...attachCommands, "docker buildx inspect --bootstrap"].join("\n"));
         if (result.status === 0) {
             this.homes.set(user, home);
         }
@@ -90,8 +95,8 @@ export class LabClient {
         if (home === undefined) {
             throw new Error(`${user} has not attached yet: attach or build first`);
         }
-        const result = local(`docker run --rm -i --network host -v '${home}:/root' -v '${dir}:/ctx:ro' ${this.image} bash -s`,
-            `docker buildx build --progress=plain --platform linux/amd64 ${flags.join(" ")} --output type=cacheonly /ctx`);
+        const result = this.inHome(home,
+            `docker buildx build --progress=plain --platform linux/amd64 ${flags.join(" ")} --output type=cacheonly /ctx`, [`${dir}:/ctx:ro`]);
         writeFileSync(path.join(logDirectory(this.lab), `build-${label}.log`), result.stdout + result.stderr);
         return result;
     }
@@ -102,7 +107,7 @@ export class LabClient {
         if (home === undefined) {
             throw new Error(`${user} has not attached yet: build first`);
         }
-        return local(`docker run --rm -i --network host -v '${home}:/root' ${this.image} bash -s`, script);
+        return this.inHome(home, script);
     }
 
     /**
@@ -121,8 +126,7 @@ export class LabClient {
             ...(attached ? [] : attachCommands),
             `docker buildx build --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`,
         ].join("\n");
-        const result = local(`docker run --rm -i --network host -v '${home}:/root' -v '${this.buildContext()}:/ctx:ro' ` +
-            `-v '${out}:/out' ${this.image} bash -s`, script);
+        const result = this.inHome(home, script, [`${this.buildContext()}:/ctx:ro`, `${out}:/out`]);
         const output = result.stdout + result.stderr;
         writeFileSync(path.join(logDirectory(this.lab), `build-${label}.log`), output);
         if (result.status !== 0) {

@@ -121,8 +121,6 @@ function guardTable(): string {
     return sudoOk(lab, "nft -s list table inet buildx_host_metadata_guard").trim();
 }
 
-const DOOR_SSH_FLAGS = ["-o", "ConnectTimeout=10"];
-
 /**
  * Holds a forwarding open as `user` (`ssh -N` with `forward`) while `probe` runs on this machine,
  * then ends it; returns ssh's stderr and the probe's output.
@@ -148,10 +146,8 @@ const tcpProbe = (port: number) =>
     `exec 3<>/dev/tcp/127.0.0.1/${port} && printf 'GET /version HTTP/1.0\\r\\nHost: docker\\r\\n\\r\\n' >&3 && timeout 5 cat <&3`;
 
 /** Runs `command` over SSH as a member (their key), with stdin closed; never throws. */
-const asMember = (name: string, key: string, command: string, extra: readonly string[] = []): RunResult => {
-    const result = local(["ssh", ...DOOR_SSH_FLAGS, ...extra, ...sshArgs(lab, name, key), command].map(shellQuote).join(" "), "", 30);
-    return result;
-};
+const asMember = (name: string, key: string, command: string, extra: readonly string[] = []): RunResult =>
+    local(["ssh", ...extra, ...sshArgs(lab, name, key), command].map(shellQuote).join(" "), "", 30);
 
 /** The member's key file and home as the host has them: who owns the file and its mode, and whether ~/.ssh/authorized_keys exists. */
 function memberFiles(name: string): string {

@@ -108,6 +108,30 @@ os_release_field() {
 
 in_group() { id -nG "$1" | tr ' ' '\n' | grep -qxF "$2"; }
 
+# Puts CONTENT (a trailing newline added) at FILE, root's with MODE (octal, as stat prints it: 644),
+# through a temporary file beside it, when the content, mode or owner differ; succeeds when it wrote.
+# A CHECK command, if given, gets the temporary file's path appended and must accept it first; when
+# it refuses, nothing is written and the step fails.
+# Usage: place_file FILE MODE CONTENT [CHECK…]
+place_file() {
+  local file="$1" mode="$2" content="$3" tmp
+  shift 3
+  install -d -m 0755 "$(dirname "${file}")"
+  tmp="$(mktemp "$(dirname "${file}")/.buildx-host.XXXXXX")"
+  printf '%s\n' "${content}" >"${tmp}"
+  if cmp -s "${tmp}" "${file}" && [[ "$(stat -c '%a %U' "${file}")" == "${mode} root" ]]; then
+    rm -f "${tmp}"
+    return 1
+  fi
+  if (($# > 0)) && ! "$@" "${tmp}" >&2; then
+    rm -f "${tmp}"
+    die "$* rejects the new ${file} (its words above); nothing was written"
+  fi
+  chown root:root "${tmp}"
+  chmod "${mode}" "${tmp}"
+  mv -f "${tmp}" "${file}"
+}
+
 require_docker() {
   command -v docker >/dev/null 2>&1 || die "docker is not installed; run the docker-engine step (docker-engine.sh) first"
 }

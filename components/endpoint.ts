@@ -2,6 +2,7 @@
  * The ready-to-paste ways a teammate or a CI job attaches to the shared builder. Pure formatting,
  * so each format is pinned by a unit test.
  */
+import { toYaml } from "./yaml";
 
 /** Where the builder is and who logs in. */
 export interface EndpointParts {
@@ -101,6 +102,15 @@ export function fleetMemberBuildxCreateCommand(nodes: readonly FleetNodeEndpoint
 /** The action the GitHub Actions snippet attaches buildx with: its current major, v4 (node24). */
 export const SETUP_BUILDX_ACTION = "docker/setup-buildx-action@v4";
 
+/** A GitHub Actions workflow step, as the snippets give them. */
+export interface WorkflowStep {
+    readonly name: string;
+    readonly env?: Readonly<Record<string, string>>;
+    readonly run?: string;
+    readonly uses?: string;
+    readonly with?: Readonly<Record<string, string>>;
+}
+
 /**
  * The shell step of a member's GitHub Actions snippet: trust each host's pinned key and give ssh
  * the member's key for them. The repository secret BUILDX_HOST_SSH_KEY holds the member's private
@@ -108,24 +118,25 @@ export const SETUP_BUILDX_ACTION = "docker/setup-buildx-action@v4";
  * private from the start (umask). Every line is idempotent, so a reused self-hosted runner can run
  * it again.
  */
-function trustStep(title: string, hosts: readonly EndpointParts[]): string[] {
+function trustStep(title: string, hosts: readonly EndpointParts[]): WorkflowStep {
     const keyFile = `~/.ssh/${hosts[0].builderName}.key`;
     const hostBlocks = [...new Set(hosts.map(parts => `Host ${parts.host}`))];
-    return [
-        `- name: ${title}`,
-        "  env:",
-        "    BUILDX_HOST_SSH_KEY: ${{ secrets.BUILDX_HOST_SSH_KEY }}",
-        "  run: |",
-        "    umask 077",
-        "    mkdir -p ~/.ssh",
+    const script = [
+        "umask 077",
+        "mkdir -p ~/.ssh",
         // A file left by an earlier job would keep its mode: write a new one.
-        `    rm -f ${keyFile}`,
-        `    printf '%s\\n' "$BUILDX_HOST_SSH_KEY" > ${keyFile}`,
+        `rm -f ${keyFile}`,
+        `printf '%s\\n' "$BUILDX_HOST_SSH_KEY" > ${keyFile}`,
         ...hosts.map(knownHostsLine).map(line =>
-            `    grep -qxF '${line}' ~/.ssh/known_hosts 2>/dev/null || echo '${line}' >> ~/.ssh/known_hosts`),
+            `grep -qxF '${line}' ~/.ssh/known_hosts 2>/dev/null || echo '${line}' >> ~/.ssh/known_hosts`),
         ...hostBlocks.map(block =>
-            `    grep -qxF '${block}' ~/.ssh/config 2>/dev/null || printf '${block}\\n  IdentityFile ${keyFile}\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config`),
+            `grep -qxF '${block}' ~/.ssh/config 2>/dev/null || printf '${block}\\n  IdentityFile ${keyFile}\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config`),
     ];
+    return {
+        name: title,
+        env: { BUILDX_HOST_SSH_KEY: "${{ secrets.BUILDX_HOST_SSH_KEY }}" },
+        run: script.map(line => `${line}\n`).join(""),
+    };
 }
 
 /**
@@ -133,40 +144,36 @@ function trustStep(title: string, hosts: readonly EndpointParts[]): string[] {
  * pinned host key, give ssh the member's key, attach buildx's remote driver to the member door.
  */
 export function githubActionsSnippet(parts: EndpointParts, member: string): string {
-    return [
-        ...trustStep("Trust the buildx host", [parts]),
-        "- name: Attach buildx to the shared builder",
-        `  uses: ${SETUP_BUILDX_ACTION}`,
-        "  with:",
-        "    driver: remote",
-        `    endpoint: ${sshEndpoint(parts, member)}`,
-        "",
-    ].join("\n");
+    return toYaml([
+        trustStep("Trust the buildx host", [parts]),
+        {
+            name: "Attach buildx to the shared builder",
+            uses: SETUP_BUILDX_ACTION,
+            with: { driver: "remote", endpoint: sshEndpoint(parts, member) },
+        },
+    ] satisfies WorkflowStep[]);
 }
 
 /**
  * The fleet's GitHub Actions steps for a team member (their account and key are the same on every
  * node): trust every node, then one remote-driver builder whose first node is given by `endpoint`
- * and `platforms`, and each further node by an `append` entry, each at the node's member door.
+ * and `platforms`, and each further node by an `append` entry (a YAML list in a string, as the
+ * action reads it), each at the node's member door.
  */
 export function fleetGithubActionsSnippet(nodes: readonly FleetNodeEndpoint[], member: string): string {
     const [first, ...others] = nodes;
-    return [
-        ...trustStep("Trust the buildx fleet", nodes.map(node => node.parts)),
-        "- name: Attach buildx to the shared fleet",
-        `  uses: ${SETUP_BUILDX_ACTION}`,
-        "  with:",
-        "    driver: remote",
-        `    endpoint: ${sshEndpoint(first.parts, member)}`,
-        `    platforms: ${first.platforms.join(",")}`,
-        ...others.length === 0 ? [] : [
-            "    append: |",
-            ...others.flatMap(node => [
-                `      - name: ${node.name}`,
-                `        endpoint: ${sshEndpoint(node.parts, member)}`,
-                `        platforms: ${node.platforms.join(",")}`,
-            ]),
-        ],
-        "",
-    ].join("\n");
+    const append = others.map(node => ({ name: node.name, endpoint: sshEndpoint(node.parts, member), platforms: node.platforms.join(",") }));
+    return toYaml([
+        trustStep("Trust the buildx fleet", nodes.map(node => node.parts)),
+        {
+            name: "Attach buildx to the shared fleet",
+            uses: SETUP_BUILDX_ACTION,
+            with: {
+                driver: "remote",
+                endpoint: sshEndpoint(first.parts, member),
+                platforms: first.platforms.join(","),
+                ...append.length === 0 ? {} : { append: toYaml(append) },
+            },
+        },
+    ] satisfies WorkflowStep[]);
 }

@@ -1,6 +1,6 @@
 import {
     buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, fleetBuildxCreateCommand, fleetGithubActionsSnippet,
-    fleetMemberBuildxCreateCommand, FleetNodeEndpoint, githubActionsSnippet, knownHostsLine, memberBuildxCreateCommand, sshEndpoint,
+    fleetMemberBuildxCreateCommand, FleetNodeEndpoint, githubActionsSnippet, knownHostsLine, memberBuildxCreateCommand, sshEndpoint, WorkflowStep,
 } from "../../components/endpoint";
 import { execFileSync } from "child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "fs";
@@ -11,6 +11,11 @@ import * as path from "path";
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
 const EC2: EndpointParts = { host: "ec2-198-51-100-7.eu-west-1.compute.amazonaws.com", port: 22, user: "ubuntu", hostPublicKey: KEY, builderName: "buildx-host" };
 const LAB: EndpointParts = { host: "127.0.0.1", port: 2222, user: "builder", hostPublicKey: KEY, builderName: "lab" };
+const FLEET: FleetNodeEndpoint[] = [
+    { name: "amd64", platforms: ["linux/amd64", "linux/riscv64"], parts: { ...LAB, contextName: "lab-amd64" } },
+    { name: "arm64", platforms: ["linux/arm64"], parts: { ...LAB, port: 2223, contextName: "lab-arm64" } },
+    { name: "graviton", platforms: ["linux/arm/v7"], parts: { ...EC2, builderName: "lab", contextName: "lab-graviton" } },
+];
 
 test("ssh endpoint omits the default port", () => {
     expect(sshEndpoint(EC2)).toBe("ssh://ubuntu@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com");
@@ -42,33 +47,36 @@ test("a member attaches buildx's remote driver straight to the member door, with
 });
 
 test("a member's GitHub Actions snippet trusts the pinned host key and attaches setup-buildx-action v4 to the member door", () => {
-    expect(githubActionsSnippet(LAB, "ci")).toBe([
-        "- name: Trust the buildx host",
-        "  env:",
-        "    BUILDX_HOST_SSH_KEY: ${{ secrets.BUILDX_HOST_SSH_KEY }}",
-        "  run: |",
-        "    umask 077",
-        "    mkdir -p ~/.ssh",
-        "    rm -f ~/.ssh/lab.key",
-        "    printf '%s\\n' \"$BUILDX_HOST_SSH_KEY\" > ~/.ssh/lab.key",
-        `    grep -qxF '[127.0.0.1]:2222 ${KEY}' ~/.ssh/known_hosts 2>/dev/null || echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts`,
-        "    grep -qxF 'Host 127.0.0.1' ~/.ssh/config 2>/dev/null || printf 'Host 127.0.0.1\\n  IdentityFile ~/.ssh/lab.key\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config",
-        "- name: Attach buildx to the shared builder",
-        "  uses: docker/setup-buildx-action@v4",
-        "  with:",
-        "    driver: remote",
-        "    endpoint: ssh://ci@127.0.0.1:2222",
-        "",
-    ].join("\n"));
+    expect(yaml.load(githubActionsSnippet(LAB, "ci"))).toEqual([
+        {
+            name: "Trust the buildx host",
+            env: { BUILDX_HOST_SSH_KEY: "${{ secrets.BUILDX_HOST_SSH_KEY }}" },
+            run: [
+                "umask 077",
+                "mkdir -p ~/.ssh",
+                "rm -f ~/.ssh/lab.key",
+                "printf '%s\\n' \"$BUILDX_HOST_SSH_KEY\" > ~/.ssh/lab.key",
+                `grep -qxF '[127.0.0.1]:2222 ${KEY}' ~/.ssh/known_hosts 2>/dev/null || echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts`,
+                "grep -qxF 'Host 127.0.0.1' ~/.ssh/config 2>/dev/null || printf 'Host 127.0.0.1\\n  IdentityFile ~/.ssh/lab.key\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config",
+                "",
+            ].join("\n"),
+        },
+        {
+            name: "Attach buildx to the shared builder",
+            uses: "docker/setup-buildx-action@v4",
+            with: { driver: "remote", endpoint: "ssh://ci@127.0.0.1:2222" },
+        },
+    ]);
 });
 
-interface WorkflowStep {
-    name: string;
-    env?: Record<string, string>;
-    run?: string;
-    uses?: string;
-    with?: Record<string, string>;
-}
+test("the snippets read as a person writes them: the shell step and the fleet's append as | blocks, no line folded", () => {
+    const snippet = fleetGithubActionsSnippet(FLEET, "ci");
+    const lines = snippet.split("\n");
+    const [trust, attach] = yaml.load(snippet) as WorkflowStep[];
+    expect(lines.slice(lines.indexOf("  run: |") + 1, lines.indexOf("- name: Attach buildx to the shared fleet")))
+        .toEqual(trust.run!.trimEnd().split("\n").map(line => `    ${line}`));
+    expect(lines.slice(lines.indexOf("    append: |") + 1, -1)).toEqual(attach.with!.append.trimEnd().split("\n").map(line => `      ${line}`));
+});
 
 test("the snippet is the same steps pasted at the top level or indented under a job's steps:", () => {
     const snippet = githubActionsSnippet(EC2, "ci");
@@ -101,12 +109,6 @@ test("the snippet's shell step keeps the key private and, run twice on one runne
 });
 
 describe("a fleet", () => {
-    const FLEET: FleetNodeEndpoint[] = [
-        { name: "amd64", platforms: ["linux/amd64", "linux/riscv64"], parts: { ...LAB, contextName: "lab-amd64" } },
-        { name: "arm64", platforms: ["linux/arm64"], parts: { ...LAB, port: 2223, contextName: "lab-arm64" } },
-        { name: "graviton", platforms: ["linux/arm/v7"], parts: { ...EC2, builderName: "lab", contextName: "lab-graviton" } },
-    ];
-
     test("each node has its administrator's docker context, named <builder>-<node>", () => {
         expect(dockerContextCommand(FLEET[1].parts)).toBe("docker context create lab-arm64 --docker host=ssh://builder@127.0.0.1:2223");
     });

@@ -45,6 +45,36 @@ export const DEFAULT_PLATFORMS: readonly EmulatedPlatform[] = [
     "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64",
 ];
 
+/**
+ * The BuildKit the builder runs unless `buildkitImage` says otherwise; the host lab builds this
+ * version (tests/hostlab/infra/build-buildkit-image.sh). A digest, once verified, is pinned here:
+ * `${BUILDKIT_REPOSITORY}:${BUILDKIT_VERSION}@sha256:…`.
+ */
+export const BUILDKIT_REPOSITORY = "moby/buildkit";
+export const BUILDKIT_VERSION = "v0.34.2";
+export const BUILDKIT_IMAGE = `${BUILDKIT_REPOSITORY}:${BUILDKIT_VERSION}`;
+
+/**
+ * Settings' defaults that a step's script also takes when run on its own (config/settings.ts
+ * DEFAULTS spreads them; the scripts read HOST_FACTS_DEFAULT[<NAME>], e.g. [BUILDKIT_IMAGE]).
+ */
+export const STEP_DEFAULTS = {
+    dockerAptRepo: "https://download.docker.com/linux",
+    // Docker's apt key as docs.docker.com publishes it (9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88).
+    dockerAptKeyFingerprint: "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
+    builderName: "buildx-host",
+    buildkitImage: BUILDKIT_IMAGE,
+    buildkitGcReservedSpace: "10GB",
+    buildkitGcMaxUsedSpace: "80GB",
+    buildkitGcMinFreeSpace: "20GB",
+    hostReadyTimeoutMinutes: 15,
+} as const;
+
+/** A setting's name as a shell variable's: buildkitGcReservedSpace → BUILDKIT_GC_RESERVED_SPACE. */
+export function shellName(setting: string): string {
+    return setting.replace(/[A-Z]/g, letter => `_${letter}`).toUpperCase();
+}
+
 /** The SSH public key types a team member's key may have (OpenSSH's names). */
 export const SSH_KEY_TYPES = [
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
@@ -81,6 +111,9 @@ export function hostFactsShell(): string {
         `readonly HOST_FACTS_DEFAULT_PLATFORMS=${quoted(DEFAULT_PLATFORMS.join(" "))}`,
         `readonly HOST_FACTS_BUILDER_NAME_PATTERN=${quoted(PATTERNS.builderName)}`,
         `readonly HOST_FACTS_DISK_SIZE_PATTERN=${quoted(PATTERNS.diskSize)}`,
+        `readonly HOST_FACTS_BUILDKIT_REPOSITORY=${quoted(BUILDKIT_REPOSITORY)}`,
+        `readonly HOST_FACTS_BUILDKIT_VERSION=${quoted(BUILDKIT_VERSION)}`,
+        `declare -rA HOST_FACTS_DEFAULT=(${Object.entries(STEP_DEFAULTS).map(([setting, value]) => `[${shellName(setting)}]=${quoted(String(value))}`).join(" ")})`,
         "",
     ].join("\n");
 }

@@ -75,7 +75,7 @@ export function readCommonSettings(r: Reader, loginUsers: readonly string[]): Om
             "must start with a lowercase letter, then lowercase letters, digits, _ and - (a buildx builder name)", "builderName team-builder",
             DEFAULTS.builderName)!,
         buildkitImage: r.matching("buildkitImage", /^[a-z0-9][a-z0-9._/:-]*(:(?!latest$)[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$/,
-            "must be an image pinned by a version tag (not latest) or a digest", "buildkitImage moby/buildkit:v0.34.2",
+            "must be an image pinned by a version tag (not latest) or a digest", `buildkitImage ${DEFAULTS.buildkitImage}`,
             DEFAULTS.buildkitImage)!,
         allowInsecureEntitlements: readInsecureEntitlements(r),
         buildkitGc: {

@@ -2,7 +2,7 @@
  * The stack's settings: their types once validated, their defaults (Pulumi.yaml declares the same)
  * and which belong to which mode. Pure data.
  */
-import { CpuArchitecture, DEFAULT_PLATFORMS, SUPPORTED_RELEASES } from "../host-facts";
+import { CpuArchitecture, DEFAULT_PLATFORMS, STEP_DEFAULTS, SUPPORTED_RELEASES } from "../host-facts";
 
 /** The raw `buildx-host:*` values as `pulumi config` stores them (arrays arrive as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
@@ -118,25 +118,17 @@ export const EC2_ONLY_KEYS = ["instanceType", "architecture", "ubuntuRelease", "
 export const EXISTING_ONLY_KEYS = ["existingHostAddress", "existingHostPort", "existingHostUser", "existingHostPrivateKey",
     "existingHostPublicKey"] as const;
 
-/** Defaults; Pulumi.yaml declares the same values (a unit test keeps the two equal). */
+/** Defaults; Pulumi.yaml declares the same values (a unit test keeps the two equal); the scripts share STEP_DEFAULTS. */
 export const DEFAULTS = {
     hostMode: "ec2",
     instanceType: "c7i.xlarge",
     ubuntuRelease: "24.04",
     rootVolumeSizeGb: 100,
     allowOpenSsh: false,
-    dockerAptRepo: "https://download.docker.com/linux",
-    // Docker's apt key as docs.docker.com publishes it (9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88).
-    dockerAptKeyFingerprint: "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
+    ...STEP_DEFAULTS,
     platforms: DEFAULT_PLATFORMS,
-    builderName: "buildx-host",
-    buildkitImage: "moby/buildkit:v0.34.2",
     allowInsecureEntitlements: [] as readonly InsecureEntitlement[],
-    buildkitGcReservedSpace: "10GB",
-    buildkitGcMaxUsedSpace: "80GB",
-    buildkitGcMinFreeSpace: "20GB",
     existingHostPort: 22,
-    hostReadyTimeoutMinutes: 15,
 } as const;
 
 /** Every key this project reads; anything else under `buildx-host:` is a typo. */

@@ -1,34 +1,27 @@
 #!/usr/bin/env bash
 # buildx-builder.sh — host step 6 of 7: the shared builder's one BuildKit.
 #
-# create: writes /etc/buildx-host/buildkitd.toml (BuildKit's GC limits) and makes sure the BuildKit
-# container buildx_buildkit_${BUILDER_NAME}0 runs from BUILDKIT_IMAGE (privileged, restarted by
-# Docker on boot, its state in the volume buildx_buildkit_${BUILDER_NAME}0_state), on Docker's
-# default bridge (the host network only where the daemon has no bridge), with exactly the insecure
-# entitlements BUILDKIT_INSECURE_ENTITLEMENTS lists: none by default. The step runs the container
-# itself because buildx's docker-container driver grants network.host whenever no entitlement is
-# given (and always on the host network). BUILDER_USER's buildx store gets the builder
-# BUILDER_NAME, a remote-driver node "${BUILDER_NAME}0" on that container; every member who
-# attaches to the container shares its one cache.
-# The builder's configuration (image, buildkitd.toml, network, entitlements) has a sha256
-# fingerprint kept in /etc/buildx-host/builder.sha256: the same fingerprint and a running container
-# change nothing (a stopped one is started); another fingerprint replaces the container keeping its
-# state volume (the build cache survives), as it does a builder made by an earlier version of this
-# step with buildx's docker-container driver.
-# delete: removes the builder and its state (cache); an absent builder, user or docker is fine.
+# create: runs the BuildKit container buildx_buildkit_${BUILDER_NAME}0 from BUILDKIT_IMAGE itself,
+# because buildx's docker-container driver grants network.host whenever no entitlement is given:
+# privileged, restarted on boot, GC limits in /etc/buildx-host/buildkitd.toml, its cache in a
+# volume, on Docker's bridge (the host network where the daemon has none), with exactly the
+# entitlements BUILDKIT_INSECURE_ENTITLEMENTS lists. BUILDER_USER's buildx store gets the builder
+# BUILDER_NAME, a remote-driver node on that container. Another configuration (its sha256 is kept
+# in /etc/buildx-host/builder.sha256) replaces the container and keeps the cache volume.
+# delete: removes the builder and its cache; an absent builder, user or docker is fine.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
-# Environment (default in brackets):
+# Environment (default in brackets; [host facts]: HOST_FACTS_DEFAULT in lib/host-facts.sh):
 #   BUILDER_ACTION                  create | delete [create]
-#   BUILDER_NAME                    builder name [buildx-host]
+#   BUILDER_NAME                    builder name [host facts]
 #   BUILDER_USER                    login user whose buildx store gets the builder [${SUDO_USER:-root}]
-#   BUILDKIT_IMAGE                  BuildKit image, by tag or digest (repo:tag@sha256:…) [moby/buildkit:v0.34.2]
+#   BUILDKIT_IMAGE                  by tag, digest or both [host facts]
 #   BUILDKIT_INSECURE_ENTITLEMENTS  space-separated: network.host, security.insecure [""]
-#   BUILDKIT_GC_RESERVED_SPACE      cache BuildKit never collects below (worker.oci reservedSpace) [10GB]
-#   BUILDKIT_GC_MAX_USED_SPACE      cache above this is collected (worker.oci maxUsedSpace) [80GB]
-#   BUILDKIT_GC_MIN_FREE_SPACE      GC keeps at least this much disk free (worker.oci minFreeSpace) [20GB]
-#   (sizes as BuildKit v0.34 reads them: bytes, "512MB"/"10GB"-style units (1024-based), or "10%")
+#   BUILDKIT_GC_RESERVED_SPACE      cache never collected [host facts]
+#   BUILDKIT_GC_MAX_USED_SPACE      cache above it is collected [host facts]
+#   BUILDKIT_GC_MIN_FREE_SPACE      disk kept free [host facts]
+#   (sizes: bytes, "512MB"/"10GB"-style units (1024-based), or "10%")
 #
 # Output: progress on stderr; the last stdout line is
 #   {"step":"buildx-builder","changed":bool,"action":"created|recreated|unchanged|started|deleted|absent",
@@ -49,13 +42,13 @@ if ! declare -F log >/dev/null; then
 fi
 
 BUILDER_ACTION="${BUILDER_ACTION:-create}"
-BUILDER_NAME="${BUILDER_NAME:-buildx-host}"
+BUILDER_NAME="${BUILDER_NAME:-${HOST_FACTS_DEFAULT[BUILDER_NAME]}}"
 BUILDER_USER="${BUILDER_USER:-${SUDO_USER:-root}}"
-BUILDKIT_IMAGE="${BUILDKIT_IMAGE:-moby/buildkit:v0.34.2}"
+BUILDKIT_IMAGE="${BUILDKIT_IMAGE:-${HOST_FACTS_DEFAULT[BUILDKIT_IMAGE]}}"
 BUILDKIT_INSECURE_ENTITLEMENTS="${BUILDKIT_INSECURE_ENTITLEMENTS:-}"
-BUILDKIT_GC_RESERVED_SPACE="${BUILDKIT_GC_RESERVED_SPACE:-10GB}"
-BUILDKIT_GC_MAX_USED_SPACE="${BUILDKIT_GC_MAX_USED_SPACE:-80GB}"
-BUILDKIT_GC_MIN_FREE_SPACE="${BUILDKIT_GC_MIN_FREE_SPACE:-20GB}"
+BUILDKIT_GC_RESERVED_SPACE="${BUILDKIT_GC_RESERVED_SPACE:-${HOST_FACTS_DEFAULT[BUILDKIT_GC_RESERVED_SPACE]}}"
+BUILDKIT_GC_MAX_USED_SPACE="${BUILDKIT_GC_MAX_USED_SPACE:-${HOST_FACTS_DEFAULT[BUILDKIT_GC_MAX_USED_SPACE]}}"
+BUILDKIT_GC_MIN_FREE_SPACE="${BUILDKIT_GC_MIN_FREE_SPACE:-${HOST_FACTS_DEFAULT[BUILDKIT_GC_MIN_FREE_SPACE]}}"
 
 readonly STEP=buildx-builder
 readonly CONFIG_DIR=/etc/buildx-host

@@ -2,31 +2,22 @@
 # docker-engine.sh — host step 3 of 7: Docker Engine from Docker's apt repository.
 #
 # Installs docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin and docker-compose-plugin
-# from "$DOCKER_APT_REPO/<os id>" (key in /etc/apt/keyrings/docker.asc, deb822 source in
-# /etc/apt/sources.list.d/docker.sources), optionally pinned to one version and held, enables and
-# starts containerd and docker, and adds users to the docker group. Installed packages are not
-# upgraded on later runs unless the pin changes: an unpinned host keeps the version it got first.
+# from "$DOCKER_APT_REPO/<os id>", optionally pinned to one version and held; starts containerd and
+# docker; adds users to the docker group. An unpinned host keeps the version it got first.
+# Conflicting packages (docker.io, podman-docker, the distro's containerd and runc, …) are removed
+# unless the target packages depend on them, as a mirror's docker-ce may.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
-# Environment (default in brackets):
-#   DOCKER_APT_REPO           Docker's repo root; "/<os id>" is appended; https, or http on a
-#                             loopback address only [https://download.docker.com/linux]
+# Environment (default in brackets; [host facts]: HOST_FACTS_DEFAULT in lib/host-facts.sh):
+#   DOCKER_APT_REPO           repo root; https, or http on a loopback address only [host facts]
 #   DOCKER_APT_KEY_FINGERPRINT  the fingerprint the repository's key must have (40 hex digits,
-#                             spaces allowed); another key fails the step before anything is
-#                             written or installed [Docker's: 9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88]
-#   DOCKER_CE_VERSION         exact apt version for docker-ce and docker-ce-cli, e.g.
-#                             5:27.5.1-1~ubuntu.24.04~noble; both are then held. Empty: newest at
-#                             install time, and a hold this script placed earlier is released [""]
+#                             spaces allowed); another key fails the step before anything changes
+#                             [host facts: Docker's]
+#   DOCKER_CE_VERSION         exact apt version of docker-ce and docker-ce-cli, then held; empty:
+#                             the newest, and a hold this step placed is released [""]
 #   DOCKER_GROUP_USERS        space-separated existing users to add to the docker group [""]
 #   APT_LOCK_TIMEOUT_SECONDS  how long apt waits for the dpkg lock [300]
-#
-# Conflicting packages (docker.io docker-doc docker-compose docker-compose-v2 podman-docker
-# containerd runc) are removed when installed, except those the target packages themselves
-# need: a package in the dependency closure of the five target packages (as apt sees them in the
-# configured repo) is kept. With Docker's real repo nothing there depends on them, so they go; a
-# mirror or stand-in repo whose docker-ce depends on the distro's docker.io keeps it, and a
-# second run never removes what the first installed.
 #
 # Output: progress on stderr; the last stdout line is
 #   {"step":"docker-engine","changed":bool,"repo":"<url>","packages":{"docker-ce":"<version>",...},
@@ -41,9 +32,9 @@ if ! declare -F log >/dev/null; then
   source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
-DOCKER_APT_REPO="${DOCKER_APT_REPO:-https://download.docker.com/linux}"
+DOCKER_APT_REPO="${DOCKER_APT_REPO:-${HOST_FACTS_DEFAULT[DOCKER_APT_REPO]}}"
 DOCKER_CE_VERSION="${DOCKER_CE_VERSION:-}"
-DOCKER_APT_KEY_FINGERPRINT="${DOCKER_APT_KEY_FINGERPRINT:-9DC858229FC7DD38854AE2D88D81803C0EBFCD88}"
+DOCKER_APT_KEY_FINGERPRINT="${DOCKER_APT_KEY_FINGERPRINT:-${HOST_FACTS_DEFAULT[DOCKER_APT_KEY_FINGERPRINT]}}"
 DOCKER_GROUP_USERS="${DOCKER_GROUP_USERS:-}"
 APT_LOCK_TIMEOUT_SECONDS="${APT_LOCK_TIMEOUT_SECONDS:-300}"
 

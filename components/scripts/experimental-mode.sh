@@ -2,12 +2,9 @@
 # experimental-mode.sh — host step 4 of 7: Docker daemon experimental features on.
 #
 # Merges "experimental": true into the daemon's config file, keeping every other key; restarts
-# docker only when the file changed, and then checks the daemon reports Experimental: true.
-# A file that is not a JSON object stops the step with the file untouched. When the daemon does
-# not come back with the new file, the old file is put back (and docker restarted on it).
-#
-# The Docker CLI's own "experimental": "enabled" (~/.docker/config.json) is not written: since
-# Docker 23 the CLI ignores it and every CLI feature, buildx included, is on without it.
+# docker only when the file changed and checks the daemon then reports Experimental: true. A file
+# that is not a JSON object stops the step untouched; a daemon that does not come back gets the old
+# file back. (The CLI's own "experimental" setting is ignored since Docker 23: not written.)
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #

@@ -2,24 +2,15 @@
 # metadata-guard.sh — host step 2 of 7: keeps build containers and non-root processes away from the
 # cloud's instance metadata service (IMDS), whose answers include the instance's credentials.
 #
-# create: writes /etc/buildx-host/metadata-guard.nft, one nftables table of our own,
-# "table inet buildx_host_metadata_guard", with two chains:
-#   output   (hook output, priority filter): drops packets to METADATA_ADDRESSES from any socket
-#            whose owner is not root (meta skuid != 0) — the team members' ssh sessions, services.
-#   forward  (hook forward, priority filter - 10, ahead of Docker's rules): drops every forwarded
-#            packet to METADATA_ADDRESSES — build containers on Docker's bridge (and the BuildKit
-#            container's RUN steps) are routed through the host, so their packets are forwarded.
-# and the systemd unit buildx-host-metadata-guard.service (enabled) that loads that file at boot,
-# before the network and docker come up, and again whenever nftables.service is restarted or
-# reloaded (its /etc/nftables.conf starts with "flush ruleset", which would drop our table).
-# The live table is then made equal to the file. Docker never touches an nftables table it did not
-# create (iptables-nft and Docker's own nftables backend keep to their tables), so restarts of
-# docker keep ours; "nft flush ruleset" by hand removes it until the unit is restarted.
-# Not covered: root in the host's network namespace (including containers run with
-# --network host as root, and BuildKit where the daemon has no bridge): the docker group, which
-# only the administrator keeps, is root on the host anyway.
-# delete: stops and disables the unit, deletes the table, removes the file and the unit; absent
-# things are fine.
+# create: one nftables table of our own, "inet buildx_host_metadata_guard", from
+# /etc/buildx-host/metadata-guard.nft: its output chain drops packets to METADATA_ADDRESSES from
+# sockets not owned by root (members' sessions, services); its forward chain, ahead of Docker's
+# rules, drops every forwarded packet to them (build containers, BuildKit's RUN steps). The unit
+# buildx-host-metadata-guard.service loads the file at boot and whenever nftables.service
+# (re)loads, whose "flush ruleset" would drop the table. Docker never touches a table it did not
+# create. Not covered: root in the host's network namespace (root's --network host containers,
+# BuildKit where the daemon has no bridge); the docker group is root on the host anyway.
+# delete: removes the unit, the table and the file; absent things are fine.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #

@@ -1,30 +1,23 @@
 #!/usr/bin/env bash
 # qemu-binfmt.sh — host step 5 of 7: QEMU user emulation for foreign-platform builds.
 #
-# Installs the release's static QEMU emulators, runs Artur Klauser's preflight checks (kernel
-# >= 4.8 for the fix-binary flag, binfmt_misc mounted, update-binfmts >= 2.1.7 where binfmt-support
-# registers the emulators), and makes sure every emulator the requested platforms need is
-# registered in the kernel enabled, with the F (fix-binary) flag and a static interpreter — the
-# only combination that works inside containers, which see none of the host's files. What lacks
-# F is registered again with F in the way the release keeps across reboots:
-#   systemd-binfmt  (Debian 12/13, Ubuntu 24.04: /usr/lib/binfmt.d/qemu-*.conf) — an override of
-#                   the same name in /etc/binfmt.d, which systemd-binfmt reads instead, with F added
-#   binfmt-support  (/var/lib/binfmts/qemu-*, Ubuntu 22.04) — update-binfmts --remove, then
-#                   --install with the same magic, mask, offset, credentials and --fix-binary yes
-#                   (a later qemu-user-static upgrade re-imports the packaged format: re-run this)
-# Then proves each platform: a tiny static binary of that architecture (embedded below) runs in a
-# container that holds nothing else, so only the kernel's F-flag registration can run it.
+# Installs the release's static QEMU emulators, checks the kernel (>= 4.8, binfmt_misc mounted)
+# and update-binfmts (>= 2.1.7 where binfmt-support registers the emulators), and makes sure every
+# emulator the platforms need is registered enabled with the F (fix-binary) flag and a static
+# interpreter: the only combination that works inside containers, which see none of the host's
+# files. A registration without F is made again with F the way the release keeps it across
+# reboots: an /etc/binfmt.d override (systemd-binfmt: Debian 12/13, Ubuntu 24.04) or
+# update-binfmts --fix-binary yes (binfmt-support: Ubuntu 22.04; re-run after a qemu-user-static
+# upgrade). Then each platform is proved: a tiny static binary of it (embedded below) runs in an
+# otherwise empty container, so only the kernel's F-flag registration can run it.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
-# Environment (default in brackets):
-#   QEMU_PLATFORMS            platforms to emulate, space- or comma-separated
-#                             [linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64]
-#                             known: linux/amd64 linux/arm64 linux/arm/v7 linux/arm/v6 linux/ppc64le linux/s390x
-#                             linux/riscv64 linux/386 linux/mips64le; the host's own platform
-#                             needs no emulator and is reported as native, and so is 32-bit x86
-#                             on amd64 (32-bit ARM on arm64) where the release registers no
-#                             emulator for it because the CPU runs it
+# Environment (default in brackets; HOST_FACTS_* from lib/host-facts.sh):
+#   QEMU_PLATFORMS            platforms, space- or comma-separated, each a key of
+#                             HOST_FACTS_EMULATOR_OF [HOST_FACTS_DEFAULT_PLATFORMS]; the host's own
+#                             platform, and one its CPU runs (386 on amd64, arm on arm64) where the
+#                             release registers no emulator for it, is reported native
 #   APT_LOCK_TIMEOUT_SECONDS  how long apt waits for the dpkg lock [300]
 #
 # Output: progress on stderr; the last stdout line is

@@ -1,35 +1,24 @@
 #!/usr/bin/env bash
 # team-access.sh — host step 7 of 7: the member door. Each team member reaches the shared
-# builder's BuildKit API over SSH, and nothing else.
+# builder's BuildKit over SSH, and nothing else.
 #
-# For each member: an account (created by this step) in the group buildx-members, never in the
-# docker group (which is root on the host). Their keys sit in a root-owned file,
-# /etc/ssh/buildx-host/members/<name>, each line with `restrict` and a forced command; an sshd
-# drop-in for the group (/etc/ssh/sshd_config.d/60-buildx-host-members.conf) reads only that file
-# and forces the same command whatever the client asks: no shell, no PTY, no forwarding of any
-# kind. The forced command runs, through one sudoers rule, /usr/local/libexec/buildx-host/buildkit-dial,
-# which joins the session's stdin/stdout to `buildctl dial-stdio` in the builder's BuildKit
-# container — what buildx's remote driver runs at ssh://<member>@<host>. The drop-in is checked
-# with `sshd -t` before sshd reloads; when the check fails the previous drop-in is put back, sshd
-# keeps running as it was, and the step fails with sshd's words. The login user (not a member) is
-# never matched by the drop-in.
-# /var/lib/buildx-host/team-members lists every account this step created. Such an account that is
-# no longer in TEAM_MEMBERS loses access: its key file goes, it leaves buildx-members, is locked
-# (password locked, expired, shell nologin), and its running processes are ended, which cuts its
-# open sessions; its home stays. Listed again later, it is unlocked. An existing account this step
-# did not create is never touched: the step fails instead, before changing anything. An account
-# of an earlier version of this step (docker group, ~/.ssh/authorized_keys) is moved to the door:
-# out of the docker group, its processes ended, its old authorized_keys removed. With no members
-# left, the door itself (drop-in, sudoers rule, helper, key files, group) is removed.
+# Each member gets an account of this step's own in the group buildx-members (never docker) and a
+# root-owned key file, /etc/ssh/buildx-host/members/<name>, whose lines carry `restrict` and a
+# forced command. An sshd drop-in for the group reads only those files and forces, whatever the
+# client asks, the command that joins the session to `buildctl dial-stdio` in the builder's
+# container (through one sudoers rule): what buildx's remote driver runs at ssh://<member>@<host>.
+# A drop-in that fails `sshd -t` is rolled back and fails the step. A member no longer listed
+# loses access: key file gone, out of the group, account locked, processes ended; the home stays.
+# An account this step did not create is never touched (the step fails first). With no members,
+# the door itself is removed. /var/lib/buildx-host/team-members lists the accounts it created.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
-# Environment (default in brackets):
-#   TEAM_MEMBERS   lines "<name> [from=<cidr>[,<cidr>…]] <ssh public key>" (type, base64, optional
-#                  comment); from= limits that key to those source addresses; a name on several
-#                  lines gets every key; blank lines and lines starting with # are ignored;
-#                  empty: no members [""]
-#   BUILDER_NAME   the shared builder whose BuildKit members reach [buildx-host]
+# Environment (default in brackets; [host facts]: HOST_FACTS_DEFAULT in lib/host-facts.sh):
+#   TEAM_MEMBERS   lines "<name> [from=<cidr>[,<cidr>…]] <ssh public key>"; from= limits that key
+#                  to those source addresses; a name on several lines gets every key; blank lines
+#                  and # comments are ignored [""]
+#   BUILDER_NAME   the shared builder whose BuildKit members reach [host facts]
 #
 # Output: progress on stderr; the last stdout line is
 #   {"step":"team-access","changed":bool,"members":[…],"added":[…],"updated":[…],"removed":[…],
@@ -48,7 +37,7 @@ if ! declare -F log >/dev/null; then
 fi
 
 TEAM_MEMBERS="${TEAM_MEMBERS:-}"
-BUILDER_NAME="${BUILDER_NAME:-buildx-host}"
+BUILDER_NAME="${BUILDER_NAME:-${HOST_FACTS_DEFAULT[BUILDER_NAME]}}"
 
 readonly STEP=team-access
 readonly STATE_FILE=/var/lib/buildx-host/team-members

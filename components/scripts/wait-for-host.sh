@@ -6,8 +6,9 @@
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
-# Environment (default in brackets):
-#   WAIT_TIMEOUT_SECONDS   how long cloud-init and the package locks may take, together [900]
+# Environment (default in brackets; [host facts]: HOST_FACTS_DEFAULT in lib/host-facts.sh):
+#   WAIT_TIMEOUT_SECONDS   how long cloud-init and the package locks may take, together
+#                          [host facts' HOST_READY_TIMEOUT_MINUTES × 60]
 #
 # Output: progress on stderr; the last stdout line is
 #   {"step":"wait-for-host","changed":false,"os":"debian","osVersion":"13","codename":"trixie",
@@ -22,7 +23,7 @@ if ! declare -F log >/dev/null; then
   source "$(dirname "${BASH_SOURCE[0]}")/lib/host-facts.sh"
 fi
 
-WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-900}"
+WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-$((HOST_FACTS_DEFAULT[HOST_READY_TIMEOUT_MINUTES] * 60))}"
 
 readonly STEP=wait-for-host
 # apt and dpkg take these with fcntl(F_SETLK); a process holding one shows up in /proc/locks.

@@ -19,7 +19,7 @@ import * as path from "path";
 import {
     buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, knownHostsLine, memberBuildxCreateCommand,
 } from "../../components/endpoint";
-import { emulatorOf } from "../../components/host-facts";
+import { emulatorOf, STEP_DEFAULTS } from "../../components/host-facts";
 import { shellQuote } from "../../components/shell";
 import { HostStepDefinition, hostStepDefinitions, StepReport } from "../../components/steps";
 import {
@@ -175,7 +175,7 @@ afterAll(() => {
 describe("a host provisioned by the program's steps", () => {
     test("a repository key with another fingerprint fails docker-engine, naming both, with nothing installed", () => {
         expectStepOk(record(runStep(lab, step("wait-for-host"), "before-key-check")));
-        const docker = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
+        const docker = STEP_DEFAULTS.dockerAptKeyFingerprint;
         const run = record(runStep(lab, step("docker-engine"), "wrong-key", { DOCKER_APT_KEY_FINGERPRINT: docker }));
         expect(run.status).not.toBe(0);
         expect(run.stderr).toContain(`has the key ${dockerAptKeyFingerprint} but DOCKER_APT_KEY_FINGERPRINT pins ${docker}; nothing was installed`);

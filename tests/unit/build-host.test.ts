@@ -11,6 +11,7 @@ import { BuildHost } from "../../components/build-host";
 import { RawConfig } from "../../components/config";
 import { hostConfig } from "../config-problems";
 import { CANONICAL_OWNER_ID, cloudInitUserData } from "../../components/ec2-host";
+import { BUILDKIT_VERSION } from "../../components/host-facts";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
 import { hostStepDefinitions, sha256, STEP_NAMES, stepFingerprints, stepRunCommand } from "../../components/steps";
 
@@ -232,7 +233,7 @@ describe("ec2 mode", () => {
         expect(await valueOf(host.address)).toBe(dns);
         expect(await valueOf(host.instanceId!)).toBe("ec2-ec2-instance-id");
         expect(await valueOf(host.platforms)).toEqual(["linux/amd64", "linux/arm64"]);
-        expect(await valueOf(host.versions)).toEqual({ docker: "28.5.2", buildx: "v0.29.1", buildkit: "v0.34.2", qemu: "8.2.2", kernel: "6.8.0-1021-aws" });
+        expect(await valueOf(host.versions)).toEqual({ docker: "28.5.2", buildx: "v0.29.1", buildkit: BUILDKIT_VERSION, qemu: "8.2.2", kernel: "6.8.0-1021-aws" });
         expect(await valueOf(host.preflight)).toMatchObject({ checks: { kernelOk: true, binfmtMounted: true }, emulationProofs: { "linux/arm64": { ok: true } } });
     });
 });

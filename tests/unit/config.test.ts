@@ -7,6 +7,7 @@ import * as path from "path";
 import {
     architectureOfInstanceType, BuildHostConfig, DEFAULTS, Ec2Settings, ExistingHostSettings, isCidr, isEncryptedPrivateKey, isSshPublicKey, KNOWN_KEYS, RawConfig,
 } from "../../components/config";
+import { BUILDKIT_IMAGE, STEP_DEFAULTS } from "../../components/host-facts";
 import { hostStepDefinitions } from "../../components/steps";
 import { configProblems, hostConfig } from "../config-problems";
 
@@ -54,7 +55,7 @@ describe("parseConfig defaults", () => {
         });
         expect("existingHost" in config).toBe(false);
         expect(config.platforms).toEqual(["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"]);
-        expect(config.buildkitImage).toBe("moby/buildkit:v0.34.2");
+        expect(config.buildkitImage).toBe(BUILDKIT_IMAGE);
         expect(config.buildkitGc).toEqual({ reservedSpace: "10GB", maxUsedSpace: "80GB", minFreeSpace: "20GB" });
         expect(config.dockerAptRepo).toBe("https://download.docker.com/linux");
         expect(config.team).toEqual([]);
@@ -108,7 +109,7 @@ describe("parseConfig defaults", () => {
     test("insecure entitlements are none by default and opted in by name; Docker's apt key is pinned by fingerprint", () => {
         const defaults = hostConfig(EC2);
         expect(defaults.allowInsecureEntitlements).toEqual([]);
-        expect(defaults.dockerAptKeyFingerprint).toBe("9DC858229FC7DD38854AE2D88D81803C0EBFCD88");
+        expect(defaults.dockerAptKeyFingerprint).toBe(STEP_DEFAULTS.dockerAptKeyFingerprint);
         const opted = hostConfig({ ...EC2, allowInsecureEntitlements: JSON.stringify(["network.host", "security.insecure"]),
             dockerAptKeyFingerprint: "1234 5678 9abc DEF0 1234 5678 9ABC DEF0 1234 5678" });
         expect(opted.allowInsecureEntitlements).toEqual(["network.host", "security.insecure"]);
@@ -172,7 +173,7 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["docker repo not a URL", { ...EC2, dockerAptRepo: "download.docker.com" }, "dockerAptRepo"],
         ["docker repo over plain http on a non-loopback address", { ...EC2, dockerAptRepo: "http://mirror.example.com/docker" }, "dockerAptRepo",
             "dockerAptRepo https://mirror.example.com/docker"],
-        ["apt key fingerprint too short", { ...EC2, dockerAptKeyFingerprint: "0EBFCD88" }, "dockerAptKeyFingerprint", "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"],
+        ["apt key fingerprint too short", { ...EC2, dockerAptKeyFingerprint: "0EBFCD88" }, "dockerAptKeyFingerprint", STEP_DEFAULTS.dockerAptKeyFingerprint],
         ["an unknown insecure entitlement", { ...EC2, allowInsecureEntitlements: JSON.stringify(["network.host", "device"]) }, "allowInsecureEntitlements",
             "--path 'allowInsecureEntitlements[0]' network.host"],
         ["insecure entitlements not a list", { ...EC2, allowInsecureEntitlements: "network.host" }, "allowInsecureEntitlements"],

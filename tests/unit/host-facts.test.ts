@@ -46,11 +46,25 @@ describe("the program and the scripts read the same table", () => {
         expect(withScript("qemu-binfmt.sh", 'echo "$QEMU_PLATFORMS"').output).toBe(facts.DEFAULT_PLATFORMS.join(" "));
     });
 
+    test("a script run on its own takes the settings' defaults (STEP_DEFAULTS, each read by a script)", () => {
+        const readBy: Record<string, (keyof typeof facts.STEP_DEFAULTS)[]> = {
+            "buildx-builder.sh": ["builderName", "buildkitImage", "buildkitGcReservedSpace", "buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace"],
+            "team-access.sh": ["builderName"],
+            "docker-engine.sh": ["dockerAptRepo", "dockerAptKeyFingerprint"],
+        };
+        for (const [script, settings] of Object.entries(readBy)) {
+            const printed = withScript(script, settings.map(setting => `echo "$${facts.shellName(setting)}"`).join("\n")).output;
+            expect([script, printed.split("\n")]).toEqual([script, settings.map(setting => String(DEFAULTS[setting]))]);
+        }
+        expect(withScript("wait-for-host.sh", 'echo "$WAIT_TIMEOUT_SECONDS"').output).toBe(String(DEFAULTS.hostReadyTimeoutMinutes * 60));
+        expect(new Set([...Object.values(readBy).flat(), "hostReadyTimeoutMinutes"])).toEqual(new Set(Object.keys(facts.STEP_DEFAULTS)));
+    });
+
     test("builder names: the builder step accepts exactly what config accepts", () => {
         for (const name of ["buildx-host", "team_b2", "a", "Team", "team.builder", "2team", "x".repeat(64)]) {
             const configOk = !configProblems({ ...EC2, builderName: name, instanceType: "bad type" }).some(p => p.startsWith("buildx-host:builderName "));
             const scriptOk = withScript("buildx-builder.sh",
-                `BUILDER_ACTION=create BUILDER_NAME='${name}' BUILDER_USER=u BUILDKIT_IMAGE=moby/buildkit:v0.34.2 ` +
+                `BUILDER_ACTION=create BUILDER_NAME='${name}' BUILDER_USER=u BUILDKIT_IMAGE=${facts.BUILDKIT_IMAGE} ` +
                 "BUILDKIT_GC_RESERVED_SPACE=10GB BUILDKIT_GC_MAX_USED_SPACE=80GB BUILDKIT_GC_MIN_FREE_SPACE=20GB validate_input").status === 0;
             expect([name, scriptOk]).toEqual([name, configOk]);
         }

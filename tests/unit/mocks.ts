@@ -4,6 +4,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 
+import { BUILDKIT_VERSION } from "../../components/host-facts";
+
 export interface RecordedResource {
     readonly type: string;
     readonly name: string;
@@ -44,7 +46,7 @@ export const STEP_REPORTS: Record<string, object> = {
         platforms: { "linux/arm64": { emulator: "qemu-aarch64", output: "aarch64", ok: true } },
     },
     "buildx-builder": { step: "buildx-builder", changed: true, action: "created", platforms: ["linux/amd64", "linux/arm64"],
-        insecureEntitlements: [], imageDigest: `moby/buildkit@sha256:${"0".repeat(64)}`, buildkitVersion: "v0.34.2", buildxVersion: "v0.29.1" },
+        insecureEntitlements: [], imageDigest: `moby/buildkit@sha256:${"0".repeat(64)}`, buildkitVersion: BUILDKIT_VERSION, buildxVersion: "v0.29.1" },
     "team-access": { step: "team-access", changed: true, members: ["alice"], added: ["alice"], updated: [], removed: [], sessionsEnded: [], door: "open" },
 };
 

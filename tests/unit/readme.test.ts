@@ -6,6 +6,7 @@ import * as path from "path";
 
 import { DEFAULTS, KNOWN_KEYS } from "../../components/config";
 import { EndpointParts, memberBuildxCreateCommand, SETUP_BUILDX_ACTION } from "../../components/endpoint";
+import { BUILDKIT_IMAGE } from "../../components/host-facts";
 
 const ROOT = path.join(__dirname, "..", "..");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
@@ -29,6 +30,34 @@ test("the configuration table lists every setting, and only those", () => {
 test("the default platforms the README names are the program's, with the linux/ prefix", () => {
     const row = section("Configuration").split("\n").find(line => line.startsWith("| `platforms` |"))!;
     expect([...row.split("|")[2].matchAll(/`([^`]+)`/g)].map(m => m[1])).toEqual([...DEFAULTS.platforms]);
+});
+
+test("the configuration table's defaults are the program's", () => {
+    const rows = section("Configuration").split("\n").map(line => line.split(" | "));
+    const shown = Object.fromEntries(rows.flatMap(([keys, value]) => {
+        const names = [...keys.matchAll(/`(\w+)`/g)].map(m => m[1]);
+        const values = [...value?.matchAll(/`([^`]+)`/g) ?? []].map(m => m[1]);
+        // A default in parentheses after its key: `existingHostPort` (22).
+        const inline = [...keys.matchAll(/`(\w+)` \(([^)]+)\)/g)].map(m => [m[1], m[2]]);
+        return names.length === values.length ? names.map((name, i) => [name, values[i]]) : inline;
+    }));
+    const defaults = Object.entries(DEFAULTS).filter(([key]) => KNOWN_KEYS.includes(key as never) && key !== "platforms");
+    expect(defaults.length).toBeGreaterThan(12);
+    for (const [key, value] of defaults) {
+        expect([key, shown[key]]).toEqual([key, Array.isArray(value) ? JSON.stringify(value) : String(value)]);
+    }
+});
+
+test("every BuildKit image the README and Pulumi.yaml name is the pinned one (host-facts.ts), and Docker's key is its fingerprint", () => {
+    for (const text of [readme, readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")]) {
+        const images = [...text.matchAll(/moby\/buildkit:[^\s`,;)]+/g)].map(m => m[0]);
+        expect(images.length).toBeGreaterThan(0);
+        for (const image of images) {
+            expect(image.startsWith(BUILDKIT_IMAGE)).toBe(true);
+        }
+    }
+    const spaced = /Docker's published one \(`([0-9A-F ]+)`\)/.exec(section("Configuration"))![1];
+    expect(spaced.replace(/ /g, "")).toBe(DEFAULTS.dockerAptKeyFingerprint);
 });
 
 test("the outputs table lists every stack output index.ts exports", () => {

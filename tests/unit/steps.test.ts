@@ -2,6 +2,7 @@ import { execFileSync } from "child_process";
 import { readFileSync } from "fs";
 
 import { hostConfig } from "../config-problems";
+import { BUILDKIT_IMAGE, STEP_DEFAULTS } from "../../components/host-facts";
 import { shellQuote } from "../../components/shell";
 import {
     COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, STEP_NAMES, stepCommand,
@@ -40,7 +41,7 @@ describe("host step definitions", () => {
         expect(env["metadata-guard"]).toEqual({ GUARD_ACTION: "create" });
         expect(env["docker-engine"]).toEqual({
             DOCKER_APT_REPO: "https://download.docker.com/linux",
-            DOCKER_APT_KEY_FINGERPRINT: "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
+            DOCKER_APT_KEY_FINGERPRINT: STEP_DEFAULTS.dockerAptKeyFingerprint,
             DOCKER_CE_VERSION: "5:28.5.2-1~ubuntu.24.04~noble",
             DOCKER_GROUP_USERS: "ubuntu",
         });
@@ -49,7 +50,7 @@ describe("host step definitions", () => {
             BUILDER_ACTION: "create",
             BUILDER_NAME: "buildx-host",
             BUILDER_USER: "ubuntu",
-            BUILDKIT_IMAGE: "moby/buildkit:v0.34.2",
+            BUILDKIT_IMAGE: BUILDKIT_IMAGE,
             BUILDKIT_INSECURE_ENTITLEMENTS: "",
             BUILDKIT_GC_RESERVED_SPACE: "10GB",
             BUILDKIT_GC_MAX_USED_SPACE: "80GB",

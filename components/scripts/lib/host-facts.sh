@@ -9,3 +9,6 @@ declare -rA HOST_FACTS_EMULATOR_OF=([linux/amd64]=x86_64 [linux/arm64]=aarch64 [
 readonly HOST_FACTS_DEFAULT_PLATFORMS='linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64'
 readonly HOST_FACTS_BUILDER_NAME_PATTERN='^[a-z][a-z0-9_-]{0,62}$'
 readonly HOST_FACTS_DISK_SIZE_PATTERN='^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$|^[0-9]{1,2}%$'
+readonly HOST_FACTS_BUILDKIT_REPOSITORY='moby/buildkit'
+readonly HOST_FACTS_BUILDKIT_VERSION='v0.34.2'
+declare -rA HOST_FACTS_DEFAULT=([DOCKER_APT_REPO]='https://download.docker.com/linux' [DOCKER_APT_KEY_FINGERPRINT]='9DC858229FC7DD38854AE2D88D81803C0EBFCD88' [BUILDER_NAME]='buildx-host' [BUILDKIT_IMAGE]='moby/buildkit:v0.34.2' [BUILDKIT_GC_RESERVED_SPACE]='10GB' [BUILDKIT_GC_MAX_USED_SPACE]='80GB' [BUILDKIT_GC_MIN_FREE_SPACE]='20GB' [HOST_READY_TIMEOUT_MINUTES]='15')

@@ -20,8 +20,8 @@
 # image (or loads the tarball into a reset engine) and rebuilds nothing.
 #
 # Environment (defaults in brackets):
-#   BUILDKIT_VERSION  [v0.34.2]                       module version and image tag
-#   BUILDKIT_IMAGE    [moby/buildkit:$BUILDKIT_VERSION]
+#   BUILDKIT_VERSION  [HOST_FACTS_BUILDKIT_VERSION]   module version and image tag
+#   BUILDKIT_IMAGE    [HOST_FACTS_BUILDKIT_REPOSITORY:$BUILDKIT_VERSION], the program's default image
 #   CACHE_DIR         [/var/cache/buildx-host]
 #   DEBIAN_MIRROR     [http://deb.debian.org/debian]
 #   RUNC_SUITE        [trixie]                        Debian suite runc and its libraries come from
@@ -30,8 +30,12 @@
 # Prints the image reference on stdout.
 set -euo pipefail
 
-BUILDKIT_VERSION="${BUILDKIT_VERSION:-v0.34.2}"
-BUILDKIT_IMAGE="${BUILDKIT_IMAGE:-moby/buildkit:$BUILDKIT_VERSION}"
+# The BuildKit version and image the program and its steps use (components/host-facts.ts).
+# shellcheck source=../../../components/scripts/lib/host-facts.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../../components/scripts/lib/host-facts.sh"
+
+BUILDKIT_VERSION="${BUILDKIT_VERSION:-$HOST_FACTS_BUILDKIT_VERSION}"
+BUILDKIT_IMAGE="${BUILDKIT_IMAGE:-$HOST_FACTS_BUILDKIT_REPOSITORY:$BUILDKIT_VERSION}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 RUNC_SUITE="${RUNC_SUITE:-trixie}"

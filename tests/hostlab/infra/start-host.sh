@@ -41,8 +41,8 @@ HOST_VARIANT="${HOST_VARIANT:-}"
 
 log() { echo "start-host: $*" >&2; }
 
-# The flag set HOST-LAB.md measured: full powers without --privileged (which fails on these
-# VMs because CAP_SYS_RESOURCE is not in the bounding set), systemd as PID 1, cgroup v1.
+# systemd as PID 1 with full powers, on cgroup v1, without --privileged: that fails on these VMs,
+# whose bounding set lacks CAP_SYS_RESOURCE.
 SYSTEMD_CONTAINER_FLAGS=(
   --cap-add ALL --cap-drop SYS_RESOURCE
   --security-opt seccomp=unconfined --security-opt apparmor=unconfined

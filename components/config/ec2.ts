@@ -1,4 +1,6 @@
 /** Settings of EC2 hosts: the instance type and its architecture, and what every EC2 host shares. */
+import { isIP } from "net";
+
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { Reader } from "./reader";
 import { DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
@@ -6,30 +8,11 @@ import { readPrivateKeyPresence } from "./ssh-keys";
 
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
 
-/** True for an IPv4 or IPv6 CIDR block such as "203.0.113.0/24" or "2001:db8::/32". */
+/** True for an IPv4 or IPv6 CIDR block such as "203.0.113.0/24" or "2001:db8::/32" (no zone index). */
 export function isCidr(value: string): boolean {
-    const match = /^([^/]+)\/(\d{1,3})$/.exec(value);
-    if (!match) {
-        return false;
-    }
-    const [, address, prefix] = match;
-    if (isIpv4(address)) {
-        return Number(prefix) <= 32;
-    }
-    return isIpv6(address) && Number(prefix) <= 128;
-}
-
-function isIpv4(address: string): boolean {
-    const parts = address.split(".");
-    return parts.length === 4 && parts.every(p => /^\d{1,3}$/.test(p) && Number(p) <= 255);
-}
-
-export function isIpv6(address: string): boolean {
-    if (!/^[0-9a-fA-F:]+$/.test(address) || (address.match(/::/g) ?? []).length > 1) {
-        return false;
-    }
-    const groups = address.split(":").filter(g => g !== "");
-    return groups.every(g => g.length <= 4) && (address.includes("::") ? groups.length < 8 : groups.length === 8);
+    const match = /^([0-9A-Fa-f:.]+)\/(\d{1,3})$/.exec(value);
+    const version = match ? isIP(match[1]) : 0;
+    return version !== 0 && Number(match![2]) <= (version === 4 ? 32 : 128);
 }
 
 /** CIDRs that open SSH to the whole internet. */

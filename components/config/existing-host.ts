@@ -1,5 +1,6 @@
 /** Settings of an existing server reached over SSH: the single host's keys, or a fleet node's own. */
-import { isIpv6 } from "./ec2";
+import { isIPv6 } from "net";
+
 import { Reader } from "./reader";
 import { DEFAULTS, ExistingHostSettings } from "./settings";
 import { isSshPublicKey, readPrivateKeyPresence } from "./ssh-keys";
@@ -27,7 +28,7 @@ export function readExistingHostSettings(r: Reader, keys: ExistingHostKeys): Exi
     const addressExample = `${keys.address} build1.example.com`;
     const address = r.matching(keys.address, /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[0-9a-fA-F:]*:[0-9a-fA-F:]*$/,
         `must be a host name or IP address, without a port (that is ${keys.port})`, addressExample);
-    if (address?.includes(":") && !isIpv6(address)) {
+    if (address?.includes(":") && !isIPv6(address)) {
         r.problem(keys.address, `"${address}" is not an IPv6 address; give the port in ${keys.port}`, `${keys.port} 2222`);
     }
     if (!r.has(keys.address)) {

@@ -254,8 +254,18 @@ describe("validators", () => {
         for (const good of ["10.0.0.0/8", "203.0.113.7/32", "0.0.0.0/0", "2001:db8::/32", "::/0", "fe80::1/128"]) {
             expect([good, isCidr(good)]).toEqual([good, true]);
         }
-        for (const bad of ["10.0.0.0", "10.0.0.0/33", "256.0.0.0/8", "2001:db8::/129", "2001::db8::/32", "a.b.c.d/8", "/24"]) {
+        for (const bad of ["10.0.0.0", "10.0.0.0/33", "256.0.0.0/8", "2001:db8::/129", "2001::db8::/32", "a.b.c.d/8", "/24", "fe80::1%eth0/64", "10.0.0/8"]) {
             expect([bad, isCidr(bad)]).toEqual([bad, false]);
+        }
+    });
+
+    test("an existing host's address: a name, an IPv4 or an IPv6 address, never with a port", () => {
+        for (const good of ["build1.example.com", "198.51.100.7", "2001:db8::7", "::1"]) {
+            expect(existingHostSettings(hostConfig({ ...EXISTING, existingHostAddress: good })).address).toBe(good);
+        }
+        for (const bad of ["2001:db8::7:2222::", "1:2:3:4:5:6:7:8:9", "[2001:db8::7]:22"]) {
+            expect([bad, configProblems({ ...EXISTING, existingHostAddress: bad }).some(p => p.startsWith("buildx-host:existingHostAddress "))])
+                .toEqual([bad, true]);
         }
     });
 

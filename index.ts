@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { BuildFleet } from "./components/build-fleet";
 import { ConfigError, parseConfig, privateKeyValue, RawConfig, SECRET_KEYS } from "./components/config";
+import { encryptedSettings } from "./components/stored-secrets";
 
 const PROJECT = "buildx-host";
 
@@ -13,21 +14,10 @@ function rawConfig(): RawConfig {
         .map(([key, value]) => [key.slice(prefix.length), value]));
 }
 
-/** Whether a setting is stored encrypted; the SDK exports this check only internally. */
-const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
-
-/**
- * The settings holding secrets that are stored encrypted (`nodes` is, as a whole, when a node's
- * key was set with --secret); undefined (unknown) where the language host does not say.
- */
-function encryptedKeys(): readonly string[] | undefined {
-    return process.env.PULUMI_CONFIG_SECRET_KEYS === undefined ? undefined
-        : [...SECRET_KEYS, "nodes"].filter(key => isConfigSecret(`${PROJECT}:${key}`));
-}
-
 function validatedConfig(raw: RawConfig) {
     try {
-        return parseConfig(raw, encryptedKeys());
+        // `nodes` is stored encrypted as a whole when a node's key was set with --secret.
+        return parseConfig(raw, encryptedSettings(PROJECT, [...SECRET_KEYS, "nodes"]));
     } catch (error) {
         // RunError fails the preview with the message alone, without a stack trace.
         throw error instanceof ConfigError ? new pulumi.RunError(error.message) : error;

@@ -139,11 +139,6 @@ export type StepReports = {
 /** A step's report (for any step: the union of them). */
 export type StepReport<S extends StepName = StepName> = StepReports[S];
 
-/** The keys every report of this step must have, and no other. */
-export function reportKeys(step: StepName): string[] {
-    return ["step", ...Object.keys(COMMON_FIELDS), ...Object.keys(STEP_FIELDS[step])];
-}
-
 const isObject = (value: unknown): value is Record<string, unknown> =>
     typeof value === "object" && value !== null && !Array.isArray(value);
 

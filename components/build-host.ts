@@ -8,7 +8,8 @@ import {
 } from "./endpoint";
 import { HostKeyCheck } from "./host-key-check";
 import { HostStep } from "./host-step";
-import { hostStepDefinitions, sha256, StepName, StepReport, stepFingerprints } from "./steps";
+import { StepReport } from "./step-reports";
+import { hostStepDefinitions, sha256, StepName, stepFingerprints } from "./steps";
 
 /** Arguments of the build host. */
 export interface BuildHostArgs {
@@ -36,11 +37,11 @@ export interface HostVersions {
 /** What the QEMU step found and proved (its report, regrouped). */
 export interface QemuPreflight {
     /** Klauser's checks: kernel version, binfmt_misc mounted, update-binfmts version, how registrations persist. */
-    readonly checks: unknown;
+    readonly checks: StepReport<"qemu-binfmt">["preflight"];
     /** Per qemu-* entry: its flags, whether F is set, whether the interpreter is static, whether the step fixed it. */
-    readonly emulators: unknown;
+    readonly emulators: StepReport<"qemu-binfmt">["emulators"];
     /** Per configured platform: the emulator, and what a foreign binary printed in a container. */
-    readonly emulationProofs: unknown;
+    readonly emulationProofs: StepReport<"qemu-binfmt">["platforms"];
 }
 
 /** Where the steps connect to, and how, in either mode. */
@@ -125,7 +126,7 @@ export class BuildHost extends pulumi.ComponentResource {
     /** The host's CPU architecture as it reports it (`dpkg --print-architecture`). */
     public readonly hostArchitecture: pulumi.Output<string>;
     /** The host steps, by name. */
-    public readonly steps: Readonly<Record<StepName, HostStep>>;
+    public readonly steps: { readonly [S in StepName]: HostStep<S> };
 
     /**
      * @param name the component's name; its children are named from it
@@ -166,7 +167,8 @@ export class BuildHost extends pulumi.ComponentResource {
             steps[definition.name] = step;
             previous = step;
         });
-        this.steps = steps as Record<StepName, HostStep>;
+        // Each step was made from the definition of its name, so its report is that step's.
+        this.steps = steps as { [S in StepName]: HostStep<S> };
 
         const parts: pulumi.Output<EndpointParts> = pulumi.all([host, hostPublicKey]).apply(([address, key]) => ({
             host: address, port, user, hostPublicKey: key, builderName: config.builderName, contextName: args.contextName,
@@ -181,23 +183,22 @@ export class BuildHost extends pulumi.ComponentResource {
         this.teamBuildxCreateCommands = perMember(memberBuildxCreateCommand);
         this.teamGithubActionsSnippets = perMember(githubActionsSnippet);
 
-        const field = (report: StepReport, key: string): string => String(report[key] ?? "unknown");
-        this.hostArchitecture = this.steps["wait-for-host"].report.apply(r => field(r, "arch"));
-        this.platforms = this.steps["buildx-builder"].report.apply(r => (r.platforms as string[] | undefined) ?? []);
-        this.buildkitImageDigest = this.steps["buildx-builder"].report.apply(r => field(r, "imageDigest"));
-        this.versions = pulumi.all([
-            this.steps["wait-for-host"].report, this.steps["docker-engine"].report,
-            this.steps["qemu-binfmt"].report, this.steps["buildx-builder"].report,
-        ]).apply(([wait, docker, qemu, builder]) => ({
-            docker: field(docker, "dockerVersion"),
-            buildx: field(builder, "buildxVersion"),
-            buildkit: field(builder, "buildkitVersion"),
-            qemu: field(qemu, "qemuVersion"),
-            kernel: field(wait, "kernel"),
+        const readyReport = this.steps["wait-for-host"].report;
+        const engineReport = this.steps["docker-engine"].report;
+        const qemuReport = this.steps["qemu-binfmt"].report;
+        const builderReport = this.steps["buildx-builder"].report;
+        this.hostArchitecture = readyReport.apply(r => r.arch);
+        this.platforms = builderReport.apply(r => [...r.platforms]);
+        // Null only where the host could not tell (a created builder always has an image): "unknown".
+        this.buildkitImageDigest = builderReport.apply(r => r.imageDigest ?? "unknown");
+        this.versions = pulumi.all([readyReport, engineReport, qemuReport, builderReport]).apply(([ready, engine, qemu, builder]) => ({
+            docker: engine.dockerVersion,
+            buildx: builder.buildxVersion ?? "unknown",
+            buildkit: builder.buildkitVersion ?? "unknown",
+            qemu: qemu.qemuVersion ?? "unknown",
+            kernel: ready.kernel,
         }));
-        this.preflight = this.steps["qemu-binfmt"].report.apply(r => ({
-            checks: r.preflight, emulators: r.emulators, emulationProofs: r.platforms,
-        }));
+        this.preflight = qemuReport.apply(r => ({ checks: r.preflight, emulators: r.emulators, emulationProofs: r.platforms }));
 
         this.registerOutputs({
             instanceId: this.instanceId,

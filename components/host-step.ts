@@ -1,12 +1,13 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
-import { HostStepDefinition, parseStepReport, StepFingerprint, StepReport, stepDeleteCommand, stepRunCommand } from "./steps";
+import { parseStepReport, StepReport } from "./step-reports";
+import { HostStepDefinition, StepFingerprint, stepDeleteCommand, StepName, stepRunCommand } from "./steps";
 
 /** Arguments of one host step. */
-export interface HostStepArgs {
+export interface HostStepArgs<S extends StepName> {
     /** The script and parameters to run (from `hostStepDefinitions`). */
-    readonly definition: HostStepDefinition;
+    readonly definition: HostStepDefinition<S>;
     /** What the step's run depends on (from `stepFingerprints`). */
     readonly fingerprint: StepFingerprint;
     /** The machine the steps run on (instance id, or address:port of an existing host). */
@@ -26,18 +27,18 @@ export interface HostStepArgs {
  * step runs its old `delete` after the new `create`, which would remove the builder it just made.
  * Only a change of what the step owns (its `identity`) replaces it, deleting the old one first.
  */
-export class HostStep extends pulumi.ComponentResource {
+export class HostStep<S extends StepName = StepName> extends pulumi.ComponentResource {
     /** The step's full standard output. */
     public readonly stdout: pulumi.Output<string>;
-    /** The step's JSON report (what it found and changed). */
-    public readonly report: pulumi.Output<StepReport>;
+    /** The step's JSON report (what it found and changed), checked against its contract. */
+    public readonly report: pulumi.Output<StepReport<S>>;
 
     /**
      * @param name the component's name; its children are named from it
      * @param args what the component needs (see the Args interface)
      * @param opts options of the component
      */
-    constructor(name: string, args: HostStepArgs, opts?: pulumi.ComponentResourceOptions) {
+    constructor(name: string, args: HostStepArgs<S>, opts?: pulumi.ComponentResourceOptions) {
         super("buildx-host:host:HostStep", name, {}, opts);
 
         const { definition, fingerprint } = args;

@@ -24,8 +24,8 @@ export const STEP_NAMES = [
 export type StepName = typeof STEP_NAMES[number];
 
 /** One host step: a script from components/scripts and the environment it runs with. */
-export interface HostStepDefinition {
-    readonly name: StepName;
+export interface HostStepDefinition<S extends StepName = StepName> {
+    readonly name: S;
     readonly scriptPath: string;
     /** What runs, fed on stdin: the shared functions (scripts/lib/common.sh), the host facts, then the step's script. */
     readonly script: string;
@@ -161,20 +161,4 @@ export function stepFingerprints(steps: readonly HostStepDefinition[]): StepFing
         upstreamSha256 = sha256(JSON.stringify(fingerprint));
         return fingerprint;
     });
-}
-
-/** A step's report: the JSON object on the last line of its stdout. */
-export type StepReport = Readonly<Record<string, unknown>> & { readonly step: string; readonly changed: boolean };
-
-export function parseStepReport(stepName: string, stdout: string): StepReport {
-    const lastLine = stdout.trim().split("\n").pop() ?? "";
-    try {
-        const report = JSON.parse(lastLine) as StepReport;
-        if (report && typeof report === "object" && report.step === stepName && typeof report.changed === "boolean") {
-            return report;
-        }
-    } catch {
-        // Falls through to the error below, which shows what the step printed instead.
-    }
-    throw new Error(`host step ${stepName} did not end with its JSON report; last line was: ${lastLine.slice(0, 200)}`);
 }

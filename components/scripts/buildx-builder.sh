@@ -24,13 +24,7 @@
 #   (sizes: bytes, "512MB"/"10GB"-style units (1024-based), or "10%")
 #
 # Output: progress on stderr; the last stdout line is
-#   {"step":"buildx-builder","changed":bool,"action":"created|recreated|unchanged|started|deleted|absent",
-#    "builder":"…","node":"…","container":"buildx_buildkit_…","network":"bridge"|"host",
-#    "platforms":["linux/amd64",…],"insecureEntitlements":[…],"imageDigest":"repo@sha256:…"|"sha256:…",
-#    "buildkitVersion":"…","buildxVersion":"…"}
-# insecureEntitlements: what the running buildkitd was started with; imageDigest: the registry
-# digest of the image the container runs (pin it as BUILDKIT_IMAGE), or its image id when the image
-# came from no registry.
+#   its JSON report, whose keys components/step-reports.ts declares.
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -294,14 +288,17 @@ delete_builder() {
   log "builder ${BUILDER_NAME}: ${ACTION}"
 }
 
-print_result() {
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+print_report() {
   local buildx=""
   command -v docker >/dev/null 2>&1 && buildx="$(docker buildx version 2>/dev/null | awk '{ print $2; exit }' || true)"
-  report "$(printf '{"step":"%s","changed":%s,"action":"%s","builder":%s,"node":%s,"container":%s,"network":%s,"platforms":%s,"insecureEntitlements":%s,"imageDigest":%s,"buildkitVersion":%s,"buildxVersion":%s}' \
-    "${STEP}" "${CHANGED}" "${ACTION}" "$(json_string "${BUILDER_NAME}")" "$(json_string "${NODE}")" \
-    "$(json_string "${CONTAINER}")" "$(json_or_null "${NETWORK}")" "$(json_array "${PLATFORMS[@]}")" \
-    "$(json_array "${RUNNING_ENTITLEMENTS[@]}")" "$(json_or_null "${IMAGE_DIGEST}")" \
-    "$(json_or_null "${BUILDKIT_VERSION}")" "$(json_or_null "${buildx}")")"
+  report '{action: $action, builder: $builder, node: $node, container: $container, network: ($network | or_null),
+    platforms: $platforms, insecureEntitlements: $insecureEntitlements, imageDigest: ($imageDigest | or_null),
+    buildkitVersion: ($buildkitVersion | or_null), buildxVersion: ($buildxVersion | or_null)}' \
+    --arg action "${ACTION}" --arg builder "${BUILDER_NAME}" --arg node "${NODE}" --arg container "${CONTAINER}" \
+    --arg network "${NETWORK}" --argjson platforms "$(json_strings "${PLATFORMS[@]}")" \
+    --argjson insecureEntitlements "$(json_strings "${RUNNING_ENTITLEMENTS[@]}")" --arg imageDigest "${IMAGE_DIGEST}" \
+    --arg buildkitVersion "${BUILDKIT_VERSION}" --arg buildxVersion "${buildx}"
 }
 
 main() {
@@ -317,7 +314,7 @@ main() {
     ensure_builder
     inspect_builder
   fi
-  print_result
+  print_report
 }
 
 main "$@"

@@ -20,8 +20,7 @@
 #   APT_LOCK_TIMEOUT_SECONDS  how long apt waits for the dpkg lock [300]
 #
 # Output: progress on stderr; the last stdout line is
-#   {"step":"docker-engine","changed":bool,"repo":"<url>","packages":{"docker-ce":"<version>",...},
-#    "dockerVersion":"…","buildxVersion":"…","held":bool,"removed":[…],"groupAdded":[…]}
+#   its JSON report, whose keys components/step-reports.ts declares.
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -304,18 +303,20 @@ add_group_users() {
   done
 }
 
-print_result() {
-  local pkg packages="" sep="" held=false buildx
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+print_report() {
+  local pkg versions=() held=false buildx
   for pkg in "${TARGET_PACKAGES[@]}"; do
-    packages+="${sep}\"${pkg}\":$(json_string "$(installed_version "${pkg}")")"
-    sep=","
+    versions+=("$(installed_version "${pkg}")")
   done
   is_held docker-ce && held=true
   buildx="$(docker buildx version </dev/null 2>/dev/null | awk '{ print $2; exit }' || true)"
-  report "$(printf '{"step":"%s","changed":%s,"repo":%s,"packages":{%s},"dockerVersion":%s,"buildxVersion":%s,"held":%s,"removed":%s,"groupAdded":%s}' \
-    "${STEP}" "${CHANGED}" "$(json_string "${REPO_URL}")" "${packages}" \
-    "$(json_string "$(docker version -f '{{.Server.Version}}' </dev/null)")" "$(json_string "${buildx}")" \
-    "${held}" "$(json_array "${REMOVED[@]}")" "$(json_array "${GROUP_ADDED[@]}")")"
+  report '{repo: $repo, packages: ([$names, $versions] | transpose | map({(.[0]): .[1]}) | add),
+    dockerVersion: $dockerVersion, buildxVersion: $buildxVersion, held: $held, removed: $removed, groupAdded: $groupAdded}' \
+    --arg repo "${REPO_URL}" --argjson names "$(json_strings "${TARGET_PACKAGES[@]}")" \
+    --argjson versions "$(json_strings "${versions[@]}")" --arg dockerVersion "$(docker version -f '{{.Server.Version}}' </dev/null)" \
+    --arg buildxVersion "${buildx}" --argjson held "${held}" --argjson removed "$(json_strings "${REMOVED[@]}")" \
+    --argjson groupAdded "$(json_strings "${GROUP_ADDED[@]}")"
 }
 
 main() {
@@ -334,7 +335,7 @@ main() {
   ensure_services
   wait_for_docker "${DOCKER_READY_SECONDS}" || die "dockerd does not answer after ${DOCKER_READY_SECONDS}s; see 'journalctl -u docker'"
   add_group_users
-  print_result
+  print_report
 }
 
 main "$@"

@@ -13,7 +13,7 @@
 #   APT_LOCK_TIMEOUT_SECONDS  how long apt waits for the dpkg lock when installing jq [300]
 #
 # Output: progress on stderr; the last stdout line is
-#   {"step":"experimental-mode","changed":bool,"restarted":bool,"experimental":true,"daemonJson":"…"}
+#   its JSON report, whose keys components/step-reports.ts declares.
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -37,10 +37,6 @@ validate_input() {
   require_seconds APT_LOCK_TIMEOUT_SECONDS
   [[ "${DAEMON_JSON}" == /* ]] || die "DAEMON_JSON must be an absolute path, not '${DAEMON_JSON}'"
   require_docker
-}
-
-ensure_jq() {
-  command -v jq >/dev/null 2>&1 || apt_install jq
 }
 
 # Prints the file as one JSON object (missing or empty file: {}); fails naming jq's complaint.
@@ -130,9 +126,10 @@ verify_experimental() {
   log "daemon reports Experimental: true"
 }
 
-print_result() {
-  report "$(printf '{"step":"%s","changed":%s,"restarted":%s,"experimental":true,"daemonJson":%s}' \
-    "${STEP}" "${CHANGED}" "${RESTARTED}" "$(json_string "${DAEMON_JSON}")")"
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+print_report() {
+  report '{restarted: $restarted, experimental: true, daemonJson: $daemonJson}' \
+    --argjson restarted "${RESTARTED}" --arg daemonJson "${DAEMON_JSON}"
 }
 
 main() {
@@ -147,7 +144,7 @@ main() {
     enable_experimental "${current}"
   fi
   verify_experimental
-  print_result
+  print_report
 }
 
 main "$@"

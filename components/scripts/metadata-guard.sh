@@ -20,8 +20,7 @@
 #                       [169.254.169.254 fd00:ec2::254]
 #
 # Output: progress on stderr; the last stdout line is
-#   {"step":"metadata-guard","changed":bool,"action":"created|updated|unchanged|deleted|absent",
-#    "addresses":["169.254.169.254",…],"table":"inet buildx_host_metadata_guard"}
+#   its JSON report, whose keys components/step-reports.ts declares.
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -245,9 +244,10 @@ delete_guard() {
   fi
 }
 
-print_result() {
-  report "$(printf '{"step":"%s","changed":%s,"action":"%s","addresses":%s,"table":%s}' \
-    "${STEP}" "${CHANGED}" "${ACTION}" "$(json_array "${ADDRESSES[@]}")" "$(json_string "${TABLE}")")"
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+print_report() {
+  report '{action: $action, addresses: $addresses, table: $table}' \
+    --arg action "${ACTION}" --argjson addresses "$(json_strings "${ADDRESSES[@]}")" --arg table "${TABLE}"
 }
 
 main() {
@@ -258,7 +258,7 @@ main() {
   else
     create_guard
   fi
-  print_result
+  print_report
 }
 
 main "$@"

@@ -21,15 +21,9 @@
 #   APT_LOCK_TIMEOUT_SECONDS  how long apt waits for the dpkg lock [300]
 #
 # Output: progress on stderr; the last stdout line is
-#   {"step":"qemu-binfmt","changed":bool,"qemuVersion":"…",
-#    "preflight":{"kernel":"…","kernelOk":true,"binfmtMounted":true,"mountedNow":false,
-#                 "updateBinfmts":"2.2.2"|null,"persistence":"systemd-binfmt"|"binfmt-support"},
-#    "emulators":{"qemu-aarch64":{"flags":"POCF","fixBinary":true,"static":true,"fixed":false,
-#                 "enabled":true,"interpreter":"…","source":"<file that registers it at boot>"}},
-#    "platforms":{"linux/arm64":{"emulator":"qemu-aarch64","output":"aarch64","ok":true}}}
-# "fixed": this run repaired the emulator's boot-time registration or its kernel entry.
-# A platform without an embedded proof binary (linux/386, linux/mips64le) reports "proved":false
-# and passes on its registration alone; the host's own platform reports "native":true.
+#   its JSON report, whose keys components/step-reports.ts declares. A platform without an embedded
+#   proof binary (linux/386, linux/mips64le) reports "proved":false and passes on its registration
+#   alone; the host's own platform reports "native":true.
 # The exit status is 1 when any platform's proof failed (the JSON is printed first).
 set -euo pipefail
 
@@ -349,6 +343,14 @@ register_now() {
   fi
 }
 
+# Records an emulator's JSON: ENTRY FLAGS ENABLED INTERPRETER STATIC FIXED SOURCE.
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+record_emulator() {
+  EMULATOR_JSON["$1"]="$(json '{($entry): {flags: $flags, fixBinary: ($flags | contains("F")), static: $static, fixed: $fixed,
+    enabled: ($enabled == "enabled"), interpreter: ($interpreter | or_null), source: $source}}' \
+    --arg entry "$1" --arg flags "$2" --arg enabled "$3" --arg interpreter "$4" --argjson static "$5" --argjson fixed "$6" --arg source "$7")"
+}
+
 # Checks one emulator, repairs what is wrong, records its JSON; fails when it stays broken.
 check_emulator() {
   local entry="$1" source="" fixed=false static=false
@@ -376,9 +378,9 @@ check_emulator() {
   fi
   [[ "${PERSISTENCE_FIXED}" == false ]] || fixed=true
   [[ -n "${K_INTERPRETER}" && -f "${K_INTERPRETER}" ]] && elf_is_static "$(readlink -f "${K_INTERPRETER}")" && static=true
-  EMULATOR_JSON["${entry}"]="{\"flags\":$(json_string "${K_FLAGS}"),\"fixBinary\":$([[ "${K_FLAGS}" == *F* ]] && echo true || echo false),\"static\":${static},\"fixed\":${fixed},\"enabled\":$([[ "${K_ENABLED}" == enabled ]] && echo true || echo false),\"interpreter\":$(json_or_null "${K_INTERPRETER}"),\"source\":$(json_string "${source}")}"
+  record_emulator "${entry}" "${K_FLAGS}" "${K_ENABLED}" "${K_INTERPRETER}" "${static}" "${fixed}" "${source}"
   kernel_entry_good || {
-    print_result
+    print_report
     die "${entry} is still not usable in containers (${K_ENABLED:-not registered}, flags '${K_FLAGS}', interpreter '${K_INTERPRETER}', static ${static}); install qemu-user-static (static emulators), not only qemu-user"
   }
   log "${entry}: enabled, flags ${K_FLAGS}, static interpreter ${K_INTERPRETER}"
@@ -402,18 +404,26 @@ ensure_persistence_service() {
 
 docker_import_has_platform() { docker import --help 2>/dev/null | grep -q -- '--platform'; }
 
+# Records a platform's JSON: PLATFORM EMULATOR PROVED OK OUTPUT ERROR (no emulator: native; empty: null).
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+record_proof() {
+  PLATFORM_JSON["$1"]="$(json '{($platform): {emulator: ($emulator | or_null), native: ($emulator == ""), proved: $proved,
+    output: ($output | or_null), ok: $ok, error: ($error | or_null)}}' \
+    --arg platform "$1" --arg emulator "$2" --argjson proved "$3" --argjson ok "$4" --arg output "$5" --arg error "$6")"
+}
+
 # Runs the proof binary for a platform in an otherwise empty container; records its JSON.
 prove_platform() {
-  local platform="$1" emulator="${EMULATOR_OF[$1]}" name variable encoded dir tag output="" ok=false error="" native
+  local platform="$1" emulator="${EMULATOR_OF[$1]}" name variable encoded dir tag output="" ok=false error=""
   name="$(proof_name_for "${platform}")"
   variable="PROOF_ELF_${name:-none}"
   encoded="${!variable:-}"
   if [[ -z "${encoded}" ]]; then
     if [[ -z "${emulator}" ]]; then
-      PLATFORM_JSON["${platform}"]='{"emulator":null,"native":true,"output":null,"ok":true}'
+      record_proof "${platform}" "" false true "" ""
       log "${platform}: native platform, no emulator needed"
     else
-      PLATFORM_JSON["${platform}"]="{\"emulator\":\"${emulator}\",\"output\":null,\"ok\":true,\"proved\":false}"
+      record_proof "${platform}" "${emulator}" false true "" ""
       log "warning: ${platform}: no proof binary embedded for it; only its registration was checked"
     fi
     return
@@ -437,14 +447,12 @@ prove_platform() {
     error="$(tr '\n' ' ' <"${TMP_ERR}")"
   fi
   docker image rm -f "${tag}" >/dev/null 2>&1 || true
-  native=""
-  [[ -n "${emulator}" ]] || native=',"native":true'
   if [[ "${ok}" == true ]]; then
     log "${platform}: a ${name} binary ran in a container through ${emulator:-the host CPU} and printed '${output}'"
-    PLATFORM_JSON["${platform}"]="{\"emulator\":$(json_or_null "${emulator}")${native},\"output\":$(json_string "${output}"),\"ok\":true}"
+    record_proof "${platform}" "${emulator}" true true "${output}" ""
   else
     log "${platform}: proof FAILED: ${error}"
-    PLATFORM_JSON["${platform}"]="{\"emulator\":$(json_or_null "${emulator}")${native},\"output\":$(json_or_null "${output}"),\"ok\":false,\"error\":$(json_string "${error}")}"
+    record_proof "${platform}" "${emulator}" true false "${output}" "${error}"
     PROOF_FAILED=true
   fi
 }
@@ -458,24 +466,22 @@ persistence_name() {
   echo "${names[*]}"
 }
 
-print_result() {
-  local entry platform emulators="" platforms="" sep
-  sep=""
+# The report; the emulators and the platforms in the order they were checked.
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+print_report() {
+  local entry platform emulators=() platforms=()
   for entry in "${EMULATORS[@]}"; do
-    [[ -v "EMULATOR_JSON[${entry}]" ]] || continue
-    emulators+="${sep}\"${entry}\":${EMULATOR_JSON[${entry}]}"
-    sep=","
+    [[ ! -v "EMULATOR_JSON[${entry}]" ]] || emulators+=("${EMULATOR_JSON[${entry}]}")
   done
-  sep=""
   for platform in "${PLATFORMS[@]}"; do
-    [[ -v "PLATFORM_JSON[${platform}]" ]] || continue
-    platforms+="${sep}$(json_string "${platform}"):${PLATFORM_JSON[${platform}]}"
-    sep=","
+    [[ ! -v "PLATFORM_JSON[${platform}]" ]] || platforms+=("${PLATFORM_JSON[${platform}]}")
   done
-  report "$(printf '{"step":"%s","changed":%s,"qemuVersion":%s,"preflight":{"kernel":%s,"kernelOk":true,"binfmtMounted":true,"mountedNow":%s,"updateBinfmts":%s,"persistence":%s},"emulators":{%s},"platforms":{%s}}' \
-    "${STEP}" "${CHANGED}" "$(json_or_null "$(dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null || true)")" \
-    "$(json_string "${KERNEL}")" "${MOUNTED_NOW}" "$(json_or_null "${BINFMTS_VERSION}")" \
-    "$(json_or_null "$(persistence_name)")" "${emulators}" "${platforms}")"
+  report '{qemuVersion: ($qemuVersion | or_null), preflight: {kernel: $kernel, kernelOk: true, binfmtMounted: true,
+    mountedNow: $mountedNow, updateBinfmts: ($updateBinfmts | or_null), persistence: ($persistence | or_null)},
+    emulators: ($emulators | map(fromjson) | add // {}), platforms: ($platforms | map(fromjson) | add // {})}' \
+    --arg qemuVersion "$(dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null || true)" --arg kernel "${KERNEL}" \
+    --argjson mountedNow "${MOUNTED_NOW}" --arg updateBinfmts "${BINFMTS_VERSION}" --arg persistence "$(persistence_name)" \
+    --argjson emulators "$(json_strings "${emulators[@]}")" --argjson platforms "$(json_strings "${platforms[@]}")"
 }
 
 main() {
@@ -497,7 +503,7 @@ main() {
     prove_platform "${platform}"
   done
   rm -f "${TMP_ERR}"
-  print_result
+  print_report
   [[ "${PROOF_FAILED}" == false ]] || die "the proof failed for at least one platform; see the errors above and in the JSON"
 }
 

@@ -21,11 +21,7 @@
 #   BUILDER_NAME   the shared builder whose BuildKit members reach [host facts]
 #
 # Output: progress on stderr; the last stdout line is
-#   {"step":"team-access","changed":bool,"members":[…],"added":[…],"updated":[…],"removed":[…],
-#    "sessionsEnded":[…],"door":"open"|"closed"}
-# added: members who got access this run (account created, or unlocked after a removal);
-# updated: members whose keys or groups were put right; removed: accounts that lost access this
-# run; sessionsEnded: accounts whose running processes were ended.
+#   its JSON report, whose keys components/step-reports.ts declares.
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -65,6 +61,7 @@ UPDATED=()
 REMOVED=()
 SESSIONS_ENDED=()
 DOOR_CHANGED=false
+CHANGED=false
 declare -A KEYS_OF=()
 
 contains() {
@@ -403,13 +400,15 @@ verify_door() {
     || die "sshd does not apply ${SSHD_DROP_IN} to ${probe}: does /etc/ssh/sshd_config include /etc/ssh/sshd_config.d/*.conf (before any Match block)?"
 }
 
-print_result() {
-  local changed=false door=closed
-  ((${#ADDED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} == 0)) && [[ "${DOOR_CHANGED}" == false ]] || changed=true
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+print_report() {
+  local door=closed
+  ((${#ADDED[@]} + ${#UPDATED[@]} + ${#REMOVED[@]} == 0)) && [[ "${DOOR_CHANGED}" == false ]] || CHANGED=true
   [[ ! -f "${SSHD_DROP_IN}" ]] || door=open
-  report "$(printf '{"step":"%s","changed":%s,"members":%s,"added":%s,"updated":%s,"removed":%s,"sessionsEnded":%s,"door":"%s"}' \
-    "${STEP}" "${changed}" "$(json_array "${MEMBERS[@]}")" "$(json_array "${ADDED[@]}")" \
-    "$(json_array "${UPDATED[@]}")" "$(json_array "${REMOVED[@]}")" "$(json_array "${SESSIONS_ENDED[@]}")" "${door}")"
+  report '{members: $members, added: $added, updated: $updated, removed: $removed, sessionsEnded: $sessionsEnded, door: $door}' \
+    --argjson members "$(json_strings "${MEMBERS[@]}")" --argjson added "$(json_strings "${ADDED[@]}")" \
+    --argjson updated "$(json_strings "${UPDATED[@]}")" --argjson removed "$(json_strings "${REMOVED[@]}")" \
+    --argjson sessionsEnded "$(json_strings "${SESSIONS_ENDED[@]}")" --arg door "${door}"
 }
 
 main() {
@@ -431,7 +430,7 @@ main() {
   write_state
   if ((${#MEMBERS[@]} == 0)); then close_door; else verify_door; fi
   log "members: ${MEMBERS[*]:-none}"
-  print_result
+  print_report
 }
 
 main "$@"

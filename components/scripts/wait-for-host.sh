@@ -2,7 +2,8 @@
 # wait-for-host.sh — host step 1 of 7: wait until the host is ready to be provisioned.
 #
 # Refuses an unsupported OS, waits for cloud-init to finish (when it is installed) and for the
-# dpkg/apt locks to be free, all within one deadline. Changes nothing on the host.
+# dpkg/apt locks to be free, all within one deadline. Then installs jq when it is missing: it writes
+# every step's report.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
@@ -10,9 +11,7 @@
 #   WAIT_TIMEOUT_SECONDS   how long cloud-init and the package locks may take, together
 #                          [host facts' HOST_READY_TIMEOUT_MINUTES × 60]
 #
-# Output: progress on stderr; the last stdout line is
-#   {"step":"wait-for-host","changed":false,"os":"debian","osVersion":"13","codename":"trixie",
-#    "arch":"amd64","kernel":"<uname -r>","cloudInit":"done"|"disabled"|"absent","waitedSeconds":N}
+# Output: progress on stderr; the last stdout line is the report (components/step-reports.ts).
 set -euo pipefail
 
 # The functions all steps share: sent ahead of this script by steps.ts, or sourced from a checkout.
@@ -26,6 +25,7 @@ fi
 WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-$((HOST_FACTS_DEFAULT[HOST_READY_TIMEOUT_MINUTES] * 60))}"
 
 readonly STEP=wait-for-host
+CHANGED=false
 # apt and dpkg take these with fcntl(F_SETLK); a process holding one shows up in /proc/locks.
 readonly PACKAGE_LOCKS=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock)
 
@@ -132,10 +132,12 @@ wait_for_package_locks() {
   log "dpkg/apt locks are free"
 }
 
-print_result() {
-  report "$(printf '{"step":"%s","changed":false,"os":%s,"osVersion":%s,"codename":%s,"arch":%s,"kernel":%s,"cloudInit":"%s","waitedSeconds":%d}' \
-    "${STEP}" "$(json_string "${OS_ID}")" "$(json_string "${OS_VERSION}")" "$(json_string "${OS_CODENAME}")" \
-    "$(json_string "$(dpkg --print-architecture)")" "$(json_string "$(uname -r)")" "${CLOUD_INIT}" "${SECONDS}")"
+# shellcheck disable=SC2016 # $name in the jq program is jq's
+print_report() {
+  report '{os: $os, osVersion: $osVersion, codename: $codename, arch: $arch, kernel: $kernel, cloudInit: $cloudInit,
+    waitedSeconds: $waitedSeconds}' \
+    --arg os "${OS_ID}" --arg osVersion "${OS_VERSION}" --arg codename "${OS_CODENAME}" --arg arch "$(dpkg --print-architecture)" \
+    --arg kernel "$(uname -r)" --arg cloudInit "${CLOUD_INIT}" --argjson waitedSeconds "${SECONDS}"
 }
 
 main() {
@@ -146,7 +148,8 @@ main() {
   log "host: ${OS_ID} ${OS_VERSION} (${OS_CODENAME}), $(dpkg --print-architecture), kernel $(uname -r)"
   wait_for_cloud_init
   wait_for_package_locks
-  print_result
+  ensure_jq
+  print_report
 }
 
 main "$@"

@@ -6,21 +6,18 @@
  *
  * Run through tests/hostlab/run.sh, after the Debian 13 suite, on a host of its own.
  */
-import { HostStepDefinition, hostStepDefinitions } from "../../components/steps";
-import { binfmtFlags, expectStepOk, labConfig, readLabHost, requiredEnv, runStep, ssh, sudoOk } from "./lab";
+import { StepReport } from "../../components/step-reports";
+import { hostStepDefinitions, StepName } from "../../components/steps";
+import { binfmtFlags, expectStepOk, labConfig, readLabHost, requiredEnv, runStep, ssh, stepNamed, sudoOk } from "./lab";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const config = labConfig(lab);
 const steps = hostStepDefinitions(config, lab.user);
 
-function step(name: string): HostStepDefinition {
-    return steps.find(s => s.name === name)!;
-}
+const step = <S extends StepName>(name: S) => stepNamed(steps, name);
 
-type PlatformReport = Record<string, { ok: boolean; output: string | null }>;
-
-function outputs(report: Record<string, unknown>): Record<string, string | null> {
-    return Object.fromEntries(Object.entries(report.platforms as PlatformReport).map(([p, r]) => [p, r.ok ? r.output : null]));
+function outputs(report: StepReport<"qemu-binfmt">): Record<string, string | null> {
+    return Object.fromEntries(Object.entries(report.platforms).map(([p, r]) => [p, r.ok ? r.output : null]));
 }
 
 const EVERY_PLATFORM_PROVED = {
@@ -55,7 +52,7 @@ describe("a Debian 12 host with Debian's Docker 20.10", () => {
         expect(binfmtFlags(sudoOk(lab, "cat /proc/sys/fs/binfmt_misc/qemu-arm"))).toBe("P");
         const fixed = expectStepOk(runStep(lab, step("qemu-binfmt"), "bookworm-fix-F"));
         expect(fixed.changed).toBe(true);
-        expect((fixed.emulators as Record<string, { fixed: boolean }>)["qemu-arm"].fixed).toBe(true);
+        expect(fixed.emulators["qemu-arm"].fixed).toBe(true);
         expect(binfmtFlags(sudoOk(lab, "cat /proc/sys/fs/binfmt_misc/qemu-arm"))).toContain("F");
         expect(sudoOk(lab, "cat /etc/binfmt.d/qemu-arm.conf")).toMatch(/:[A-Z]*F[A-Z]*$/m);
         expect(outputs(fixed)).toEqual(EVERY_PLATFORM_PROVED);

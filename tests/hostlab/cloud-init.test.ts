@@ -37,10 +37,11 @@ import * as path from "path";
 
 import { cloudInitUserData } from "../../components/ec2-host";
 import { shellQuote } from "../../components/shell";
-import { HostStepDefinition, hostStepDefinitions, sha256, StepReport } from "../../components/steps";
+import { StepReport } from "../../components/step-reports";
+import { hostStepDefinitions, sha256, StepName } from "../../components/steps";
 import {
-    expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, readLabHost, requiredEnv, runStep, ssh, sshArgs, StepRun, sudoOk, tail,
-    teamEntry,
+    expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, readLabHost, reportOf, requiredEnv, runStep, ssh, sshArgs, StepRun,
+    stepNamed, sudoOk, tail, teamEntry,
 } from "./lab";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
@@ -65,21 +66,15 @@ const LABEL = "cloud-init";
 /** How long the test holds cloud-init's final stage after wait-for-host has started waiting. */
 const HOLD_SECONDS = 5;
 const runs: StepRun[] = [];
-const reports = new Map<string, StepReport>();
+const reports = new Map<StepName, StepReport>();
 
 /** The image the host was started from: the machine before its first boot. */
 const image = localOk(`docker inspect -f '{{.Config.Image}}' ${shellQuote(lab.container)}`).trim();
 
-function step(name: string): HostStepDefinition {
-    const found = steps.find(s => s.name === name);
-    if (!found) {
-        throw new Error(`components/steps.ts has no step ${name}`);
-    }
-    return found;
-}
+const step = <S extends StepName>(name: S) => stepNamed(steps, name);
 
 function requireCloudInitDone(): void {
-    if (reports.get("wait-for-host")?.cloudInit !== "done") {
+    if (reportOf(reports, "wait-for-host")?.cloudInit !== "done") {
         throw new Error("wait-for-host did not report cloud-init done; the checks after it would look at a half-booted host");
     }
 }

@@ -21,10 +21,11 @@ import {
 } from "../../components/endpoint";
 import { emulatorOf, STEP_DEFAULTS } from "../../components/host-facts";
 import { shellQuote } from "../../components/shell";
-import { HostStepDefinition, hostStepDefinitions, StepReport } from "../../components/steps";
+import { StepReport } from "../../components/step-reports";
+import { hostStepDefinitions, StepName } from "../../components/steps";
 import {
-    binfmtFlags, expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, memberKey, readLabHost, requiredEnv, RunResult,
-    runStep, ssh, sshArgs, StepRun, sudoOk, tail, teamEntry,
+    binfmtFlags, expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, memberKey, readLabHost, reportOf, requiredEnv,
+    RunResult, runStep, ssh, sshArgs, StepRun, stepNamed, sudoOk, tail, teamEntry,
 } from "./lab";
 import { cacheUse, LabClient, waitFor } from "./client";
 
@@ -62,17 +63,11 @@ const attachCommands = (user: string) => user === lab.user
 const doorTimes: Record<string, number> = {};
 
 const runs: StepRun[] = [];
-const firstReports = new Map<string, StepReport>();
+const firstReports = new Map<StepName, StepReport>();
 
-function step(name: string): HostStepDefinition {
-    const found = steps.find(s => s.name === name);
-    if (!found) {
-        throw new Error(`components/steps.ts has no step ${name}`);
-    }
-    return found;
-}
+const step = <S extends StepName>(name: S) => stepNamed(steps, name);
 
-function record(run: StepRun): StepRun {
+function record<S extends StepName>(run: StepRun<S>): StepRun<S> {
     runs.push(run);
     return run;
 }
@@ -174,7 +169,9 @@ afterAll(() => {
 
 describe("a host provisioned by the program's steps", () => {
     test("a repository key with another fingerprint fails docker-engine, naming both, with nothing installed", () => {
-        expectStepOk(record(runStep(lab, step("wait-for-host"), "before-key-check")));
+        // The lab's image, like a minimal cloud image, has no jq: the first step installs it, for every step's report.
+        expect(expectStepOk(record(runStep(lab, step("wait-for-host"), "before-key-check")))).toMatchObject({ changed: true });
+        expect(sudoOk(lab, "command -v jq").trim()).toBe("/usr/bin/jq");
         const docker = STEP_DEFAULTS.dockerAptKeyFingerprint;
         const run = record(runStep(lab, step("docker-engine"), "wrong-key", { DOCKER_APT_KEY_FINGERPRINT: docker }));
         expect(run.status).not.toBe(0);
@@ -299,7 +296,7 @@ describe("a host provisioned by the program's steps", () => {
 
     test("the builder runs the pinned BuildKit with no insecure entitlement, offers linux/arm64 and reports its image", () => {
         requireFirstRun();
-        const report = firstReports.get("buildx-builder")!;
+        const report = reportOf(firstReports, "buildx-builder")!;
         expect(report.platforms).toEqual(expect.arrayContaining(["linux/amd64", "linux/arm64"]));
         expect(String(report.buildkitVersion)).toContain(config.buildkitImage.split(":")[1]);
         // The lab's daemon has no bridge (no 172.x here), so the step falls back to the host network.
@@ -512,7 +509,7 @@ describe("a host provisioned by the program's steps", () => {
     test("an exact docker-ce version is installed and held; unpinned, only the holds the step placed are released", () => {
         requireFirstRun();
         const engine = step("docker-engine");
-        const version = String((firstReports.get("docker-engine")!.packages as Record<string, string>)["docker-ce"]);
+        const version = reportOf(firstReports, "docker-engine")!.packages["docker-ce"];
         const holds = () => sudoOk(lab, "apt-mark showhold").split("\n").filter(Boolean).sort();
         sudoOk(lab, "apt-mark hold docker-ce-cli"); // the admin's own hold
         try {

@@ -10,7 +10,8 @@ import * as path from "path";
 import { BuildHostConfig, RawConfig } from "../../components/config";
 import { hostConfig } from "../config-problems";
 import { shellQuote } from "../../components/shell";
-import { HostStepDefinition, parseStepReport, StepReport, stepFingerprints, stepRunCommand } from "../../components/steps";
+import { parseStepReport, StepReport } from "../../components/step-reports";
+import { HostStepDefinition, stepFingerprints, StepName, stepRunCommand } from "../../components/steps";
 
 /** What start-host.sh wrote about the lab host (host.env). */
 export interface LabHost {
@@ -201,15 +202,32 @@ export function logDirectory(lab: LabHost): string {
     return dir;
 }
 
+/** The step of that name among the program's steps, typed as that step's. */
+export function stepNamed<S extends StepName>(steps: readonly HostStepDefinition[], name: S): HostStepDefinition<S> {
+    const found = steps.find((s): s is HostStepDefinition<S> => s.name === name);
+    if (!found) {
+        throw new Error(`components/steps.ts has no step ${name}`);
+    }
+    return found;
+}
+
+/** The report of step `name` among `reports` (each kept under its step's name), typed as that step's. */
+export function reportOf<S extends StepName>(reports: ReadonlyMap<StepName, StepReport>, name: S): StepReport<S> | undefined {
+    const report = reports.get(name);
+    return report?.step === name ? report as StepReport<S> : undefined;
+}
+
 /** One run of one host step. */
-export interface StepRun {
-    readonly step: string;
+export interface StepRun<S extends StepName = StepName> {
+    readonly step: S;
     readonly label: string;
     readonly status: number | null;
     readonly seconds: number;
     readonly stdout: string;
     readonly stderr: string;
-    readonly report?: StepReport;
+    /** The report, checked against its contract; undefined when there is none or it breaks the contract (see reportError). */
+    readonly report?: StepReport<S>;
+    readonly reportError?: string;
 }
 
 /**
@@ -217,18 +235,19 @@ export interface StepRun {
  * text on stdin, HOST_ID as existing mode gives it. `overrides` replace environment values for
  * lab-only experiments.
  */
-export function runStep(lab: LabHost, step: HostStepDefinition, label: string,
-                        overrides: Record<string, string> = {}): StepRun {
+export function runStep<S extends StepName>(lab: LabHost, step: HostStepDefinition<S>, label: string,
+                                           overrides: Record<string, string> = {}): StepRun<S> {
     const withOverrides = { ...step, environment: { ...step.environment, ...overrides } };
     const result = ssh(lab, stepRunCommand(withOverrides, stepFingerprints([withOverrides])[0], `${lab.host}:${lab.port}`), step.script);
-    let report: StepReport | undefined;
+    let report: StepReport<S> | undefined;
+    let reportError: string | undefined;
     try {
         report = parseStepReport(step.name, result.stdout);
-    } catch {
-        report = undefined;
+    } catch (error) {
+        reportError = (error as Error).message;
     }
-    const run: StepRun = { step: step.name, label, status: result.status, seconds: result.seconds,
-        stdout: result.stdout, stderr: result.stderr, report };
+    const run: StepRun<S> = { step: step.name, label, status: result.status, seconds: result.seconds,
+        stdout: result.stdout, stderr: result.stderr, report, reportError };
     const logDir = logDirectory(lab);
     writeFileSync(path.join(logDir, `${label}-${step.name}.log`),
         `exit ${result.status} after ${result.seconds.toFixed(1)}s\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`);
@@ -236,10 +255,10 @@ export function runStep(lab: LabHost, step: HostStepDefinition, label: string,
 }
 
 /** Throws with the step's own words when it did not succeed with a report. */
-export function expectStepOk(run: StepRun): StepReport {
+export function expectStepOk<S extends StepName>(run: StepRun<S>): StepReport<S> {
     if (run.status !== 0 || !run.report) {
         throw new Error(`step ${run.step} (${run.label}) failed with exit ${run.status} after ${run.seconds.toFixed(1)}s:\n` +
-            tail(run.stderr) + "\n--- last stdout lines\n" + tail(run.stdout, 5));
+            tail(run.stderr) + "\n--- last stdout lines\n" + tail(run.stdout, 5) + (run.reportError ? `\n--- ${run.reportError}` : ""));
     }
     return run.report;
 }

@@ -5,6 +5,8 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import { BUILDKIT_VERSION } from "../../components/host-facts";
+import { StepReports } from "../../components/step-reports";
+import { STEP_NAMES } from "../../components/steps";
 
 export interface RecordedResource {
     readonly type: string;
@@ -33,21 +35,31 @@ export interface Recorder {
     named(name: string): RecordedResource;
 }
 
-/** A report each step would print as its last line, so outputs can be computed. */
-export const STEP_REPORTS: Record<string, object> = {
-    "wait-for-host": { step: "wait-for-host", changed: false, os: "ubuntu", osVersion: "24.04", codename: "noble", arch: "amd64", kernel: "6.8.0-1021-aws", cloudInit: "done" },
-    "metadata-guard": { step: "metadata-guard", changed: true, action: "created", addresses: ["169.254.169.254", "fd00:ec2::254"], table: "inet buildx_host_metadata_guard" },
-    "docker-engine": { step: "docker-engine", changed: true, dockerVersion: "28.5.2", buildxVersion: "v0.29.1" },
-    "experimental-mode": { step: "experimental-mode", changed: true, restarted: true, experimental: true },
+const SCRIPT_SHA256 = "0".repeat(64);
+
+/** A report each step would print as its last line, so outputs can be computed (the program checks it against the contract). */
+const STEP_REPORTS: StepReports = {
+    "wait-for-host": { step: "wait-for-host", changed: false, scriptSha256: SCRIPT_SHA256, os: "ubuntu", osVersion: "24.04", codename: "noble",
+        arch: "amd64", kernel: "6.8.0-1021-aws", cloudInit: "done", waitedSeconds: 12 },
+    "metadata-guard": { step: "metadata-guard", changed: true, scriptSha256: SCRIPT_SHA256, action: "created",
+        addresses: ["169.254.169.254", "fd00:ec2::254"], table: "inet buildx_host_metadata_guard" },
+    "docker-engine": { step: "docker-engine", changed: true, scriptSha256: SCRIPT_SHA256, repo: "https://download.docker.com/linux/ubuntu",
+        packages: { "docker-ce": "5:28.5.2-1~ubuntu.24.04~noble" }, dockerVersion: "28.5.2", buildxVersion: "v0.29.1", held: false,
+        removed: [], groupAdded: ["ubuntu"] },
+    "experimental-mode": { step: "experimental-mode", changed: true, scriptSha256: SCRIPT_SHA256, restarted: true, experimental: true,
+        daemonJson: "/etc/docker/daemon.json" },
     "qemu-binfmt": {
-        step: "qemu-binfmt", changed: false, qemuVersion: "8.2.2",
-        preflight: { kernel: "6.8.0-1021-aws", kernelOk: true, binfmtMounted: true, updateBinfmts: null, persistence: "systemd-binfmt" },
-        emulators: { "qemu-aarch64": { flags: "POCF", fixBinary: true, static: true, fixed: false } },
-        platforms: { "linux/arm64": { emulator: "qemu-aarch64", output: "aarch64", ok: true } },
+        step: "qemu-binfmt", changed: false, scriptSha256: SCRIPT_SHA256, qemuVersion: "8.2.2",
+        preflight: { kernel: "6.8.0-1021-aws", kernelOk: true, binfmtMounted: true, mountedNow: false, updateBinfmts: null, persistence: "systemd-binfmt" },
+        emulators: { "qemu-aarch64": { flags: "POCF", fixBinary: true, static: true, fixed: false, enabled: true,
+            interpreter: "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", source: "/usr/lib/binfmt.d/qemu-aarch64.conf" } },
+        platforms: { "linux/arm64": { emulator: "qemu-aarch64", native: false, proved: true, output: "aarch64", ok: true, error: null } },
     },
-    "buildx-builder": { step: "buildx-builder", changed: true, action: "created", platforms: ["linux/amd64", "linux/arm64"],
+    "buildx-builder": { step: "buildx-builder", changed: true, scriptSha256: SCRIPT_SHA256, action: "created", builder: "buildx-host",
+        node: "buildx-host0", container: "buildx_buildkit_buildx-host0", network: "bridge", platforms: ["linux/amd64", "linux/arm64"],
         insecureEntitlements: [], imageDigest: `moby/buildkit@sha256:${"0".repeat(64)}`, buildkitVersion: BUILDKIT_VERSION, buildxVersion: "v0.29.1" },
-    "team-access": { step: "team-access", changed: true, members: ["alice"], added: ["alice"], updated: [], removed: [], sessionsEnded: [], door: "open" },
+    "team-access": { step: "team-access", changed: true, scriptSha256: SCRIPT_SHA256, members: ["alice"], added: ["alice"], updated: [],
+        removed: [], sessionsEnded: [], door: "open" },
 };
 
 /** Replaces every wire-format secret wrapper with the value it holds. */
@@ -91,7 +103,7 @@ export function installMocks(): Recorder {
                     state.keyName = `${args.name}-key`;
                     break;
                 case "command:remote:Command": {
-                    const step = Object.keys(STEP_REPORTS).find(s => args.name.endsWith(`-${s}-run`));
+                    const step = STEP_NAMES.find(s => args.name.endsWith(`-${s}-run`));
                     state.stdout = `progress line\n${JSON.stringify(step ? STEP_REPORTS[step] : {})}\n`;
                     state.stderr = "";
                     break;

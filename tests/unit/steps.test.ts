@@ -5,7 +5,7 @@ import { hostConfig } from "../config-problems";
 import { BUILDKIT_IMAGE, STEP_DEFAULTS } from "../../components/host-facts";
 import { shellQuote } from "../../components/shell";
 import {
-    COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, parseStepReport, STEP_NAMES, stepCommand,
+    COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, STEP_NAMES, stepCommand,
     stepFingerprints, stepRunCommand,
 } from "../../components/steps";
 
@@ -147,19 +147,5 @@ describe("what re-runs a step", () => {
 
     test("the same inputs give the same commands", () => {
         expect(runInputs(hostStepDefinitions(CONFIG, "ubuntu"))).toEqual(before);
-    });
-});
-
-describe("parseStepReport", () => {
-    test("reads the JSON object on the last line", () => {
-        expect(parseStepReport("docker-engine", "apt noise\n{\"step\":\"docker-engine\",\"changed\":false}\n"))
-            .toEqual({ step: "docker-engine", changed: false });
-    });
-
-    test("fails clearly when the last line is not the step's report", () => {
-        expect(() => parseStepReport("docker-engine", "E: Unable to locate package docker-ce"))
-            .toThrow(/docker-engine did not end with its JSON report; last line was: E: Unable/);
-        expect(() => parseStepReport("docker-engine", "{\"step\":\"qemu-binfmt\",\"changed\":true}"))
-            .toThrow(/did not end with its JSON report/);
     });
 });

@@ -21,13 +21,28 @@ begin_step() {
   trap 'append_run_log $?' EXIT
 }
 
-# Prints the step's JSON report, its last stdout line, and keeps it for the run log. The report
-# gains "scriptSha256": which version of the step ran (SCRIPT_SHA256, given by the program; null
-# when the script was run by hand).
+# Prints the step's JSON report, its last stdout line, and keeps it for the run log. jq builds it:
+# FILTER is an object expression over the jq options that follow it (--arg NAME VALUE, --argjson
+# NAME JSON); "step", "changed" (CHANGED) and "scriptSha256" (which version of the step ran:
+# SCRIPT_SHA256, given by the program; null when the script was run by hand) are added. Its keys
+# are the step's contract in components/step-reports.ts.
+# Usage: report FILTER [jq options…]
 report() {
-  REPORT="${1%\}},\"scriptSha256\":$(json_or_null "${SCRIPT_SHA256:-}")}"
+  command -v jq >/dev/null 2>&1 || die "jq, which writes the step reports, is missing: install it (apt-get install jq) or run the wait-for-host step"
+  REPORT="$(json "{step: \$step, changed: \$changed} + $1 + {scriptSha256: (\$scriptSha256 | or_null)}" \
+    --arg step "${STEP}" --argjson changed "${CHANGED}" --arg scriptSha256 "${SCRIPT_SHA256:-}" "${@:2}")"
   printf '%s\n' "${REPORT}"
 }
+
+# jq writes every report: wait-for-host installs it once the package locks are free.
+ensure_jq() { command -v jq >/dev/null 2>&1 || apt_install jq; }
+
+# jq -n, compact, with one function of ours: or_null turns an empty string into null.
+# Usage: json FILTER [jq options…]
+json() { jq -cn "def or_null: if . == \"\" then null else . end; $1" "${@:2}"; }
+
+# Prints its arguments as a JSON array of strings (each passed with a leading _, so that none reads as a jq option).
+json_strings() { jq -cn '$ARGS.positional | map(.[1:])' --args "${@/#/_}"; }
 
 append_run_log() {
   local status="$1" outcome elapsed_ms line
@@ -43,27 +58,6 @@ append_run_log() {
     $((elapsed_ms / 1000)) $((elapsed_ms % 1000 / 100)) "${REPORT}"
   { mkdir -p "${RUN_LOG%/*}" && printf '%s\n' "${line% }" >>"${RUN_LOG}"; } 2>/dev/null ||
     log "could not append to the run log ${RUN_LOG}"
-}
-
-json_string() {
-  local s="$1"
-  s="${s//\\/\\\\}"
-  s="${s//\"/\\\"}"
-  s="${s//$'\n'/\\n}"
-  s="${s//$'\r'/\\r}"
-  s="${s//$'\t'/\\t}"
-  printf '"%s"' "${s}"
-}
-
-json_or_null() { if [[ -n "$1" ]]; then json_string "$1"; else printf 'null'; fi; }
-
-json_array() {
-  local item out="" sep=""
-  for item in "$@"; do
-    out+="${sep}$(json_string "${item}")"
-    sep=","
-  done
-  printf '[%s]' "${out}"
 }
 
 # apt-get without questions, waiting up to APT_LOCK_TIMEOUT_SECONDS [300] for the dpkg lock, three

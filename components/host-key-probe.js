@@ -23,13 +23,8 @@ const WAIT_LOG_INTERVAL_MS = 30_000;
 /** Far more than a real server sends before its key (identification, KEXINIT, key exchange reply). */
 const MAX_BYTES_BEFORE_KEY = 64 * 1024;
 
-/** Ends the probe with this message and exit code. */
-class Failure extends Error {
-    constructor(message, exitCode = 1) {
-        super(message);
-        this.exitCode = exitCode;
-    }
-}
+/** An error that ends the probe with its message and exit code; any other is an internal error. */
+const failure = (message, exitCode = 1) => Object.assign(new Error(message), { exitCode });
 
 /** Text a server sent, safe to print: printable ASCII only (escape sequences lose their ESC), capped. */
 function clean(text) {
@@ -42,7 +37,7 @@ function readSettings(env, parseKey) {
     const text = name => (env[name] ?? "").trim();
     const check = (ok, name, problem) => {
         if (!ok) {
-            throw new Failure(`host key probe: bad input: ${name}: ${problem}`, 2);
+            throw failure(`host key probe: bad input: ${name}: ${problem}`, 2);
         }
         return text(name);
     };
@@ -85,7 +80,7 @@ function probeOnce(Client, { host, port, pinned }, timeoutMs) {
         const settle = outcome => {
             clearTimeout(timer);
             socket.destroy();
-            outcome instanceof Failure ? reject(outcome) : resolve(outcome);
+            outcome instanceof Error ? reject(outcome) : resolve(outcome);
         };
         const timer = setTimeout(() => settle({ waitReason: `no host key within ${timeoutMs / 1000} s` }), timeoutMs);
         socket.on("data", chunk => {
@@ -98,7 +93,7 @@ function probeOnce(Client, { host, port, pinned }, timeoutMs) {
             const message = clean(error.message);
             // No algorithm in common (ssh2 says of which kind): waiting will not change that.
             const noCommon = error.level === "handshake" ? /^Handshake failed: (no matching .*)/.exec(message) : null;
-            settle(noCommon ? new Failure(`SSH handshake failed: ${endpoint(host, port)}: ${noCommon[1]}. Nothing was run on the host.`)
+            settle(noCommon ? failure(`SSH handshake failed: ${endpoint(host, port)}: ${noCommon[1]}. Nothing was run on the host.`)
                 : { waitReason: error.code === "ECONNREFUSED" ? "connection refused" : message });
         });
         client.on("close", () => settle({ waitReason: "the connection closed before the server showed a host key" }));
@@ -127,8 +122,7 @@ function mismatchMessage({ host, port, setting, pinned, presented, identificatio
         `  pinned:    ${pinned.type} ${fingerprint(pinned.blob)} (${setting})`,
         ...identification ? [`  server:    ${identification}`] : [],
         "Nothing was run on the host: the connection was closed as soon as the server showed its key.",
-        "Either this is not the server you meant, or its host keys changed (a reinstalled or rebuilt server " +
-            "has new ones, and the pinned key is stale).",
+        "Either this is not the server you meant, or its host keys changed (a rebuilt server has new ones).",
         // A setting can be pinned with `pulumi config set`; a key Pulumi generated cannot.
         ...(/^[A-Za-z0-9_.:-]+$/.test(setting) ? [
             `Check the server's key out of band (on its console: ${check}), or read it with`,
@@ -153,11 +147,11 @@ async function checkHostKey(Client, settings) {
             return { host, port, hostKey: "match", type: pinned.type, fingerprint: fingerprint(key), waitedSeconds };
         }
         if (key) {
-            throw new Failure(mismatchMessage({ ...settings, presented: key, identification }));
+            throw failure(mismatchMessage({ ...settings, presented: key, identification }));
         }
         const now = Date.now();
         if (now >= deadline) {
-            throw new Failure(`host not reachable: ${endpoint(host, port)} did not answer SSH within ` +
+            throw failure(`host not reachable: ${endpoint(host, port)} did not answer SSH within ` +
                 `${settings.timeoutSeconds} s (last error: ${waitReason})`);
         }
         if (now - lastLogged >= WAIT_LOG_INTERVAL_MS) {
@@ -173,7 +167,7 @@ function loadSsh2() {
     try {
         return require("ssh2");
     } catch (error) {
-        throw error.code === "MODULE_NOT_FOUND" ? new Failure("host key probe: cannot load the ssh2 package from " +
+        throw error.code === "MODULE_NOT_FOUND" ? failure("host key probe: cannot load the ssh2 package from " +
             `${process.cwd()}: run \`npm ci\` in the Pulumi project's directory`) : error;
     }
 }
@@ -184,8 +178,8 @@ async function main() {
         const report = await checkHostKey(Client, readSettings(process.env, utils.parseKey));
         process.stdout.write(`${JSON.stringify(report)}\n`);
     } catch (error) {
-        process.stderr.write(`${error instanceof Failure ? error.message : `host key probe: internal error: ${error.stack}`}\n`);
-        process.exitCode = error instanceof Failure ? error.exitCode : 1;
+        process.stderr.write(`${error.exitCode ? error.message : `host key probe: internal error: ${error.stack}`}\n`);
+        process.exitCode = error.exitCode ?? 1;
     }
 }
 

@@ -3,7 +3,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "fs";
 import * as path from "path";
 
-/** The probe's source, run by `node -` on the machine that runs Pulumi. */
+/**
+ * The probe's source, run by `node -` on the machine that runs Pulumi, in the project directory: it loads
+ * ssh2 from the project's node_modules, so no path of this machine goes into the command's inputs.
+ */
 export const HOST_KEY_PROBE_PATH = path.join(__dirname, "host-key-probe.js");
 
 /** Arguments of the host key check. */

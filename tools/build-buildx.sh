@@ -30,7 +30,7 @@ set -euo pipefail
 WRAPPER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/buildx" && pwd)"
 readonly WRAPPER_DIR
 readonly BUILDX_MODULE="github.com/docker/buildx"
-readonly CLI_PACKAGE="$BUILDX_MODULE/cmd/buildx"
+readonly CLI_PACKAGE="${BUILDX_MODULE}/cmd/buildx"
 readonly LOG_PREFIX="build-buildx"
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,40 +39,40 @@ export CGO_ENABLED=0
 
 # The pinned buildx version is the one tools/buildx/go.mod requires; nothing else repeats it.
 pinned_version() {
-  (cd "$WRAPPER_DIR" && go list -m -f '{{.Version}}' "$BUILDX_MODULE")
+  (cd "${WRAPPER_DIR}" && go list -m -f '{{.Version}}' "${BUILDX_MODULE}")
 }
 
 # Prints "true" when it built the plugin, "false" when the cached one already matches the pins.
 build_plugin() {
   local version="$1" bin="$2" ldflags
-  ldflags="-s -w -X $BUILDX_MODULE/version.Version=$version -X $BUILDX_MODULE/version.Revision=$version"
-  ldflags+=" -X $BUILDX_MODULE/version.Package=$BUILDX_MODULE"
+  ldflags="-s -w -X ${BUILDX_MODULE}/version.Version=${version} -X ${BUILDX_MODULE}/version.Revision=${version}"
+  ldflags+=" -X ${BUILDX_MODULE}/version.Package=${BUILDX_MODULE}"
   # CGO_ENABLED is part of what makes the binary: fingerprint it with the pins.
-  build_if_changed "buildx $version" "$bin" "$ldflags" "echo $WRAPPER_DIR" \
-    "$WRAPPER_DIR/go.mod" "$WRAPPER_DIR/go.sum" <(printf 'CGO_ENABLED=%s\n' "$CGO_ENABLED") -- "$CLI_PACKAGE"
+  build_if_changed "buildx ${version}" "${bin}" "${ldflags}" "echo ${WRAPPER_DIR}" \
+    "${WRAPPER_DIR}/go.mod" "${WRAPPER_DIR}/go.sum" <(printf 'CGO_ENABLED=%s\n' "${CGO_ENABLED}") -- "${CLI_PACKAGE}"
 }
 
 verify_plugin() {
   local version="$1" bin="$2" reported expected
   # Run outside the docker CLI, the plugin runs standalone; it needs no daemon for `version`.
-  reported="$("$bin" version)"
-  expected="$BUILDX_MODULE $version $version"
-  [[ "$reported" == "$expected" ]] || die "$bin version reports '$reported', expected '$expected'"
+  reported="$("${bin}" version)"
+  expected="${BUILDX_MODULE} ${version} ${version}"
+  [[ "${reported}" == "${expected}" ]] || die "${bin} version reports '${reported}', expected '${expected}'"
 }
 
 main() {
-  require_go "$WRAPPER_DIR/go.mod"
+  require_go "${WRAPPER_DIR}/go.mod"
   local version tools_dir bin changed
   version="$(pinned_version)"
-  tools_dir="${BUILDX_TOOLS_DIR:-$CACHE_DIR/tools/buildx-$version}"
-  mkdir -p "$tools_dir"
-  tools_dir="$(cd "$tools_dir" && pwd)"
-  bin="$tools_dir/docker-buildx"
+  tools_dir="${BUILDX_TOOLS_DIR:-${CACHE_DIR}/tools/buildx-${version}}"
+  mkdir -p "${tools_dir}"
+  tools_dir="$(cd "${tools_dir}" && pwd)"
+  bin="${tools_dir}/docker-buildx"
 
-  changed="$(build_plugin "$version" "$bin")"
-  verify_plugin "$version" "$bin"
-  [[ "$changed" == true ]] || log "nothing to do: $bin is up to date"
-  printf '%s\n' "$bin"
+  changed="$(build_plugin "${version}" "${bin}")"
+  verify_plugin "${version}" "${bin}"
+  [[ "${changed}" == true ]] || log "nothing to do: ${bin} is up to date"
+  printf '%s\n' "${bin}"
 }
 
 main "$@"

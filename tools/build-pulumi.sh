@@ -36,37 +36,37 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # The pinned CLI version is the one tools/pulumi-cli/go.mod requires; nothing else repeats it.
 pinned_version() {
-  (cd "$WRAPPER_DIR" && go list -m -f '{{.Version}}' github.com/pulumi/pulumi/pkg/v3)
+  (cd "${WRAPPER_DIR}" && go list -m -f '{{.Version}}' github.com/pulumi/pulumi/pkg/v3)
 }
 
 # Prints "true" when it built the CLI, "false" when the cached one already matches the pins.
 build_cli() {
   local version="$1" bin_dir="$2"
-  build_if_changed "pulumi $version" "$bin_dir/pulumi" "-s -w -X $VERSION_SYMBOL=$version" "echo $WRAPPER_DIR" \
-    "$WRAPPER_DIR/go.mod" "$WRAPPER_DIR/go.sum" -- "$CLI_PACKAGE"
+  build_if_changed "pulumi ${version}" "${bin_dir}/pulumi" "-s -w -X ${VERSION_SYMBOL}=${version}" "echo ${WRAPPER_DIR}" \
+    "${WRAPPER_DIR}/go.mod" "${WRAPPER_DIR}/go.sum" -- "${CLI_PACKAGE}"
 }
 
 verify_cli() {
   local version="$1" bin_dir="$2" reported
-  reported="$(PULUMI_SKIP_UPDATE_CHECK=true "$bin_dir/pulumi" version)"
-  [[ "$reported" == "$version" ]] || die "$bin_dir/pulumi reports version '$reported', expected '$version'"
+  reported="$(PULUMI_SKIP_UPDATE_CHECK=true "${bin_dir}/pulumi" version)"
+  [[ "${reported}" == "${version}" ]] || die "${bin_dir}/pulumi reports version '${reported}', expected '${version}'"
 }
 
 main() {
-  require_go "$WRAPPER_DIR/go.mod"
+  require_go "${WRAPPER_DIR}/go.mod"
   local version tools_dir
   version="$(pinned_version)"
-  tools_dir="${PULUMI_TOOLS_DIR:-$CACHE_DIR/tools/pulumi-$version}"
-  mkdir -p "$tools_dir/bin" "$tools_dir/home"
+  tools_dir="${PULUMI_TOOLS_DIR:-${CACHE_DIR}/tools/pulumi-${version}}"
+  mkdir -p "${tools_dir}/bin" "${tools_dir}/home"
 
   local changed
-  changed="$(build_cli "$version" "$tools_dir/bin")"
-  verify_cli "$version" "$tools_dir/bin"
-  [[ "$changed" == true ]] || log "nothing to do: $tools_dir is up to date"
-  log "use: export PATH=\"$tools_dir/bin:\$PATH\" PULUMI_HOME=\"$tools_dir/home\" PULUMI_SKIP_UPDATE_CHECK=true"
+  changed="$(build_cli "${version}" "${tools_dir}/bin")"
+  verify_cli "${version}" "${tools_dir}/bin"
+  [[ "${changed}" == true ]] || log "nothing to do: ${tools_dir} is up to date"
+  log "use: export PATH=\"${tools_dir}/bin:\$PATH\" PULUMI_HOME=\"${tools_dir}/home\" PULUMI_SKIP_UPDATE_CHECK=true"
 
   printf '{"tool":"pulumi","version":"%s","bin":"%s","home":"%s","changed":%s}\n' \
-    "$version" "$tools_dir/bin" "$tools_dir/home" "$changed"
+    "${version}" "${tools_dir}/bin" "${tools_dir}/home" "${changed}"
 }
 
 main "$@"

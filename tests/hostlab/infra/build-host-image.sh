@@ -33,13 +33,13 @@ VARIANT="${HOST_VARIANT:-}"
 
 log() { echo "build-host-image: $*" >&2; }
 
-case "$VARIANT" in
+case "${VARIANT}" in
   "") ;;
   # debootstrap does not resolve virtual packages: python3-cryptography (cloud-init, through
   # python3-oauthlib) depends on python3-cffi-backend-api-min, which python3-cffi-backend provides.
-  cloud-init) INCLUDE="$INCLUDE,cloud-init,python3-cffi-backend" ;;
+  cloud-init) INCLUDE="${INCLUDE},cloud-init,python3-cffi-backend" ;;
   *)
-    log "unknown HOST_VARIANT '$VARIANT' (known: cloud-init)"
+    log "unknown HOST_VARIANT '${VARIANT}' (known: cloud-init)"
     exit 1
     ;;
 esac
@@ -48,10 +48,10 @@ esac
 function_text() { sed -n "/^$1()/,/^}/p" "${BASH_SOURCE[0]}"; }
 
 image_tag() {
-  local hash inputs=("$SUITE" "$INCLUDE" "$(function_text customize_rootfs)")
-  [[ "$VARIANT" != cloud-init ]] || inputs+=("$(function_text customize_cloud_init_rootfs)")
+  local hash inputs=("${SUITE}" "${INCLUDE}" "$(function_text customize_rootfs)")
+  [[ "${VARIANT}" != cloud-init ]] || inputs+=("$(function_text customize_cloud_init_rootfs)")
   hash="$(printf '%s\n' "${inputs[@]}" | sha256sum | cut -c1-12)"
-  echo "${HOST_IMAGE_REPO}:${SUITE}${VARIANT:+-$VARIANT}-${hash}"
+  echo "${HOST_IMAGE_REPO}:${SUITE}${VARIANT:+-${VARIANT}}-${hash}"
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -67,24 +67,24 @@ ensure_debootstrap() {
 # like cloud-init does on a real server), the release's security and updates suites enabled.
 customize_rootfs() {
   local dir="$1"
-  rm -f "$dir/etc/hostname" "$dir"/etc/ssh/ssh_host_*
-  : >"$dir/etc/machine-id"
-  rm -f "$dir/var/lib/dbus/machine-id"
-  rm -f "$dir/etc/apt/sources.list"
-  cat >"$dir/etc/apt/sources.list.d/debian.sources" <<SOURCES
+  rm -f "${dir}/etc/hostname" "${dir}"/etc/ssh/ssh_host_*
+  : >"${dir}/etc/machine-id"
+  rm -f "${dir}/var/lib/dbus/machine-id"
+  rm -f "${dir}/etc/apt/sources.list"
+  cat >"${dir}/etc/apt/sources.list.d/debian.sources" <<SOURCES
 Types: deb
-URIs: $DEBIAN_MIRROR
-Suites: $SUITE $SUITE-updates
+URIs: ${DEBIAN_MIRROR}
+Suites: ${SUITE} ${SUITE}-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
 URIs: http://deb.debian.org/debian-security
-Suites: $SUITE-security
+Suites: ${SUITE}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
-  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
+  rm -rf "${dir}"/var/lib/apt/lists/* "${dir}"/var/cache/apt/archives/*.deb
 }
 
 # The cloud-init variant: the same customisation, except that the host keys openssh-server's
@@ -95,16 +95,16 @@ SOURCES
 # first NIC, which here is the VM's). The datasource is left to ds-identify, as on a cloud image.
 customize_cloud_init_rootfs() {
   local dir="$1" keys
-  compgen -G "$dir/etc/ssh/ssh_host_*_key" >/dev/null || {
-    log "openssh-server generated no host keys in $dir/etc/ssh"
+  compgen -G "${dir}/etc/ssh/ssh_host_*_key" >/dev/null || {
+    log "openssh-server generated no host keys in ${dir}/etc/ssh"
     return 1
   }
   keys="$(mktemp -d)"
-  cp -a "$dir"/etc/ssh/ssh_host_* "$keys/"
-  customize_rootfs "$dir"
-  cp -a "$keys"/. "$dir/etc/ssh/"
-  rm -rf "$keys"
-  cat >"$dir/etc/cloud/cloud.cfg.d/99-buildx-host-lab.cfg" <<'CONFIG'
+  cp -a "${dir}"/etc/ssh/ssh_host_* "${keys}/"
+  customize_rootfs "${dir}"
+  cp -a "${keys}"/. "${dir}/etc/ssh/"
+  rm -rf "${keys}"
+  cat >"${dir}/etc/cloud/cloud.cfg.d/99-buildx-host-lab.cfg" <<'CONFIG'
 # Host lab: this machine's network belongs to the machine it runs on; cloud-init leaves it alone.
 network: {config: disabled}
 CONFIG
@@ -114,37 +114,37 @@ build_tarball() {
   local tarball="$1" dir
   ensure_debootstrap
   dir="$(mktemp -d /var/tmp/buildx-host-rootfs.XXXXXX)"
-  log "debootstrap $SUITE (minbase) into $dir"
-  local start=$SECONDS
-  debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$dir" "$DEBIAN_MIRROR" >&2
+  log "debootstrap ${SUITE} (minbase) into ${dir}"
+  local start=${SECONDS}
+  debootstrap --variant=minbase --include="${INCLUDE}" "${SUITE}" "${dir}" "${DEBIAN_MIRROR}" >&2
   log "debootstrap took $((SECONDS - start))s"
-  if [[ "$VARIANT" == cloud-init ]]; then
-    customize_cloud_init_rootfs "$dir"
+  if [[ "${VARIANT}" == cloud-init ]]; then
+    customize_cloud_init_rootfs "${dir}"
   else
-    customize_rootfs "$dir"
+    customize_rootfs "${dir}"
   fi
-  tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
-  mv "$tarball.tmp" "$tarball"
-  rm -rf "$dir"
+  tar -C "${dir}" --numeric-owner -cf "${tarball}.tmp" .
+  mv "${tarball}.tmp" "${tarball}"
+  rm -rf "${dir}"
 }
 
 main() {
   local ref tarball
   ref="$(image_tag)"
-  if image_exists "$ref"; then
-    log "image $ref exists; nothing to build"
+  if image_exists "${ref}"; then
+    log "image ${ref} exists; nothing to build"
   else
-    mkdir -p "$CACHE_DIR"
-    tarball="$CACHE_DIR/host-rootfs-${ref##*:}.tar"
-    if [[ -f "$tarball" ]]; then
-      log "rootfs tarball cached at $tarball; importing it"
+    mkdir -p "${CACHE_DIR}"
+    tarball="${CACHE_DIR}/host-rootfs-${ref##*:}.tar"
+    if [[ -f "${tarball}" ]]; then
+      log "rootfs tarball cached at ${tarball}; importing it"
     else
-      build_tarball "$tarball"
+      build_tarball "${tarball}"
     fi
-    docker import --change 'CMD ["/sbin/init"]' "$tarball" "$ref" >/dev/null
-    log "imported $ref"
+    docker import --change 'CMD ["/sbin/init"]' "${tarball}" "${ref}" >/dev/null
+    log "imported ${ref}"
   fi
-  echo "$ref"
+  echo "${ref}"
 }
 
 main "$@"

@@ -25,7 +25,7 @@ DOCKERD_WAIT_SECONDS="${DOCKERD_WAIT_SECONDS:-120}"
 log() { echo "ensure-dockerd: $*" >&2; }
 
 engine_answers() {
-  [[ -S "$DOCKER_SOCKET" ]] && docker -H "unix://$DOCKER_SOCKET" version -f '{{.Server.Version}}' >/dev/null 2>&1
+  [[ -S "${DOCKER_SOCKET}" ]] && docker -H "unix://${DOCKER_SOCKET}" version -f '{{.Server.Version}}' >/dev/null 2>&1
 }
 
 install_dockerd() {
@@ -35,32 +35,32 @@ install_dockerd() {
   log "dockerd missing: installing Debian's docker.io"
   # No init system manages services here: keep the package scripts from trying to start one.
   local policy=/usr/sbin/policy-rc.d had_policy=false
-  [[ -e "$policy" ]] && had_policy=true
-  if [[ "$had_policy" == false ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
+  [[ -e "${policy}" ]] && had_policy=true
+  if [[ "${had_policy}" == false ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"${policy}"
+    chmod 0755 "${policy}"
   fi
   local rc=0
   install_packages docker.io || rc=$?
-  [[ "$had_policy" == false ]] && rm -f "$policy"
-  if [[ "$rc" -ne 0 ]]; then
-    log "apt-get failed (exit $rc) installing docker.io; check that deb.debian.org is reachable"
-    return "$rc"
+  [[ "${had_policy}" == false ]] && rm -f "${policy}"
+  if [[ "${rc}" -ne 0 ]]; then
+    log "apt-get failed (exit ${rc}) installing docker.io; check that deb.debian.org is reachable"
+    return "${rc}"
   fi
 }
 
 start_dockerd() {
-  if live_pid "$DOCKERD_PIDFILE" >/dev/null; then
-    log "dockerd (pid $(live_pid "$DOCKERD_PIDFILE")) is starting already; waiting"
+  if live_pid "${DOCKERD_PIDFILE}" >/dev/null; then
+    log "dockerd (pid $(live_pid "${DOCKERD_PIDFILE}")) is starting already; waiting"
     return 0
   fi
-  log "starting dockerd (no bridge, no iptables), log $DOCKERD_LOG"
+  log "starting dockerd (no bridge, no iptables), log ${DOCKERD_LOG}"
   # --pidfile is dockerd's own lock file; setsid detaches it from this shell's job control.
   setsid dockerd \
-    --host "unix://$DOCKER_SOCKET" \
-    --pidfile "$DOCKERD_PIDFILE" \
+    --host "unix://${DOCKER_SOCKET}" \
+    --pidfile "${DOCKERD_PIDFILE}" \
     --bridge=none --iptables=false --ip6tables=false \
-    </dev/null >>"$DOCKERD_LOG" 2>&1 &
+    </dev/null >>"${DOCKERD_LOG}" 2>&1 &
 }
 
 wait_for_engine() {
@@ -68,7 +68,7 @@ wait_for_engine() {
   until engine_answers; do
     if ((SECONDS >= deadline)); then
       log "engine did not answer within ${DOCKERD_WAIT_SECONDS}s; last log lines:"
-      tail -n 20 "$DOCKERD_LOG" >&2 || true
+      tail -n 20 "${DOCKERD_LOG}" >&2 || true
       return 1
     fi
     sleep 1
@@ -77,13 +77,13 @@ wait_for_engine() {
 
 main() {
   if engine_answers; then
-    log "engine already answers on $DOCKER_SOCKET (server $(docker -H "unix://$DOCKER_SOCKET" version -f '{{.Server.Version}}')); nothing to do"
+    log "engine already answers on ${DOCKER_SOCKET} (server $(docker -H "unix://${DOCKER_SOCKET}" version -f '{{.Server.Version}}')); nothing to do"
     return 0
   fi
   install_dockerd
   start_dockerd
   wait_for_engine
-  log "engine answers on $DOCKER_SOCKET (server $(docker -H "unix://$DOCKER_SOCKET" version -f '{{.Server.Version}}'))"
+  log "engine answers on ${DOCKER_SOCKET} (server $(docker -H "unix://${DOCKER_SOCKET}" version -f '{{.Server.Version}}'))"
 }
 
 main "$@"

@@ -26,64 +26,64 @@ LAB_REGISTRY_PORT="${LAB_REGISTRY_PORT:-5000}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 LAB_REGISTRY_PIDFILE="${LAB_REGISTRY_PIDFILE:-/var/run/buildx-host-registry.pid}"
 LAB_REGISTRY_LOG="${LAB_REGISTRY_LOG:-/var/log/buildx-host-registry.log}"
-ADDRESS="127.0.0.1:$LAB_REGISTRY_PORT"
-REGISTRY_DIR="$CACHE_DIR/registry"
-BINARY="$REGISTRY_DIR/root/usr/bin/docker-registry"
+ADDRESS="127.0.0.1:${LAB_REGISTRY_PORT}"
+REGISTRY_DIR="${CACHE_DIR}/registry"
+BINARY="${REGISTRY_DIR}/root/usr/bin/docker-registry"
 
 log() { echo "serve-registry: $*" >&2; }
 
-answers() { curl -fsS -o /dev/null "http://$ADDRESS/v2/" 2>/dev/null; }
+answers() { curl -fsS -o /dev/null "http://${ADDRESS}/v2/" 2>/dev/null; }
 
 ensure_binary() {
-  [[ -x "$BINARY" ]] && return 0
+  [[ -x "${BINARY}" ]] && return 0
   local download
   download="$(mktemp -d)"
-  chmod 0755 "$download" # apt fetches as the _apt user
+  chmod 0755 "${download}" # apt fetches as the _apt user
   log "fetching Debian's docker-registry package"
-  (cd "$download" && apt-get download docker-registry >&2) ||
-    { apt-get update -q >&2 && (cd "$download" && apt-get download docker-registry >&2); }
-  mkdir -p "$REGISTRY_DIR/root"
-  dpkg-deb -x "$download"/docker-registry_*.deb "$REGISTRY_DIR/root"
-  rm -rf "$download"
+  (cd "${download}" && apt-get download docker-registry >&2) ||
+    { apt-get update -q >&2 && (cd "${download}" && apt-get download docker-registry >&2); }
+  mkdir -p "${REGISTRY_DIR}/root"
+  dpkg-deb -x "${download}"/docker-registry_*.deb "${REGISTRY_DIR}/root"
+  rm -rf "${download}"
 }
 
 write_config() {
-  mkdir -p "$REGISTRY_DIR/data"
-  cat >"$REGISTRY_DIR/config.yml" <<CONFIG
+  mkdir -p "${REGISTRY_DIR}/data"
+  cat >"${REGISTRY_DIR}/config.yml" <<CONFIG
 version: 0.1
 log:
   level: warn
 storage:
   filesystem:
-    rootdirectory: $REGISTRY_DIR/data
+    rootdirectory: ${REGISTRY_DIR}/data
   delete:
     enabled: true
 http:
-  addr: $ADDRESS
+  addr: ${ADDRESS}
 CONFIG
 }
 
 start() {
   ensure_binary
   write_config
-  start_server "$LAB_REGISTRY_PIDFILE" "$LAB_REGISTRY_LOG" answers -- "$BINARY" serve "$REGISTRY_DIR/config.yml"
-  echo "$ADDRESS"
+  start_server "${LAB_REGISTRY_PIDFILE}" "${LAB_REGISTRY_LOG}" answers -- "${BINARY}" serve "${REGISTRY_DIR}/config.yml"
+  echo "${ADDRESS}"
 }
 
 # Docker treats registries on 127.0.0.0/8 as insecure by default, so plain HTTP needs no daemon setting.
 push() {
-  local image="$1" ref="$ADDRESS/$1" digest
-  answers || { log "no registry on $ADDRESS; run: $0 start"; return 1; }
-  docker tag "$image" "$ref"
-  docker push -q "$ref" >&2
+  local image="$1" ref="${ADDRESS}/$1" digest
+  answers || { log "no registry on ${ADDRESS}; run: $0 start"; return 1; }
+  docker tag "${image}" "${ref}"
+  docker push -q "${ref}" >&2
   # Pinned as a user should pin it: tag and digest, the digest the registry now serves.
-  digest="$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$ref" | grep -m1 -F "$ADDRESS/${image%:*}@")" ||
-    { log "the registry gave $ref no digest"; return 1; }
-  log "pushed $image as $ref (${digest#*@})"
-  echo "$ref@${digest#*@}"
+  digest="$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "${ref}" | grep -m1 -F "${ADDRESS}/${image%:*}@")" ||
+    { log "the registry gave ${ref} no digest"; return 1; }
+  log "pushed ${image} as ${ref} (${digest#*@})"
+  echo "${ref}@${digest#*@}"
 }
 
-stop() { stop_server "$LAB_REGISTRY_PIDFILE"; }
+stop() { stop_server "${LAB_REGISTRY_PIDFILE}"; }
 
 main() {
   case "${1:-}" in

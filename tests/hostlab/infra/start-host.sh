@@ -30,11 +30,11 @@
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$INFRA_DIR/../../.." && pwd)"
+ROOT="$(cd "${INFRA_DIR}/../../.." && pwd)"
 HOSTLAB_NAME="${1:-${HOSTLAB_NAME:-buildx-host-lab}}"
 HOSTLAB_SSH_PORT="${2:-${HOSTLAB_SSH_PORT:-2222}}"
 HOSTLAB_USER="${HOSTLAB_USER:-builder}"
-HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/$HOSTLAB_NAME}"
+HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/${HOSTLAB_NAME}}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 HOSTLAB_SSH_WAIT_SECONDS="${HOSTLAB_SSH_WAIT_SECONDS:-120}"
 HOST_VARIANT="${HOST_VARIANT:-}"
@@ -54,34 +54,34 @@ SYSTEMD_CONTAINER_FLAGS=(
 )
 
 remove_previous() {
-  if docker container inspect "$HOSTLAB_NAME" >/dev/null 2>&1; then
-    log "removing previous container $HOSTLAB_NAME"
-    docker rm -f "$HOSTLAB_NAME" >/dev/null
+  if docker container inspect "${HOSTLAB_NAME}" >/dev/null 2>&1; then
+    log "removing previous container ${HOSTLAB_NAME}"
+    docker rm -f "${HOSTLAB_NAME}" >/dev/null
   fi
   # A fresh machine: no engine state from an earlier run.
-  docker volume rm -f "$HOSTLAB_NAME-docker" "$HOSTLAB_NAME-containerd" >/dev/null
+  docker volume rm -f "${HOSTLAB_NAME}-docker" "${HOSTLAB_NAME}-containerd" >/dev/null
 }
 
 make_keys() {
-  rm -rf "$HOSTLAB_STATE_DIR"
-  mkdir -p "$HOSTLAB_STATE_DIR"
-  chmod 0700 "$HOSTLAB_STATE_DIR"
+  rm -rf "${HOSTLAB_STATE_DIR}"
+  mkdir -p "${HOSTLAB_STATE_DIR}"
+  chmod 0700 "${HOSTLAB_STATE_DIR}"
   # The EC2 path's host key is the program's tls.PrivateKey (ED25519, OpenSSH format, no comment);
   # ssh-keygen makes the same kind of key.
-  local host_key_comment="buildx-host-lab host $HOSTLAB_NAME"
-  [[ "$HOST_VARIANT" != cloud-init ]] || host_key_comment=""
-  ssh-keygen -q -t ed25519 -N '' -C "$host_key_comment" -f "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key"
-  ssh-keygen -q -t ed25519 -N '' -C "$HOSTLAB_USER@buildx-host-lab" -f "$HOSTLAB_STATE_DIR/id_ed25519"
-  printf '[127.0.0.1]:%s %s\n' "$HOSTLAB_SSH_PORT" \
-    "$(cut -d' ' -f1,2 "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub")" >"$HOSTLAB_STATE_DIR/known_hosts"
+  local host_key_comment="buildx-host-lab host ${HOSTLAB_NAME}"
+  [[ "${HOST_VARIANT}" != cloud-init ]] || host_key_comment=""
+  ssh-keygen -q -t ed25519 -N '' -C "${host_key_comment}" -f "${HOSTLAB_STATE_DIR}/ssh_host_ed25519_key"
+  ssh-keygen -q -t ed25519 -N '' -C "${HOSTLAB_USER}@buildx-host-lab" -f "${HOSTLAB_STATE_DIR}/id_ed25519"
+  printf '[127.0.0.1]:%s %s\n' "${HOSTLAB_SSH_PORT}" \
+    "$(cut -d' ' -f1,2 "${HOSTLAB_STATE_DIR}/ssh_host_ed25519_key.pub")" >"${HOSTLAB_STATE_DIR}/known_hosts"
   # For tools that read ssh config (the Docker CLI's ssh:// transport): strict host key
   # checking against the pinned key only.
-  cat >"$HOSTLAB_STATE_DIR/ssh_config" <<CONFIG
+  cat >"${HOSTLAB_STATE_DIR}/ssh_config" <<CONFIG
 Host 127.0.0.1
-  Port $HOSTLAB_SSH_PORT
-  IdentityFile $HOSTLAB_STATE_DIR/id_ed25519
+  Port ${HOSTLAB_SSH_PORT}
+  IdentityFile ${HOSTLAB_STATE_DIR}/id_ed25519
   IdentitiesOnly yes
-  UserKnownHostsFile $HOSTLAB_STATE_DIR/known_hosts
+  UserKnownHostsFile ${HOSTLAB_STATE_DIR}/known_hosts
   StrictHostKeyChecking yes
   BatchMode yes
 CONFIG
@@ -90,28 +90,28 @@ CONFIG
 # Files the "cloud-init" of this lab puts on the machine before first boot.
 stage_first_boot_files() {
   local stage="$1"
-  install -d -m 0755 "$stage/etc/ssh/sshd_config.d" "$stage/etc/docker" "$stage/etc/buildx-host-lab" \
-    "$stage/etc/systemd/system/multi-user.target.wants" "$stage/etc/systemd/system/sysinit.target.wants" \
-    "$stage/usr/local/sbin"
-  install -m 0600 "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key" "$stage/etc/ssh/ssh_host_ed25519_key"
-  install -m 0644 "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub" "$stage/etc/ssh/ssh_host_ed25519_key.pub"
-  cat >"$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf" <<CONFIG
+  install -d -m 0755 "${stage}/etc/ssh/sshd_config.d" "${stage}/etc/docker" "${stage}/etc/buildx-host-lab" \
+    "${stage}/etc/systemd/system/multi-user.target.wants" "${stage}/etc/systemd/system/sysinit.target.wants" \
+    "${stage}/usr/local/sbin"
+  install -m 0600 "${HOSTLAB_STATE_DIR}/ssh_host_ed25519_key" "${stage}/etc/ssh/ssh_host_ed25519_key"
+  install -m 0644 "${HOSTLAB_STATE_DIR}/ssh_host_ed25519_key.pub" "${stage}/etc/ssh/ssh_host_ed25519_key.pub"
+  cat >"${stage}/etc/ssh/sshd_config.d/10-buildx-host-lab.conf" <<CONFIG
 # Host lab: loopback only, on a port of its own; the pinned host key only.
-Port $HOSTLAB_SSH_PORT
+Port ${HOSTLAB_SSH_PORT}
 ListenAddress 127.0.0.1
 HostKey /etc/ssh/ssh_host_ed25519_key
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin no
 CONFIG
-  chmod 0644 "$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf"
-  install -m 0644 "$HOSTLAB_STATE_DIR/id_ed25519.pub" "$stage/etc/buildx-host-lab/authorized_keys"
-  echo "$HOSTLAB_USER" >"$stage/etc/buildx-host-lab/login-user"
-  chmod 0644 "$stage/etc/buildx-host-lab/login-user"
+  chmod 0644 "${stage}/etc/ssh/sshd_config.d/10-buildx-host-lab.conf"
+  install -m 0644 "${HOSTLAB_STATE_DIR}/id_ed25519.pub" "${stage}/etc/buildx-host-lab/authorized_keys"
+  echo "${HOSTLAB_USER}" >"${stage}/etc/buildx-host-lab/login-user"
+  chmod 0644 "${stage}/etc/buildx-host-lab/login-user"
   # The inner engine has no bridge (172.x is off limits) and no iptables.
-  printf '%s\n' '{"bridge":"none","iptables":false,"ip6tables":false}' >"$stage/etc/docker/daemon.json"
-  chmod 0644 "$stage/etc/docker/daemon.json"
-  cat >"$stage/usr/local/sbin/buildx-host-lab-first-boot" <<'SCRIPT'
+  printf '%s\n' '{"bridge":"none","iptables":false,"ip6tables":false}' >"${stage}/etc/docker/daemon.json"
+  chmod 0644 "${stage}/etc/docker/daemon.json"
+  cat >"${stage}/usr/local/sbin/buildx-host-lab-first-boot" <<'SCRIPT'
 #!/bin/bash
 # Lab stand-in for cloud-init's user setup: the login user, its key, passwordless sudo.
 set -euo pipefail
@@ -125,8 +125,8 @@ install -m 0600 -o "$user" -g "$user" /etc/buildx-host-lab/authorized_keys "/hom
 echo "$user ALL=(ALL) NOPASSWD:ALL" >"/etc/sudoers.d/90-$user"
 chmod 0440 "/etc/sudoers.d/90-$user"
 SCRIPT
-  chmod 0755 "$stage/usr/local/sbin/buildx-host-lab-first-boot"
-  cat >"$stage/etc/systemd/system/buildx-host-lab-first-boot.service" <<'UNIT'
+  chmod 0755 "${stage}/usr/local/sbin/buildx-host-lab-first-boot"
+  cat >"${stage}/etc/systemd/system/buildx-host-lab-first-boot.service" <<'UNIT'
 [Unit]
 Description=Host lab stand-in for cloud-init (login user and key)
 Before=ssh.service
@@ -140,16 +140,16 @@ ExecStart=/usr/local/sbin/buildx-host-lab-first-boot
 [Install]
 WantedBy=multi-user.target
 UNIT
-  chmod 0644 "$stage/etc/systemd/system/buildx-host-lab-first-boot.service"
+  chmod 0644 "${stage}/etc/systemd/system/buildx-host-lab-first-boot.service"
   ln -s ../buildx-host-lab-first-boot.service \
-    "$stage/etc/systemd/system/multi-user.target.wants/buildx-host-lab-first-boot.service"
+    "${stage}/etc/systemd/system/multi-user.target.wants/buildx-host-lab-first-boot.service"
   # A real machine mounts binfmt_misc at boot through proc-sys-fs-binfmt_misc.automount;
   # systemd does not support automounts inside a container, so the lab mounts it directly
   # (same mount, same ordering before systemd-binfmt.service).
   ln -s /usr/lib/systemd/system/proc-sys-fs-binfmt_misc.mount \
-    "$stage/etc/systemd/system/sysinit.target.wants/proc-sys-fs-binfmt_misc.mount"
+    "${stage}/etc/systemd/system/sysinit.target.wants/proc-sys-fs-binfmt_misc.mount"
   # The harness checks that every pre-seeded key survives the experimental step.
-  install -m 0644 "$stage/etc/docker/daemon.json" "$HOSTLAB_STATE_DIR/daemon.json.seed"
+  install -m 0644 "${stage}/etc/docker/daemon.json" "${HOSTLAB_STATE_DIR}/daemon.json.seed"
 }
 
 # The cloud-init variant's login user: the default user of the image's cloud-init configuration
@@ -163,7 +163,7 @@ cloud_init_default_user() {
 # components/ec2-host.ts cloudInitUserData itself, loaded from the TypeScript source (transpiled
 # on the fly with the project's typescript, as ts-jest does; no type check).
 render_user_data() {
-  (cd "$ROOT" && node -e '
+  (cd "${ROOT}" && node -e '
 const fs = require("fs");
 const ts = require("typescript");
 require.extensions[".ts"] = (module, file) => module._compile(ts.transpileModule(fs.readFileSync(file, "utf8"), {
@@ -182,36 +182,36 @@ process.stdout.write(cloudInitUserData(fs.readFileSync(process.argv[1], "utf8"),
 # which hands an instance its user data and its key pair's public key.
 stage_cloud_init_files() {
   local stage="$1"
-  install -d -m 0755 "$stage/etc/ssh/sshd_config.d" "$stage/etc/docker" \
-    "$stage/etc/systemd/system/sysinit.target.wants" "$stage/var/lib/cloud/seed/nocloud" \
-    "$stage/var/lib/cloud/scripts/per-instance"
-  cat >"$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf" <<CONFIG
+  install -d -m 0755 "${stage}/etc/ssh/sshd_config.d" "${stage}/etc/docker" \
+    "${stage}/etc/systemd/system/sysinit.target.wants" "${stage}/var/lib/cloud/seed/nocloud" \
+    "${stage}/var/lib/cloud/scripts/per-instance"
+  cat >"${stage}/etc/ssh/sshd_config.d/10-buildx-host-lab.conf" <<CONFIG
 # Host lab: loopback only, on a port of its own. Host keys and password authentication are cloud-init's.
-Port $HOSTLAB_SSH_PORT
+Port ${HOSTLAB_SSH_PORT}
 ListenAddress 127.0.0.1
 CONFIG
-  chmod 0644 "$stage/etc/ssh/sshd_config.d/10-buildx-host-lab.conf"
-  mkdir -p "$HOSTLAB_STATE_DIR/nocloud"
-  render_user_data "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key" "$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub" \
-    >"$HOSTLAB_STATE_DIR/nocloud/user-data"
-  cat >"$HOSTLAB_STATE_DIR/nocloud/meta-data" <<META
-instance-id: $HOSTLAB_NAME-$(date +%s)
+  chmod 0644 "${stage}/etc/ssh/sshd_config.d/10-buildx-host-lab.conf"
+  mkdir -p "${HOSTLAB_STATE_DIR}/nocloud"
+  render_user_data "${HOSTLAB_STATE_DIR}/ssh_host_ed25519_key" "${HOSTLAB_STATE_DIR}/ssh_host_ed25519_key.pub" \
+    >"${HOSTLAB_STATE_DIR}/nocloud/user-data"
+  cat >"${HOSTLAB_STATE_DIR}/nocloud/meta-data" <<META
+instance-id: ${HOSTLAB_NAME}-$(date +%s)
 public-keys:
-  - $(cut -d' ' -f1,2 "$HOSTLAB_STATE_DIR/id_ed25519.pub")
+  - $(cut -d' ' -f1,2 "${HOSTLAB_STATE_DIR}/id_ed25519.pub")
 META
   # The user data carries the host's private key: root only, like EC2 user data behind IMDS.
-  install -m 0600 "$HOSTLAB_STATE_DIR/nocloud/user-data" "$stage/var/lib/cloud/seed/nocloud/user-data"
-  install -m 0644 "$HOSTLAB_STATE_DIR/nocloud/meta-data" "$stage/var/lib/cloud/seed/nocloud/meta-data"
-  printf '%s\n' '{"bridge":"none","iptables":false,"ip6tables":false}' >"$stage/etc/docker/daemon.json"
-  chmod 0644 "$stage/etc/docker/daemon.json"
+  install -m 0600 "${HOSTLAB_STATE_DIR}/nocloud/user-data" "${stage}/var/lib/cloud/seed/nocloud/user-data"
+  install -m 0644 "${HOSTLAB_STATE_DIR}/nocloud/meta-data" "${stage}/var/lib/cloud/seed/nocloud/meta-data"
+  printf '%s\n' '{"bridge":"none","iptables":false,"ip6tables":false}' >"${stage}/etc/docker/daemon.json"
+  chmod 0644 "${stage}/etc/docker/daemon.json"
   ln -s /usr/lib/systemd/system/proc-sys-fs-binfmt_misc.mount \
-    "$stage/etc/systemd/system/sysinit.target.wants/proc-sys-fs-binfmt_misc.mount"
-  install -m 0644 "$stage/etc/docker/daemon.json" "$HOSTLAB_STATE_DIR/daemon.json.seed"
+    "${stage}/etc/systemd/system/sysinit.target.wants/proc-sys-fs-binfmt_misc.mount"
+  install -m 0644 "${stage}/etc/docker/daemon.json" "${HOSTLAB_STATE_DIR}/daemon.json.seed"
   # cloud-init is done within a second here (no network to configure, nothing to install), long
   # before a client connects; on EC2 its last stage still runs when sshd already answers. This
   # per-instance script (run in cloud-init's final stage) holds it until the test creates the
   # release file, so wait-for-host's `cloud-init status --wait` demonstrably waits; at most 300 s.
-  cat >"$stage/var/lib/cloud/scripts/per-instance/buildx-host-lab-hold" <<'SCRIPT'
+  cat >"${stage}/var/lib/cloud/scripts/per-instance/buildx-host-lab-hold" <<'SCRIPT'
 #!/bin/sh
 # Host lab: hold cloud-init's final stage until /run/buildx-host-lab-release-cloud-init exists (300 s at most).
 i=0
@@ -221,50 +221,50 @@ while [ ! -e /run/buildx-host-lab-release-cloud-init ] && [ "$i" -lt 300 ]; do
 done
 echo "buildx-host-lab: cloud-init's final stage held for ${i}s"
 SCRIPT
-  chmod 0755 "$stage/var/lib/cloud/scripts/per-instance/buildx-host-lab-hold"
+  chmod 0755 "${stage}/var/lib/cloud/scripts/per-instance/buildx-host-lab-hold"
 }
 
 create_container() {
   local image="$1"
   # One package cache per release (the image tag starts with it): hosts of one release share it.
   local tag="${image##*:}"
-  local archives="$CACHE_DIR/apt-archives-${tag%%-*}"
-  mkdir -p "$archives/partial"
-  docker create --name "$HOSTLAB_NAME" \
+  local archives="${CACHE_DIR}/apt-archives-${tag%%-*}"
+  mkdir -p "${archives}/partial"
+  docker create --name "${HOSTLAB_NAME}" \
     --network host \
     "${SYSTEMD_CONTAINER_FLAGS[@]}" \
-    -v "$HOSTLAB_NAME-docker:/var/lib/docker" \
-    -v "$HOSTLAB_NAME-containerd:/var/lib/containerd" \
-    -v "$archives:/var/cache/apt/archives" \
+    -v "${HOSTLAB_NAME}-docker:/var/lib/docker" \
+    -v "${HOSTLAB_NAME}-containerd:/var/lib/containerd" \
+    -v "${archives}:/var/cache/apt/archives" \
     --label buildx-host-lab=host \
-    "$image" /sbin/init >/dev/null
+    "${image}" /sbin/init >/dev/null
 }
 
 copy_first_boot_files() {
   local stage
   stage="$(mktemp -d)"
-  if [[ "$HOST_VARIANT" == cloud-init ]]; then
-    (umask 022 && stage_cloud_init_files "$stage")
-    tar -C "$stage" --owner=0 --group=0 -c etc var | docker cp - "$HOSTLAB_NAME:/"
+  if [[ "${HOST_VARIANT}" == cloud-init ]]; then
+    (umask 022 && stage_cloud_init_files "${stage}")
+    tar -C "${stage}" --owner=0 --group=0 -c etc var | docker cp - "${HOSTLAB_NAME}:/"
   else
-    (umask 022 && stage_first_boot_files "$stage")
+    (umask 022 && stage_first_boot_files "${stage}")
     # A tar stream keeps modes and root ownership; only named top-level dirs so / is untouched.
-    tar -C "$stage" --owner=0 --group=0 -c etc usr | docker cp - "$HOSTLAB_NAME:/"
+    tar -C "${stage}" --owner=0 --group=0 -c etc usr | docker cp - "${HOSTLAB_NAME}:/"
   fi
-  rm -rf "$stage"
+  rm -rf "${stage}"
 }
 
 wait_for_ssh() {
   local deadline=$((SECONDS + HOSTLAB_SSH_WAIT_SECONDS))
-  until ssh -F "$HOSTLAB_STATE_DIR/ssh_config" -o ConnectTimeout=5 "$HOSTLAB_USER@127.0.0.1" true 2>/dev/null; do
-    if ! docker container inspect -f '{{.State.Running}}' "$HOSTLAB_NAME" 2>/dev/null | grep -qx true; then
-      log "container $HOSTLAB_NAME stopped; its log:"
-      docker logs --tail 30 "$HOSTLAB_NAME" >&2 || true
+  until ssh -F "${HOSTLAB_STATE_DIR}/ssh_config" -o ConnectTimeout=5 "${HOSTLAB_USER}@127.0.0.1" true 2>/dev/null; do
+    if ! docker container inspect -f '{{.State.Running}}' "${HOSTLAB_NAME}" 2>/dev/null | grep -qx true; then
+      log "container ${HOSTLAB_NAME} stopped; its log:"
+      docker logs --tail 30 "${HOSTLAB_NAME}" >&2 || true
       return 1
     fi
     if ((SECONDS >= deadline)); then
-      log "sshd on 127.0.0.1:$HOSTLAB_SSH_PORT did not accept the lab key within ${HOSTLAB_SSH_WAIT_SECONDS}s"
-      ssh -F "$HOSTLAB_STATE_DIR/ssh_config" -o ConnectTimeout=5 "$HOSTLAB_USER@127.0.0.1" true || true
+      log "sshd on 127.0.0.1:${HOSTLAB_SSH_PORT} did not accept the lab key within ${HOSTLAB_SSH_WAIT_SECONDS}s"
+      ssh -F "${HOSTLAB_STATE_DIR}/ssh_config" -o ConnectTimeout=5 "${HOSTLAB_USER}@127.0.0.1" true || true
       return 1
     fi
     sleep 1
@@ -272,48 +272,48 @@ wait_for_ssh() {
 }
 
 write_env_file() {
-  cat >"$HOSTLAB_STATE_DIR/host.env" <<ENV
-HOSTLAB_CONTAINER=$HOSTLAB_NAME
+  cat >"${HOSTLAB_STATE_DIR}/host.env" <<ENV
+HOSTLAB_CONTAINER=${HOSTLAB_NAME}
 HOSTLAB_HOST=127.0.0.1
-HOSTLAB_PORT=$HOSTLAB_SSH_PORT
-HOSTLAB_USER=$HOSTLAB_USER
-HOSTLAB_KEY=$HOSTLAB_STATE_DIR/id_ed25519
-HOSTLAB_HOST_PUBLIC_KEY_FILE=$HOSTLAB_STATE_DIR/ssh_host_ed25519_key.pub
-HOSTLAB_KNOWN_HOSTS=$HOSTLAB_STATE_DIR/known_hosts
-HOSTLAB_STATE_DIR=$HOSTLAB_STATE_DIR
-HOSTLAB_DAEMON_JSON_SEED=$HOSTLAB_STATE_DIR/daemon.json.seed
+HOSTLAB_PORT=${HOSTLAB_SSH_PORT}
+HOSTLAB_USER=${HOSTLAB_USER}
+HOSTLAB_KEY=${HOSTLAB_STATE_DIR}/id_ed25519
+HOSTLAB_HOST_PUBLIC_KEY_FILE=${HOSTLAB_STATE_DIR}/ssh_host_ed25519_key.pub
+HOSTLAB_KNOWN_HOSTS=${HOSTLAB_STATE_DIR}/known_hosts
+HOSTLAB_STATE_DIR=${HOSTLAB_STATE_DIR}
+HOSTLAB_DAEMON_JSON_SEED=${HOSTLAB_STATE_DIR}/daemon.json.seed
 ENV
 }
 
 main() {
   local image="${HOST_IMAGE:-}"
-  [[ -n "$image" ]] || image="$("$INFRA_DIR/build-host-image.sh")"
-  case "$HOST_VARIANT" in
+  [[ -n "${image}" ]] || image="$("${INFRA_DIR}/build-host-image.sh")"
+  case "${HOST_VARIANT}" in
     "") ;;
     cloud-init)
-      HOSTLAB_USER="$(cloud_init_default_user "$image")"
-      log "cloud-init variant: login user $HOSTLAB_USER (the image's cloud-init default user)"
+      HOSTLAB_USER="$(cloud_init_default_user "${image}")"
+      log "cloud-init variant: login user ${HOSTLAB_USER} (the image's cloud-init default user)"
       ;;
     *)
-      log "unknown HOST_VARIANT '$HOST_VARIANT' (known: cloud-init)"
+      log "unknown HOST_VARIANT '${HOST_VARIANT}' (known: cloud-init)"
       return 1
       ;;
   esac
-  if ss -Hltn "sport = :$HOSTLAB_SSH_PORT" 2>/dev/null | grep -q . &&
-    ! docker container inspect "$HOSTLAB_NAME" >/dev/null 2>&1; then
-    log "port $HOSTLAB_SSH_PORT is in use on this machine; pick another HOSTLAB_SSH_PORT"
+  if ss -Hltn "sport = :${HOSTLAB_SSH_PORT}" 2>/dev/null | grep -q . &&
+    ! docker container inspect "${HOSTLAB_NAME}" >/dev/null 2>&1; then
+    log "port ${HOSTLAB_SSH_PORT} is in use on this machine; pick another HOSTLAB_SSH_PORT"
     return 1
   fi
   remove_previous
   make_keys
-  create_container "$image"
+  create_container "${image}"
   copy_first_boot_files
-  local start=$SECONDS
-  docker start "$HOSTLAB_NAME" >/dev/null
+  local start=${SECONDS}
+  docker start "${HOSTLAB_NAME}" >/dev/null
   wait_for_ssh
   write_env_file
-  log "host $HOSTLAB_NAME up in $((SECONDS - start))s: ssh -F $HOSTLAB_STATE_DIR/ssh_config $HOSTLAB_USER@127.0.0.1"
-  echo "$HOSTLAB_STATE_DIR/host.env"
+  log "host ${HOSTLAB_NAME} up in $((SECONDS - start))s: ssh -F ${HOSTLAB_STATE_DIR}/ssh_config ${HOSTLAB_USER}@127.0.0.1"
+  echo "${HOSTLAB_STATE_DIR}/host.env"
 }
 
 main "$@"

@@ -7,26 +7,26 @@
 set -euo pipefail
 
 HOSTLAB_NAME="${1:-${HOSTLAB_NAME:-buildx-host-lab}}"
-HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/$HOSTLAB_NAME}"
+HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/${HOSTLAB_NAME}}"
 
 log() { echo "stop-host: $*" >&2; }
 
 main() {
-  if docker container inspect "$HOSTLAB_NAME" >/dev/null 2>&1; then
+  if docker container inspect "${HOSTLAB_NAME}" >/dev/null 2>&1; then
     # systemd stops its services cleanly on SIGRTMIN+3 (the container's stop signal).
-    docker stop "$HOSTLAB_NAME" >/dev/null || true
-    docker rm -f "$HOSTLAB_NAME" >/dev/null
-    log "removed container $HOSTLAB_NAME"
+    docker stop "${HOSTLAB_NAME}" >/dev/null || true
+    docker rm -f "${HOSTLAB_NAME}" >/dev/null
+    log "removed container ${HOSTLAB_NAME}"
   else
-    log "no container $HOSTLAB_NAME; nothing to stop"
+    log "no container ${HOSTLAB_NAME}; nothing to stop"
   fi
-  docker volume rm -f "$HOSTLAB_NAME-docker" "$HOSTLAB_NAME-containerd" >/dev/null
+  docker volume rm -f "${HOSTLAB_NAME}-docker" "${HOSTLAB_NAME}-containerd" >/dev/null
   # The host shared this machine's network namespace: its metadata guard table is ours to remove.
   if command -v nft >/dev/null 2>&1 && nft list table inet buildx_host_metadata_guard >/dev/null 2>&1; then
     nft delete table inet buildx_host_metadata_guard
     log "removed the host's metadata guard table from this machine's network namespace"
   fi
-  rm -rf "$HOSTLAB_STATE_DIR"
+  rm -rf "${HOSTLAB_STATE_DIR}"
 }
 
 main "$@"

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 
 import { BuildHostConfig } from "./config";
-import { Ec2Host } from "./ec2-host";
+import type { Ec2Host } from "./ec2-host";
 import {
     buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet, knownHostsLine, memberBuildxCreateCommand,
     sshEndpoint,
@@ -64,6 +64,8 @@ interface ConnectionTarget {
 function connectionTarget(name: string, args: BuildHostArgs, parent: pulumi.Resource): ConnectionTarget {
     const { config } = args;
     if (config.mode === "ec2") {
+        // Required here, not above: @pulumi/aws takes a third of a second to load on every run, and existing mode has no use for it.
+        const { Ec2Host } = require("./ec2-host") as typeof import("./ec2-host");
         const ec2Host = new Ec2Host(`${name}-ec2`, {
             settings: config.ec2,
             loginPrivateKey: args.loginPrivateKey,

@@ -3,7 +3,9 @@
  * real command provider (all built here from source: tools/build-pulumi.sh, tools/build-plugins.sh),
  * driven the way the README tells a user — `pulumi stack init`, `pulumi config set …`, `pulumi up`,
  * `pulumi stack output`, `pulumi destroy` — on a local file backend with a passphrase, in existing
- * mode against a lab host (a Debian 13 systemd container reached over real SSH).
+ * mode against a lab host (a Debian 13 systemd container reached over real SSH). `up`, `preview` and
+ * `destroy` run through the Automation API, which reads what they changed from the engine; the
+ * second `up` is typed as the README gives it.
  *
  * Stand-ins, because nothing outside this machine is reachable: Docker's apt repository is a local
  * signed repository (tests/hostlab/infra/build-apt-repo.sh), and the registry the host pulls the
@@ -26,7 +28,7 @@ import {
     binfmtFlags, labAptSettings, local, localOk, memberKey as labMemberKey, readLabHost, requiredEnv, runLog, RunLogLine, ssh, sudoOk, tail,
     teamEntry,
 } from "../hostlab/lab";
-import { CliRun, PulumiProject, resourceSummary, ROOT } from "./cli";
+import { CliRun, EngineRun, PulumiProject, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
@@ -43,9 +45,9 @@ const memberKey = (name: string) => labMemberKey(lab, name);
 const member = (name: string) => teamEntry(lab, name);
 
 /** The lines the run log gained while `action` ran. */
-function newRunLogLines(action: () => void): RunLogLine[] {
+async function newRunLogLines(action: () => unknown): Promise<RunLogLine[]> {
     const before = runLog(lab).length;
-    action();
+    await action();
     return runLog(lab).slice(before);
 }
 
@@ -71,8 +73,8 @@ function initExistingModeStack(name: string): void {
     project.ok(["config", "set", "--path", "team[0]", member("alice")]);
 }
 
-function up(): CliRun {
-    const run = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200);
+async function up(): Promise<EngineRun> {
+    const run = await project.engineOk("up", { timeoutSeconds: 1200 });
     appendFileSync(path.join(lab.stateDir, "engine-up.log"), `${run.stdout}\n${run.stderr}\n`);
     return run;
 }
@@ -126,17 +128,16 @@ describe("configuration problems stop the preview before anything is registered"
         }
     });
 
-    test("a first preview without allowedSshCidrs fails with our message, no stack trace, only the Stack registered", () => {
-        const run = project.run(["preview", "--json"]);
-        expect(run.status).not.toBe(0);
-        const preview = JSON.parse(run.stdout) as { steps?: { newState?: { type: string } }[]; diagnostics?: { message: string }[] };
-        const message = (preview.diagnostics ?? []).map(d => d.message).join("\n");
+    test("a first preview without allowedSshCidrs fails with our message, no stack trace, only the Stack registered", async () => {
+        const run = await project.engine("preview");
+        expect(run.succeeded).toBe(false);
+        const message = run.errors.join("\n");
         expect(message).toMatch(/Invalid buildx-host configuration \(1 problem\):\n\s+- buildx-host:allowedSshCidrs is required in ec2 mode: list the networks allowed to reach SSH\. Example: pulumi config set --path 'allowedSshCidrs\[0\]' 203\.0\.113\.0\/24/);
         expect(message).not.toMatch(/\n\s+at [^\n]+\(/);
-        expect([...new Set((preview.steps ?? []).map(s => s.newState?.type))]).toEqual(["pulumi:pulumi:Stack"]);
+        expect(run.steps.map(step => step.type)).toEqual(["pulumi:pulumi:Stack"]);
     });
 
-    test("several bad settings fail the preview together, each as parseConfig words it, the secret unseen, the host untouched", () => {
+    test("several bad settings fail the preview together, each as parseConfig words it, the secret unseen, the host untouched", async () => {
         project.ok(["stack", "init", "bad-settings"]);
         settings({
             hostMode: "existing", existingHostAddress: lab.host, existingHostPort: "70000", existingHostUser: "Bad User",
@@ -155,15 +156,14 @@ describe("configuration problems stop the preview before anything is registered"
         expect(problems.join("\n")).toContain("buildx-host:dockerAptRepo must be an https URL (http only on a loopback address");
         expect(problems).toContain("buildx-host:existingHostPrivateKey is stored in plain text in the stack's settings file " +
             "(value not shown); store it encrypted. Example: pulumi config set --secret existingHostPrivateKey < ~/.ssh/id_ed25519");
-        const run = project.run(["preview"]);
-        expect(run.status).not.toBe(0);
+        const run = await project.engine("preview");
+        expect(run.succeeded).toBe(false);
         for (const problem of problems) {
-            expect(run.stdout + run.stderr).toContain(problem);
+            expect(run.errors.join("\n")).toContain(problem);
         }
         const keyBody = readFileSync(throwaway, "utf8").split("\n")[1];
-        expect(run.stdout + run.stderr).not.toContain(keyBody);
-        const preview = JSON.parse(project.run(["preview", "--json"]).stdout) as { steps?: { newState?: { type: string } }[] };
-        expect([...new Set((preview.steps ?? []).map(s => s.newState?.type))]).toEqual(["pulumi:pulumi:Stack"]);
+        expect(run.stdout + run.stderr + run.errors.join("\n")).not.toContain(keyBody);
+        expect(run.steps.map(step => step.type)).toEqual(["pulumi:pulumi:Stack"]);
         expect(runLog(lab)).toEqual([]);
         project.ok(["stack", "rm", "--yes", "--force", "bad-settings"]);
     });
@@ -172,17 +172,17 @@ describe("configuration problems stop the preview before anything is registered"
 describe("a host provisioned by `pulumi up`", () => {
     beforeAll(() => initExistingModeStack("dev"));
 
-    test("a wrong pinned host key fails `up` within 60 s, naming the host and the key type, with nothing run on the host", () => {
+    test("a wrong pinned host key fails `up` within 60 s, naming the host and the key type, with nothing run on the host", async () => {
         const otherKey = path.join(lab.stateDir, "not-the-host-key");
         if (!existsSync(otherKey)) {
             localOk(`ssh-keygen -q -t ed25519 -N '' -f ${otherKey}`);
         }
         settings({ existingHostPublicKey: readFileSync(`${otherKey}.pub`, "utf8").trim() });
-        const run = project.run(["up", "--yes", "--skip-preview"], undefined, 300);
+        const run = await project.engine("up", { timeoutSeconds: 300 });
         timings.hostKeyMismatch = run.seconds;
-        expect(run.status).not.toBe(0);
+        expect(run.succeeded).toBe(false);
         expect(run.seconds).toBeLessThan(60);
-        const output = run.stdout + run.stderr;
+        const output = run.errors.join("\n");
         expect(output).toContain("host key mismatch");
         expect(output).toContain(`${lab.host}:${lab.port}`);
         expect(output).toContain("ssh-ed25519");
@@ -190,11 +190,13 @@ describe("a host provisioned by `pulumi up`", () => {
         settings({ existingHostPublicKey: lab.hostPublicKey });
     });
 
-    test("the first `up` runs every step once, in order, and prints no warning", () => {
-        const run = up();
+    test("the first `up` runs every step once, in order, and reports no warning", async () => {
+        const run = await up();
         timings.firstUp = run.seconds;
-        expect(run.stdout + run.stderr).not.toMatch(/warning:/i);
-        expect(resourceSummary(run.stdout).created).toBeGreaterThan(STEP_NAMES.length);
+        expect(run.warnings).toEqual([]);
+        // Created, or (the stack and components the failed attempt above registered) kept.
+        expect(Object.keys(run.changes).filter(op => op !== "create" && op !== "same")).toEqual([]);
+        expect(run.changes.create).toBeGreaterThan(STEP_NAMES.length);
         const lines = runLog(lab);
         // Every step changes the fresh host; wait-for-host installs jq, which writes the reports.
         expect(lines.map(line => [line.step, line.outcome])).toEqual(STEP_NAMES.map(step => [step, "changed=true"]));
@@ -263,36 +265,39 @@ describe("a host provisioned by `pulumi up`", () => {
         expect(builderRunning()).toBe(true);
     });
 
-    test("a second `up` changes nothing: the engine reports no change and no command ran on the host", () => {
+    test("a second `pulumi up`, typed as the README gives it, changes nothing: the engine records no change and no command ran on the host", async () => {
+        // The README's command; --yes answers its confirmation prompt. The time goes to bench/, not to an assertion here.
         let run: CliRun | undefined;
-        expect(newRunLogLines(() => { run = project.ok(["up", "--yes", "--expect-no-changes"], undefined, 600); })).toEqual([]);
+        const lines = await newRunLogLines(() => { run = project.ok(["up", "--yes"], undefined, 600); });
         timings.noOpUp = run!.seconds;
-        const summary = resourceSummary(run!.stdout);
-        expect(Object.keys(summary)).toEqual(["unchanged"]);
-        expect(run!.stdout + run!.stderr).not.toMatch(/warning:/i);
+        expect(lines).toEqual([]);
+        const [update] = JSON.parse(project.ok(["stack", "history", "--json", "--page-size", "1"]).stdout) as
+            { kind: string; result: string; resourceChanges: Record<string, number> }[];
+        expect([update.kind, update.result, Object.keys(update.resourceChanges)]).toEqual(["update", "succeeded", ["same"]]);
+        expect(run!.stdout + run!.stderr).not.toContain("warning:");
     });
 
-    test("a changed GC limit runs the builder step and the steps after it, and nothing before", () => {
+    test("a changed GC limit runs the builder step and the steps after it, and nothing before", async () => {
         settings({ buildkitGcMaxUsedSpace: "60GB" });
-        const lines = newRunLogLines(() => { timings.gcChangeUp = up().seconds; });
+        const lines = await newRunLogLines(async () => { timings.gcChangeUp = (await up()).seconds; });
         expect(lines.map(line => line.step)).toEqual(["buildx-builder", "team-access"]);
         expect(lines[0].outcome).toBe("changed=true");
     });
 
-    test("a changed script runs that step and the steps after it, and nothing before", () => {
+    test("a changed script runs that step and the steps after it, and nothing before", async () => {
         appendFileSync(path.join(project.dir, "components", "scripts", "experimental-mode.sh"), "# edited by the engine layer\n");
-        const lines = newRunLogLines(() => { timings.scriptChangeUp = up().seconds; });
+        const lines = await newRunLogLines(async () => { timings.scriptChangeUp = (await up()).seconds; });
         expect(lines.map(line => line.step)).toEqual(["experimental-mode", "qemu-binfmt", "buildx-builder", "team-access"]);
         expect(lines.map(line => line.outcome)).toEqual(["changed=false", "changed=false", "changed=false", "changed=false"]);
     });
 
-    test("team: a member added reaches BuildKit; the first member removed loses the door, the second keeps it", () => {
+    test("team: a member added reaches BuildKit; the first member removed loses the door, the second keeps it", async () => {
         project.ok(["config", "set", "--path", "team[1]", member("bob")]);
-        up();
+        await up();
         expect([reachesBuildkit("alice"), reachesBuildkit("bob")]).toEqual([true, true]);
         project.ok(["config", "set", "--path", "team[0]", member("bob")]);
         project.ok(["config", "rm", "--path", "team[1]"]);
-        const lines = newRunLogLines(() => up());
+        const lines = await newRunLogLines(up);
         expect(lines.map(line => [line.step, line.report.removed])).toEqual([["team-access", ["alice"]]]);
         expect([refusedAtDoor("alice"), reachesBuildkit("bob")]).toEqual([true, true]);
         expect(groupsOf("alice")).toEqual(["alice"]);
@@ -307,16 +312,17 @@ describe("a host provisioned by `pulumi up`", () => {
             readFileSync(key, "utf8").split("\n").filter(line => line && !line.startsWith("-----")).slice(1));
         const leaks = project.transcript
             .filter(run => keyLines.some(line => (run.stdout + run.stderr).includes(line)))
-            .map(run => `pulumi ${run.args.join(" ")}`);
+            .map(run => run.command);
         expect(leaks).toEqual([]);
         expect(project.transcript.length).toBeGreaterThan(20);
         expect(project.allOutput()).toContain("existingHostPrivateKey");
     });
 
-    test("`pulumi destroy` removes the builder and revokes the team, and the run log says so", () => {
-        let run: CliRun | undefined;
-        const lines = newRunLogLines(() => { run = project.ok(["destroy", "--yes", "--skip-preview"], undefined, 600); });
+    test("`pulumi destroy` removes the builder and revokes the team, and the run log says so", async () => {
+        let run: EngineRun | undefined;
+        const lines = await newRunLogLines(async () => { run = await project.engineOk("destroy", { timeoutSeconds: 600 }); });
         timings.destroy = run!.seconds;
+        expect(Object.keys(run!.changes)).toEqual(["delete"]);
         expect(lines.map(line => [line.step, line.outcome])).toEqual([
             ["team-access", "changed=true"], ["buildx-builder", "changed=true"], ["metadata-guard", "changed=true"]]);
         expect(lines[0].report).toMatchObject({ removed: ["bob"], door: "closed" });
@@ -329,16 +335,16 @@ describe("a host provisioned by `pulumi up`", () => {
 });
 
 describe("a host that is gone", () => {
-    test("`pulumi destroy` ends within 5 minutes naming the host, and the README's recipe finishes the job", () => {
+    test("`pulumi destroy` ends within 5 minutes naming the host, and the README's recipe finishes the job", async () => {
         initExistingModeStack("gone");
-        up();
+        await up();
         localOk(`docker stop ${lab.container}`);
         try {
-            const run = project.run(["destroy", "--yes", "--skip-preview"], undefined, 600);
+            const run = await project.engine("destroy", { timeoutSeconds: 600 });
             timings.destroyHostGone = run.seconds;
-            expect(run.status).not.toBe(0);
+            expect(run.succeeded).toBe(false);
             expect(run.seconds).toBeLessThan(300);
-            expect(run.stdout + run.stderr).toContain(`${lab.host}:${lab.port}`);
+            expect(run.errors.join("\n")).toContain(`${lab.host}:${lab.port}`);
 
             const recipe = /<!-- host-gone-recipe -->\n```sh\n([\s\S]*?)```/.exec(readFileSync(path.join(ROOT, "README.md"), "utf8"))?.[1];
             expect(recipe).toBeDefined();

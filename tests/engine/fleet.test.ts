@@ -21,7 +21,7 @@ import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
 import {
     labAptSettings, LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, sudoOk, tail, teamEntry,
 } from "../hostlab/lab";
-import { CliRun, PROGRAM_FILES, PulumiProject, ROOT } from "./cli";
+import { PulumiProject, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
 
 /** The last commit of the single-host program, before `nodes` existed. */
@@ -42,7 +42,7 @@ afterAll(() => {
 /** The single-host program at SINGLE_HOST_PROGRAM_COMMIT, extracted from this checkout's history. */
 function singleHostProgram(): string {
     const dir = mkdtempSync(path.join(tmpdir(), "buildx-host-single-host-program-"));
-    localOk(`git -C '${ROOT}' archive ${SINGLE_HOST_PROGRAM_COMMIT} ${PROGRAM_FILES.join(" ")} | tar -x -C '${dir}'`);
+    localOk(`git -C '${ROOT}' archive ${SINGLE_HOST_PROGRAM_COMMIT} | tar -x -C '${dir}'`);
     return dir;
 }
 
@@ -89,7 +89,7 @@ const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
 describe("a single-host stack made with the program before fleets", () => {
     const project = new PulumiProject(toolsDir, PASSPHRASE, singleHostProgram());
 
-    test("is upgraded without replacing anything; its member leaves the docker group for the member door", () => {
+    test("is upgraded without replacing anything; its member leaves the docker group for the member door", async () => {
         project.ok(["stack", "init", "single"]);
         commonSettings(project);
         set(project, "existingHostAddress", amd64Host.host);
@@ -97,14 +97,13 @@ describe("a single-host stack made with the program before fleets", () => {
         set(project, "existingHostUser", amd64Host.user);
         set(project, "existingHostPublicKey", amd64Host.hostPublicKey);
         project.ok(["config", "set", "--secret", "existingHostPrivateKey"], readFileSync(amd64Host.key, "utf8"));
-        timings.singleHostUp = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200).seconds;
+        timings.singleHostUp = (await project.engineOk("up", { timeoutSeconds: 1200 })).seconds;
         expect(sudoOk(amd64Host, "id -nG alice").trim().split(/\s+/)).toContain("docker");
 
         project.useProgram(ROOT);
         // The stand-in repository's own key: the earlier program had no such setting to pin it with.
         set(project, "dockerAptKeyFingerprint", labAptSettings().dockerAptKeyFingerprint);
-        const preview = JSON.parse(project.ok(["preview", "--json"], undefined, 600).stdout) as
-            { steps: { op: string; urn: string }[] };
+        const preview = await project.engineOk("preview", { timeoutSeconds: 600 });
         const ops = (op: string) => preview.steps.filter(step => step.op === op).map(step => step.urn.split("::").pop());
         expect(preview.steps.filter(step => !["same", "create", "update"].includes(step.op))).toEqual([]);
         // Created: the fleet component, and the new metadata-guard step; every other step runs in place.
@@ -114,14 +113,14 @@ describe("a single-host stack made with the program before fleets", () => {
         expect(ops("update").every(name => /^buildx-host-(host-key-probe|[a-z-]+-run)$/.test(name!))).toBe(true);
 
         const before = runLog(amd64Host).length;
-        const run: CliRun = project.ok(["up", "--yes", "--skip-preview"], undefined, 900);
+        const run = await project.engineOk("up", { timeoutSeconds: 900 });
         timings.upgradeUp = run.seconds;
         const ran = runLog(amd64Host).slice(before);
         expect(ran.map(line => line.step)).toEqual(STEP_NAMES);
         expect(ran.find(line => line.step === "team-access")!.report).toMatchObject({ updated: ["alice"], door: "open" });
         expect(sudoOk(amd64Host, "id -nG alice").trim().split(/\s+/)).toEqual(["alice", "buildx-members"]);
-        expect(run.stdout).toMatch(/\+ 3 created/);
-        expect(run.stdout).not.toMatch(/replaced|deleted/);
+        expect(run.changes.create).toBe(3);
+        expect(Object.keys(run.changes).filter(op => !["create", "update", "same"].includes(op))).toEqual([]);
         const attach = JSON.parse(project.output("teamBuildxCreateCommands", "--json")) as Record<string, string>;
         const upgraded = new LabClient(amd64Host, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), project.output("knownHostsLine"));
         expect(upgraded.build("alice", memberKey(amd64Host, "alice"), "upgraded-member", [attach.alice]).arches)
@@ -134,8 +133,8 @@ describe("a single-host stack made with the program before fleets", () => {
             expect(urn).toContain("buildx-host:index:BuildFleet$buildx-host:index:BuildHost$");
         }
         // A second `up` after the upgrade is a no-op.
-        project.ok(["up", "--yes", "--expect-no-changes"], undefined, 600);
-        timings.singleHostDestroy = project.ok(["destroy", "--yes", "--skip-preview"], undefined, 600).seconds;
+        expect(Object.keys((await project.engineOk("up", { expectNoChanges: true, timeoutSeconds: 600 })).changes)).toEqual(["same"]);
+        timings.singleHostDestroy = (await project.engineOk("destroy", { timeoutSeconds: 600 })).seconds;
     });
 });
 
@@ -160,10 +159,10 @@ describe("a fleet of two lab hosts", () => {
         });
     });
 
-    test("`pulumi up` provisions both nodes at once, each node's steps in order", () => {
-        const run = project.ok(["up", "--yes", "--skip-preview"], undefined, 1200);
+    test("`pulumi up` provisions both nodes at once, each node's steps in order", async () => {
+        const run = await project.engineOk("up", { timeoutSeconds: 1200 });
         timings.fleetUp = run.seconds;
-        expect(run.stdout + run.stderr).not.toMatch(/warning:/i);
+        expect(run.warnings).toEqual([]);
         const [amd64, arm64] = [runLog(amd64Host), runLog(arm64Host)];
         expect(arm64.map(line => line.step)).toEqual(STEP_NAMES);
         expect(amd64.slice(-STEP_NAMES.length).map(line => line.step)).toEqual(STEP_NAMES);
@@ -267,12 +266,12 @@ describe("a fleet of two lab hosts", () => {
             readFileSync(key, "utf8").split("\n").filter(line => line && !line.startsWith("-----")).slice(1));
         expect(keyLines.length).toBeGreaterThan(6);
         expect(project.transcript.filter(run => keyLines.some(line => (run.stdout + run.stderr).includes(line)))
-            .map(run => `pulumi ${run.args.join(" ")}`)).toEqual([]);
+            .map(run => run.command)).toEqual([]);
     });
 
-    test("a second `up` changes nothing, and `destroy` removes both builders", () => {
-        project.ok(["up", "--yes", "--expect-no-changes"], undefined, 600);
-        timings.fleetDestroy = project.ok(["destroy", "--yes", "--skip-preview"], undefined, 600).seconds;
+    test("a second `up` changes nothing, and `destroy` removes both builders", async () => {
+        expect(Object.keys((await project.engineOk("up", { expectNoChanges: true, timeoutSeconds: 600 })).changes)).toEqual(["same"]);
+        timings.fleetDestroy = (await project.engineOk("destroy", { timeoutSeconds: 600 })).seconds;
         for (const [, lab] of NODES) {
             expect(ssh(lab, `docker inspect ${buildkitContainerName(DEFAULTS.builderName)} </dev/null`).status).not.toBe(0);
         }

@@ -72,11 +72,8 @@ main() {
   for name in "${suites[@]}"; do
     [[ " ${ALL_SUITES[*]} " == *" $name "* ]] || { log "unknown suite '$name'; suites: ${ALL_SUITES[*]}"; return 2; }
   done
-  if [[ " ${suites[*]} " == *" engine "* || " ${suites[*]} " == *" fleet "* ]]; then
-    lab_begin engine
-  else
-    lab_begin
-  fi
+  lab_begin
+  [[ " ${suites[*]} " != *" engine "* && " ${suites[*]} " != *" fleet "* ]] || lab_prepare_engine
   cd "$ROOT"
   for name in "${suites[@]}"; do
     log "== suite $name"

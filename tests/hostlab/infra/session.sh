@@ -6,8 +6,7 @@
 # binfmt_misc registrations put back as they were.
 #
 # Source it after infra/lib.sh, with ROOT (the checkout) set and log() defined; then call
-# `lab_begin` (`lab_begin engine` adds the Pulumi CLI, its plugins and the loopback registry) and
-# start hosts with `lab_start_host`.
+# `lab_begin`, `lab_prepare_engine` where `pulumi up` runs, and start hosts with `lab_start_host`.
 #
 # Environment (defaults in brackets):
 #   HOSTLAB_NAME      [buildx-host-lab]  host container name; also names the run's log directory
@@ -136,20 +135,42 @@ lab_cleanup() {
   exit "$rc"
 }
 
-# lab_begin [engine]: takes the lab lock (queueing behind another run), prepares the lab, saves
-# binfmt_misc and arms the cleanup.
+# The lab hosts (start-host.sh labels them) running now: left by a run with HOSTLAB_KEEP=1.
+lab_kept_hosts() {
+  docker ps --filter label=buildx-host-lab=host --format '{{.Names}}' 2>/dev/null | paste -sd' ' || true
+}
+
+# Takes the lab lock, queueing behind other runs and behind hosts an earlier run kept
+# (HOSTLAB_KEEP=1): this run's cleanup would take their servers and binfmt registrations away.
+lab_lock() {
+  local start=$SECONDS kept
+  exec 9>"$LAB_LOCK_FILE"
+  log "waiting for the lab lock $LAB_LOCK_FILE (at most ${HOSTLAB_LOCK_WAIT_SECONDS}s)"
+  while true; do
+    flock -w "$HOSTLAB_LOCK_WAIT_SECONDS" 9 || { log "another lab run holds $LAB_LOCK_FILE"; return 1; }
+    kept="$(lab_kept_hosts)"
+    [[ -n "$kept" ]] || return 0
+    flock -u 9
+    if ((SECONDS - start >= HOSTLAB_LOCK_WAIT_SECONDS)); then
+      log "lab hosts kept by an earlier run (HOSTLAB_KEEP=1) still run: $kept; its owner ends them with the commands that run printed"
+      return 1
+    fi
+    log "waiting for lab hosts kept by an earlier run (HOSTLAB_KEEP=1) to be removed: $kept"
+    sleep 30
+  done
+}
+
+# Takes the lab lock (queueing behind another run), prepares the lab, saves binfmt_misc and arms
+# the cleanup.
 lab_begin() {
   local start=$SECONDS
   if [[ "$EUID" -ne 0 ]]; then
     log "run as root: the lab starts dockerd, mounts binfmt_misc and installs packages"
     return 1
   fi
-  exec 9>"$LAB_LOCK_FILE"
-  log "waiting for the lab lock $LAB_LOCK_FILE (at most ${HOSTLAB_LOCK_WAIT_SECONDS}s)"
-  flock -w "$HOSTLAB_LOCK_WAIT_SECONDS" 9 || { log "another lab run holds $LAB_LOCK_FILE"; return 1; }
+  lab_lock
   log "lab lock taken after $((SECONDS - start))s"
   lab_prepare
-  [[ "${1:-}" != engine ]] || lab_prepare_engine
   rm -rf "$HOSTLAB_LOG_DIR"
   mkdir -p "$HOSTLAB_LOG_DIR"
   "$INFRA/binfmt-state.sh" save "$BINFMT_STATE"

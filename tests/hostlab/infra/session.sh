@@ -119,45 +119,33 @@ lab_stop_hosts() {
   return "$rc"
 }
 
-lab_cleanup() {
-  local rc=$?
-  if [[ "$HOSTLAB_KEEP" == 1 ]]; then
-    log "HOSTLAB_KEEP=1: leaving ${LAB_HOSTS[*]} and the binfmt registrations in place; afterwards run:"
-    log "  for h in ${LAB_HOSTS[*]}; do $INFRA/stop-host.sh \$h; done; $INFRA/serve-apt-repo.sh stop; $INFRA/binfmt-state.sh restore $BINFMT_STATE"
-  else
-    lab_stop_hosts || rc=1
-    "$INFRA/serve-apt-repo.sh" stop || rc=1
-    "$INFRA/serve-registry.sh" stop || rc=1
-    # The lab hosts registered emulators in the kernel's binfmt_misc; put back what was here.
-    "$INFRA/binfmt-state.sh" restore "$BINFMT_STATE" || rc=1
-  fi
-  log "step and build logs, timings: $HOSTLAB_LOG_DIR"
-  exit "$rc"
-}
-
-# The lab hosts (start-host.sh labels them) running now: left by a run with HOSTLAB_KEEP=1.
+# Lab hosts (start-host.sh labels them) that run although this run stopped its own: left by a
+# run with HOSTLAB_KEEP=1.
 lab_kept_hosts() {
   docker ps --filter label=buildx-host-lab=host --format '{{.Names}}' 2>/dev/null | paste -sd' ' || true
 }
 
-# Takes the lab lock, queueing behind other runs and behind hosts an earlier run kept
-# (HOSTLAB_KEEP=1): this run's cleanup would take their servers and binfmt registrations away.
-lab_lock() {
-  local start=$SECONDS kept
-  exec 9>"$LAB_LOCK_FILE"
-  log "waiting for the lab lock $LAB_LOCK_FILE (at most ${HOSTLAB_LOCK_WAIT_SECONDS}s)"
-  while true; do
-    flock -w "$HOSTLAB_LOCK_WAIT_SECONDS" 9 || { log "another lab run holds $LAB_LOCK_FILE"; return 1; }
+lab_cleanup() {
+  local rc=$? kept
+  if [[ "$HOSTLAB_KEEP" == 1 ]]; then
+    log "HOSTLAB_KEEP=1: leaving ${LAB_HOSTS[*]}, the loopback servers and the binfmt registrations in place; afterwards run:"
+    log "  for h in ${LAB_HOSTS[*]}; do $INFRA/stop-host.sh \$h; done; $INFRA/serve-apt-repo.sh stop; $INFRA/serve-registry.sh stop; $INFRA/binfmt-state.sh restore $BINFMT_STATE"
+  else
+    lab_stop_hosts || rc=1
     kept="$(lab_kept_hosts)"
-    [[ -n "$kept" ]] || return 0
-    flock -u 9
-    if ((SECONDS - start >= HOSTLAB_LOCK_WAIT_SECONDS)); then
-      log "lab hosts kept by an earlier run (HOSTLAB_KEEP=1) still run: $kept; its owner ends them with the commands that run printed"
-      return 1
+    if [[ -n "$kept" ]]; then
+      # Their owner removes them, the servers and the registrations with the commands that run printed.
+      log "leaving the loopback servers and binfmt registrations to lab hosts an earlier run kept: $kept"
+      rm -f "$BINFMT_STATE"
+    else
+      "$INFRA/serve-apt-repo.sh" stop || rc=1
+      "$INFRA/serve-registry.sh" stop || rc=1
+      # The lab hosts registered emulators in the kernel's binfmt_misc; put back what was here.
+      "$INFRA/binfmt-state.sh" restore "$BINFMT_STATE" || rc=1
     fi
-    log "waiting for lab hosts kept by an earlier run (HOSTLAB_KEEP=1) to be removed: $kept"
-    sleep 30
-  done
+  fi
+  log "step and build logs, timings: $HOSTLAB_LOG_DIR"
+  exit "$rc"
 }
 
 # Takes the lab lock (queueing behind another run), prepares the lab, saves binfmt_misc and arms
@@ -168,7 +156,9 @@ lab_begin() {
     log "run as root: the lab starts dockerd, mounts binfmt_misc and installs packages"
     return 1
   fi
-  lab_lock
+  exec 9>"$LAB_LOCK_FILE"
+  log "waiting for the lab lock $LAB_LOCK_FILE (at most ${HOSTLAB_LOCK_WAIT_SECONDS}s)"
+  flock -w "$HOSTLAB_LOCK_WAIT_SECONDS" 9 || { log "another lab run holds $LAB_LOCK_FILE"; return 1; }
   log "lab lock taken after $((SECONDS - start))s"
   lab_prepare
   rm -rf "$HOSTLAB_LOG_DIR"

@@ -32,15 +32,18 @@ export interface LabHost {
  * `settings` adds what a suite changes (team, dockerAptRepo).
  */
 export function labConfig(lab: LabHost, settings: RawConfig = {}): BuildHostConfig {
-    return hostConfig({
+    return hostConfig({ ...existingHostSettings(lab), existingHostPrivateKey: readFileSync(lab.key, "utf8"), ...settings });
+}
+
+/** The existing-host settings that reach a lab host, but for the private key (a secret: `lab.key` holds it). */
+export function existingHostSettings(lab: LabHost): Record<string, string> {
+    return {
         hostMode: "existing",
         existingHostAddress: lab.host,
         existingHostPort: String(lab.port),
         existingHostUser: lab.user,
         existingHostPublicKey: lab.hostPublicKey,
-        existingHostPrivateKey: readFileSync(lab.key, "utf8"),
-        ...settings,
-    });
+    };
 }
 
 /**

@@ -6,28 +6,31 @@
  * lines.
  */
 import { shellQuote } from "../components/shell";
-import { hostStepDefinitions, StepReport } from "../components/steps";
-import { expectStepOk, labAptSettings, labConfig, localOk, readLabHost, requiredEnv, runStep, sshArgs } from "../tests/hostlab/lab";
+import { StepReport } from "../components/step-reports";
+import { hostStepDefinitions, StepName } from "../components/steps";
+import {
+    expectStepOk, labAptSettings, labConfig, localOk, readLabHost, reportOf, requiredEnv, runStep, sshArgs,
+} from "../tests/hostlab/lab";
 
 const host = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const config = labConfig(host, { ...labAptSettings(), platforms: JSON.stringify(process.argv.slice(2)) });
-const reports: Record<string, StepReport> = {};
+const reports = new Map<StepName, StepReport>();
 for (const step of hostStepDefinitions(config, host.user)) {
     if (step.name === "buildx-builder") {
         localOk(`ssh ${sshArgs(host, host.user, host.key).map(shellQuote).join(" ")} 'sudo -n docker load' ` +
             `< ${shellQuote(requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR"))}`);
     }
     const run = runStep(host, step, "bench");
-    reports[step.name] = expectStepOk(run);
+    reports.set(step.name, expectStepOk(run));
     process.stderr.write(`bench-emulation: step ${step.name} done in ${run.seconds.toFixed(1)}s\n`);
 }
-const builder = reports["buildx-builder"];
+const builder = reportOf(reports, "buildx-builder");
 const facts = {
     BUILDER_NAME: config.builderName,
-    QEMU_VERSION: reports["qemu-binfmt"].qemuVersion ?? "unknown",
-    BUILDKIT_VERSION: builder.buildkitVersion ?? "unknown",
-    BUILDX_VERSION: builder.buildxVersion ?? "unknown",
-    BUILDER_PLATFORMS: ((builder.platforms ?? []) as string[]).join(" "),
+    QEMU_VERSION: reportOf(reports, "qemu-binfmt")?.qemuVersion ?? "unknown",
+    BUILDKIT_VERSION: builder?.buildkitVersion ?? "unknown",
+    BUILDX_VERSION: builder?.buildxVersion ?? "unknown",
+    BUILDER_PLATFORMS: (builder?.platforms ?? []).join(" "),
 };
 for (const [name, value] of Object.entries(facts)) {
     console.log(`${name}=${shellQuote(String(value))}`);

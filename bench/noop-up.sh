@@ -25,21 +25,21 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export HOSTLAB_NAME="${HOSTLAB_NAME:-buildx-host-noop-up-bench}"
 # shellcheck source=../tests/hostlab/infra/lib.sh
-source "$ROOT/tests/hostlab/infra/lib.sh"
+source "${ROOT}/tests/hostlab/infra/lib.sh"
 # shellcheck source=../tests/hostlab/infra/session.sh
-source "$ROOT/tests/hostlab/infra/session.sh"
+source "${ROOT}/tests/hostlab/infra/session.sh"
 export BENCH_ROUNDS="${BENCH_ROUNDS:-5}"
 
 log() { echo "bench-noop-up: $*" >&2; }
 
 main() {
-  local rev="${1:-HEAD~1}" start=$SECONDS
-  git -C "$ROOT" rev-parse --verify --quiet "$rev^{commit}" >/dev/null || { log "no commit '$rev' in $ROOT"; return 2; }
-  [[ "$BENCH_ROUNDS" =~ ^[1-9][0-9]*$ ]] || { log "BENCH_ROUNDS must be a positive number"; return 2; }
+  local rev="${1:-HEAD~1}" start=${SECONDS}
+  git -C "${ROOT}" rev-parse --verify --quiet "${rev}^{commit}" >/dev/null || { log "no commit '${rev}' in ${ROOT}"; return 2; }
+  [[ "${BENCH_ROUNDS}" =~ ^[1-9][0-9]*$ ]] || { log "BENCH_ROUNDS must be a positive number"; return 2; }
   lab_begin
   lab_prepare_engine
-  lab_start_host HOSTLAB_ENV_FILE "$HOSTLAB_NAME" "$HOSTLAB_SSH_PORT"
-  (cd "$ROOT" && node bench/run-ts.js bench/noop-up.ts "$rev")
+  lab_start_host HOSTLAB_ENV_FILE "${HOSTLAB_NAME}" "${HOSTLAB_SSH_PORT}"
+  (cd "${ROOT}" && node bench/run-ts.js bench/noop-up.ts "${rev}")
   log "done in $((SECONDS - start))s"
 }
 

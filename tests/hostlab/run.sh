@@ -25,9 +25,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=infra/lib.sh
-source "$ROOT/tests/hostlab/infra/lib.sh"
+source "${ROOT}/tests/hostlab/infra/lib.sh"
 # shellcheck source=infra/session.sh
-source "$ROOT/tests/hostlab/infra/session.sh"
+source "${ROOT}/tests/hostlab/infra/session.sh"
 ALL_SUITES=(debian13 debian12 cloud-init engine fleet)
 JEST_ARGS="${JEST_ARGS:-}"
 
@@ -40,47 +40,47 @@ log() { echo "hostlab: $*" >&2; }
 run_suite() {
   local name="$1" image="$2" test_file="$3" hosts="${4:-1}" index host env_var
   for ((index = 1; index <= hosts; index++)); do
-    host="$name"
+    host="${name}"
     env_var=HOSTLAB_ENV_FILE
-    ((hosts == 1)) || host="$name-$index"
-    ((index == 1)) || env_var="HOSTLAB_ENV_FILE_$index"
-    lab_start_host "$env_var" "$host" "$((HOSTLAB_SSH_PORT + index - 1))" "$image"
+    ((hosts == 1)) || host="${name}-${index}"
+    ((index == 1)) || env_var="HOSTLAB_ENV_FILE_${index}"
+    lab_start_host "${env_var}" "${host}" "$((HOSTLAB_SSH_PORT + index - 1))" "${image}"
   done
-  log "hosts ${LAB_HOSTS[*]} ready; running $test_file"
+  log "hosts ${LAB_HOSTS[*]} ready; running ${test_file}"
   # shellcheck disable=SC2086 # JEST_ARGS is a list of words by design
-  npx jest --config tests/hostlab/jest.config.js --runInBand --runTestsByPath "$test_file" $JEST_ARGS
-  [[ "$HOSTLAB_KEEP" == 1 ]] && return
+  npx jest --config tests/hostlab/jest.config.js --runInBand --runTestsByPath "${test_file}" ${JEST_ARGS}
+  [[ "${HOSTLAB_KEEP}" == 1 ]] && return
   lab_stop_hosts
 }
 
 suite() {
   case "$1" in
-    debian13) run_suite "$HOSTLAB_NAME" "$HOST_IMAGE" tests/hostlab/hostlab.test.ts ;;
-    debian12) run_suite "$HOSTLAB_NAME-bookworm" "$(HOST_SUITE=bookworm "$INFRA/build-host-image.sh")" tests/hostlab/bookworm.test.ts ;;
+    debian13) run_suite "${HOSTLAB_NAME}" "${HOST_IMAGE}" tests/hostlab/hostlab.test.ts ;;
+    debian12) run_suite "${HOSTLAB_NAME}-bookworm" "$(HOST_SUITE=bookworm "${INFRA}/build-host-image.sh")" tests/hostlab/bookworm.test.ts ;;
     cloud-init)
-      HOST_VARIANT=cloud-init run_suite "$HOSTLAB_NAME-cloud-init" "$(HOST_VARIANT=cloud-init "$INFRA/build-host-image.sh")" \
+      HOST_VARIANT=cloud-init run_suite "${HOSTLAB_NAME}-cloud-init" "$(HOST_VARIANT=cloud-init "${INFRA}/build-host-image.sh")" \
         tests/hostlab/cloud-init.test.ts
       ;;
-    engine) run_suite "$HOSTLAB_NAME-engine" "$HOST_IMAGE" tests/engine/engine.test.ts ;;
-    fleet) run_suite "$HOSTLAB_NAME-fleet" "$HOST_IMAGE" tests/engine/fleet.test.ts 2 ;;
+    engine) run_suite "${HOSTLAB_NAME}-engine" "${HOST_IMAGE}" tests/engine/engine.test.ts ;;
+    fleet) run_suite "${HOSTLAB_NAME}-fleet" "${HOST_IMAGE}" tests/engine/fleet.test.ts 2 ;;
   esac
 }
 
 main() {
-  local start=$SECONDS suites=("$@") name
+  local start=${SECONDS} suites=("$@") name
   ((${#suites[@]} > 0)) || suites=("${ALL_SUITES[@]}")
   for name in "${suites[@]}"; do
-    [[ " ${ALL_SUITES[*]} " == *" $name "* ]] || { log "unknown suite '$name'; suites: ${ALL_SUITES[*]}"; return 2; }
+    [[ " ${ALL_SUITES[*]} " == *" ${name} "* ]] || { log "unknown suite '${name}'; suites: ${ALL_SUITES[*]}"; return 2; }
   done
   lab_begin
   [[ " ${suites[*]} " != *" engine "* && " ${suites[*]} " != *" fleet "* ]] || lab_prepare_engine
-  cd "$ROOT"
+  cd "${ROOT}"
   for name in "${suites[@]}"; do
-    log "== suite $name"
-    suite "$name"
-    [[ "$HOSTLAB_KEEP" == 1 ]] && return
+    log "== suite ${name}"
+    suite "${name}"
+    [[ "${HOSTLAB_KEEP}" == 1 ]] && return
   done
-  log "suites ${suites[*]} finished in $((SECONDS - start))s; logs in $HOSTLAB_LOG_DIR"
+  log "suites ${suites[*]} finished in $((SECONDS - start))s; logs in ${HOSTLAB_LOG_DIR}"
 }
 
 main "$@"

@@ -14,7 +14,7 @@ live_pid() {
   local pid
   [[ -f "$1" ]] || return 1
   pid="$(cat "$1")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [[ -n "${pid}" ]] && kill -0 "${pid}" 2>/dev/null && echo "${pid}"
 }
 
 # Starts a loopback server in its own session unless the one in pid file $1 already answers the
@@ -22,31 +22,31 @@ live_pid() {
 start_server() {
   local pidfile="$1" logfile="$2" check="$3" tries=0
   shift 4
-  if live_pid "$pidfile" >/dev/null && $check; then
-    log "already serving (pid $(live_pid "$pidfile"))"
+  if live_pid "${pidfile}" >/dev/null && ${check}; then
+    log "already serving (pid $(live_pid "${pidfile}"))"
     return 0
   fi
-  stop_server "$pidfile"
-  setsid "$@" </dev/null >>"$logfile" 2>&1 &
-  echo $! >"$pidfile"
-  until $check; do
+  stop_server "${pidfile}"
+  setsid "$@" </dev/null >>"${logfile}" 2>&1 &
+  echo $! >"${pidfile}"
+  until ${check}; do
     ((tries += 1))
-    if ((tries > 100)) || ! live_pid "$pidfile" >/dev/null; then
+    if ((tries > 100)) || ! live_pid "${pidfile}" >/dev/null; then
       log "$1 did not start; its log:"
-      tail -n 10 "$logfile" >&2 || true
+      tail -n 10 "${logfile}" >&2 || true
       return 1
     fi
     sleep 0.2
   done
-  log "started $1 (pid $(live_pid "$pidfile"))"
+  log "started $1 (pid $(live_pid "${pidfile}"))"
 }
 
 # Stops the server recorded in pid file $1, if it runs.
 stop_server() {
   local pid
   if pid="$(live_pid "$1")"; then
-    kill "$pid"
-    log "stopped pid $pid"
+    kill "${pid}"
+    log "stopped pid ${pid}"
   fi
   rm -f "$1"
 }

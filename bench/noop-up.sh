@@ -10,7 +10,8 @@
 # is already provisioned, so it measures the engine, the program and the steps' checks, not package
 # installs (a fresh host per round would cost minutes a round and measure apt). Then it times the
 # same stack's second `up`, a no-op: no host command runs (checked on the host's run log). The
-# programs take turns at going first. Target for the no-op up: ≤ 5 s wall on every run.
+# programs take turns at going first. Every `up` is `pulumi up --yes`, the README's command, preview
+# included. Target for the no-op up: ≤ 5 s wall on every run.
 #
 # How: a lab session (tests/hostlab/infra/session.sh, as tests/hostlab/run.sh) starts the host;
 # bench/noop-up.ts drives the CLI through tests/engine/cli.ts.

@@ -5,11 +5,11 @@
  * passphrase). Markdown table on stdout, progress on stderr, every run's figures in
  * $HOSTLAB_LOG_DIR/noop-up.tsv.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
-import { cpus, tmpdir } from "os";
+import { readFileSync, rmSync, writeFileSync } from "fs";
+import { cpus } from "os";
 import * as path from "path";
 
-import { PROGRAM_FILES, PulumiProject, ROOT } from "../tests/engine/cli";
+import { PROGRAM_FILES, programAt, PulumiProject, ROOT } from "../tests/engine/cli";
 import { existingHostSettings, labAptSettings, localOk, logDirectory, readLabHost, requiredEnv, runLog, teamEntry } from "../tests/hostlab/lab";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
@@ -30,13 +30,6 @@ interface Program {
 const progress = (message: string) => process.stderr.write(`bench-noop-up: ${message}\n`);
 const git = (args: string) => localOk(`git -C '${ROOT}' ${args}`).trim();
 
-/** The program's files at `commit`, from this checkout's history. */
-function programAt(commit: string): string {
-    const dir = mkdtempSync(path.join(tmpdir(), "buildx-host-bench-program-"));
-    localOk(`git -C '${ROOT}' archive ${commit} ${PROGRAM_FILES.join(" ")} | tar -x -C '${dir}'`);
-    return dir;
-}
-
 /** A new stack in existing mode for the lab host with alice on the team, as tests/engine/engine.test.ts sets one up. */
 function configureStack(project: PulumiProject, stack: string): void {
     project.ok(["stack", "init", stack]);
@@ -51,7 +44,7 @@ function configureStack(project: PulumiProject, stack: string): void {
 /** `pulumi up` of one stack: its wall time and how many host steps ran (the host's run log). */
 function up(program: Program, stack: string): { seconds: number; hostSteps: number } {
     const before = runLog(lab).length;
-    const run = program.project.ok(["up", "--yes", "--skip-preview", "--stack", stack], undefined, 1200);
+    const run = program.project.ok(["up", "--yes", "--stack", stack], undefined, 1200);
     return { seconds: run.seconds, hostSteps: runLog(lab).length - before };
 }
 

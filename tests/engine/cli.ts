@@ -9,7 +9,7 @@
  * text it prints. Every command's output is kept, so that a test can search all of it for secrets.
  */
 import { EngineEvent, LocalWorkspace, OpMap, OpType, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
-import { spawnSync } from "child_process";
+import { execFileSync, spawnSync } from "child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
@@ -54,6 +54,13 @@ export interface EngineRun extends CommandOutput {
 }
 
 export type EngineOperation = "up" | "preview" | "destroy";
+
+/** The program's whole tree at `commit`, from this checkout's history (an earlier commit's file list may differ from today's). */
+export function programAt(commit: string): string {
+    const dir = mkdtempSync(path.join(tmpdir(), "buildx-host-program-"));
+    execFileSync("sh", ["-c", 'git -C "$1" archive "$2" | tar -x -C "$3"', "sh", ROOT, commit, dir], { stdio: ["ignore", "ignore", "pipe"] });
+    return dir;
+}
 
 export class PulumiProject {
     /** The copy of the project the CLI runs in. */

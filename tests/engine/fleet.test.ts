@@ -10,8 +10,7 @@
  * (git history) is upgraded to this one: no resource may be replaced, and its member moves from the
  * docker group to the member door.
  */
-import { mkdtempSync, readFileSync } from "fs";
-import { tmpdir } from "os";
+import { readFileSync } from "fs";
 import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
@@ -21,7 +20,7 @@ import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
 import {
     labAptSettings, LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, sudoOk, tail, teamEntry,
 } from "../hostlab/lab";
-import { PulumiProject, ROOT } from "./cli";
+import { programAt, PulumiProject, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
 
 /** The last commit of the single-host program, before `nodes` existed. */
@@ -38,13 +37,6 @@ const timings: Record<string, number> = {};
 afterAll(() => {
     console.log(`fleet layer wall times (s): ${JSON.stringify(timings)}`);
 });
-
-/** The single-host program at SINGLE_HOST_PROGRAM_COMMIT, extracted from this checkout's history. */
-function singleHostProgram(): string {
-    const dir = mkdtempSync(path.join(tmpdir(), "buildx-host-single-host-program-"));
-    localOk(`git -C '${ROOT}' archive ${SINGLE_HOST_PROGRAM_COMMIT} | tar -x -C '${dir}'`);
-    return dir;
-}
 
 function set(project: PulumiProject, key: string, value: string, ...flags: string[]): void {
     project.ok(["config", "set", ...flags, key, value]);
@@ -87,7 +79,7 @@ const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
     Object.fromEntries(Object.entries(records).map(([node, list]) => [node, list.map(record => record.platform)]));
 
 describe("a single-host stack made with the program before fleets", () => {
-    const project = new PulumiProject(toolsDir, PASSPHRASE, singleHostProgram());
+    const project = new PulumiProject(toolsDir, PASSPHRASE, programAt(SINGLE_HOST_PROGRAM_COMMIT));
 
     test("is upgraded without replacing anything; its member leaves the docker group for the member door", async () => {
         project.ok(["stack", "init", "single"]);

@@ -92,7 +92,7 @@ start_host() {
   # shellcheck source=/dev/null # KEY=value lines written by start-host.sh
   source "${HOSTLAB_ENV_FILE}"
   SSH_TO_HOST=(ssh -F "${HOSTLAB_STATE_DIR}/ssh_config" "${HOSTLAB_USER}@127.0.0.1")
-  (cd "${ROOT}" && node bench/run-ts.js bench/emulation-provision.ts "${PLATFORMS[@]}") >"${RUN_DIR}/provision.env"
+  (cd "${ROOT}" && node tools/run-ts.js bench/emulation-provision.ts "${PLATFORMS[@]}") >"${RUN_DIR}/provision.env"
   # shellcheck source=/dev/null # KEY=value lines written above
   source "${RUN_DIR}/provision.env"
   for p in "${PLATFORMS[@]}"; do

@@ -40,7 +40,7 @@ main() {
   lab_begin
   lab_prepare_engine
   lab_start_host HOSTLAB_ENV_FILE "${HOSTLAB_NAME}" "${HOSTLAB_SSH_PORT}"
-  (cd "${ROOT}" && node bench/run-ts.js bench/noop-up.ts "${rev}")
+  (cd "${ROOT}" && node tools/run-ts.js bench/noop-up.ts "${rev}")
   log "done in $((SECONDS - start))s"
 }
 

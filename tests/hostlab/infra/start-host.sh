@@ -160,19 +160,9 @@ cloud_init_default_user() {
 }
 
 # Prints the user data the program gives an EC2 instance for host key $1 (private) / $2 (public):
-# components/ec2-host.ts cloudInitUserData itself, loaded from the TypeScript source (transpiled
-# on the fly with the project's typescript, as ts-jest does; no type check).
+# components/ec2-host.ts cloudInitUserData itself (infra/render-user-data.ts).
 render_user_data() {
-  (cd "${ROOT}" && node -e '
-const fs = require("fs");
-const ts = require("typescript");
-require.extensions[".ts"] = (module, file) => module._compile(ts.transpileModule(fs.readFileSync(file, "utf8"), {
-  fileName: file,
-  compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-}).outputText, file);
-const { cloudInitUserData } = require("./components/ec2-host");
-process.stdout.write(cloudInitUserData(fs.readFileSync(process.argv[1], "utf8"), fs.readFileSync(process.argv[2], "utf8")));
-' "$1" "$2")
+  (cd "${ROOT}" && node tools/run-ts.js tests/hostlab/infra/render-user-data.ts "$1" "$2")
 }
 
 # The cloud-init variant's first-boot files. Lab staging only: sshd's loopback address and port,

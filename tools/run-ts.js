@@ -1,6 +1,6 @@
 // Runs a TypeScript file of this project with node, transpiled on the fly with the project's own
-// typescript as ts-jest does (no type check here: `npm run lint` type-checks bench/).
-// Usage: node bench/run-ts.js FILE.ts [ARG...]
+// typescript as ts-jest does (no type check here: `npm run lint` type-checks every .ts of the project).
+// Usage: node tools/run-ts.js FILE.ts [ARG...]   (bench/ drivers, the host lab's user data)
 "use strict";
 const fs = require("fs");
 const path = require("path");

@@ -21,8 +21,13 @@ main() {
     log "no container ${HOSTLAB_NAME}; nothing to stop"
   fi
   docker volume rm -f "${HOSTLAB_NAME}-docker" "${HOSTLAB_NAME}-containerd" >/dev/null
-  # The host shared this machine's network namespace: its metadata guard table is ours to remove.
-  if command -v nft >/dev/null 2>&1 && nft list table inet buildx_host_metadata_guard >/dev/null 2>&1; then
+  # Lab hosts share this machine's network namespace, and so one metadata guard table: the last
+  # host to go removes it, while another (a kept host, a concurrent run's) still relies on it.
+  local others
+  others="$(docker ps --filter label=buildx-host-lab=host --format '{{.Names}}')"
+  if [[ -n "${others}" ]]; then
+    log "the metadata guard table stays: lab hosts still running: ${others//$'\n'/ }"
+  elif command -v nft >/dev/null 2>&1 && nft list table inet buildx_host_metadata_guard >/dev/null 2>&1; then
     nft delete table inet buildx_host_metadata_guard
     log "removed the host's metadata guard table from this machine's network namespace"
   fi

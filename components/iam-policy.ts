@@ -4,8 +4,8 @@
  *
  * Read from the provider @pulumi/aws 7 wraps, terraform-provider-aws v6 (internal/service/ec2:
  * ec2_instance.go, vpc_security_group.go, ec2_key_pair.go, ec2_eip.go, ec2_ami_data_source.go,
- * vpc_data_source.go, vpc_subnet_data_source.go). `read` is what `preview`, `refresh` and every
- * `up` after a change call; without it the provider cannot tell what exists.
+ * vpc_data_source.go, vpc_subnet_data_source.go). `read` runs after each create and update and at
+ * `pulumi refresh`; the lookups (get…) at every preview and up.
  * tests/unit/operations.test.ts fails on a registered type missing here and writes iam-policy.json.
  */
 

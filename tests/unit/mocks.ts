@@ -19,6 +19,7 @@ export interface RecordedResource {
     dependencies: string[];
     deleteBeforeReplace: boolean;
     replaceOnChanges: string[];
+    ignoreChanges: string[];
     /** Aliases as URNs, or as specs where the engine takes those (the SDK then leaves children's to the engine). */
     aliasUrns: string[];
     aliasSpecs: Record<string, unknown>[];
@@ -140,6 +141,7 @@ export function installMocks(): Recorder {
             dependencies: request.getDependenciesList(),
             deleteBeforeReplace: request.getDeletebeforereplace(),
             replaceOnChanges: request.getReplaceonchangesList(),
+            ignoreChanges: request.getIgnorechangesList(),
             aliasUrns: request.getAliasurnsList(),
             aliasSpecs: request.getAliasesList().map((alias: any) => alias.toObject()),
             urn: monitor.newUrn(request.getParent(), request.getType(), request.getName()),

@@ -1,8 +1,12 @@
 /**
  * The README against the code: what it tells a user to type or expect must be what the program does.
  */
-import { readFileSync } from "fs";
+import { execFileSync } from "child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
 import * as path from "path";
+
+import type { FleetNodeOutputs } from "../../components/build-fleet";
 
 import { DEFAULTS, KNOWN_KEYS } from "../../components/config";
 import { EndpointParts, memberBuildxCreateCommand, SETUP_BUILDX_ACTION } from "../../components/endpoint";
@@ -72,4 +76,56 @@ test("the attach commands and the CI action are the ones the program prints", ()
     expect(section("Attaching")).toContain(memberBuildxCreateCommand(parts, "alice"));
     expect(section("Attaching")).toContain(SETUP_BUILDX_ACTION);
     expect(readme).toContain(`client-side buildx builder is \`<builderName>-remote\``);
+});
+
+describe("README: upgrades and operations", () => {
+    const upgrades = section("Upgrades and replacement");
+    const operations = section("Operations");
+    const stopStart = section("Stop, start, remove");
+
+    test("the new sections follow \"Stop, start, remove\", the table (held to the program by operations.test.ts) in its place", () => {
+        const order = ["Stop, start, remove", "Upgrades and replacement", "Operations"].map(title => readme.indexOf(`\n## ${title}\n`));
+        expect(order[0]).toBeGreaterThan(0);
+        expect([...order].sort((a, b) => a - b)).toEqual(order);
+        expect(upgrades).toContain("<!-- replacement-table -->\n| Setting changed | Resources | Steps run again | What it means |");
+        expect(upgrades).toMatch(/git pull[^\n]*\nnpm ci\npulumi preview --diff[^\n]*\npulumi up\n/);
+    });
+
+    test("the IAM policy the README points to exists, and allows what the README says it allows", () => {
+        expect(operations).toContain("[`iam-policy.json`](iam-policy.json)");
+        expect(operations).toContain("--policy-document file://iam-policy.json");
+        const policy = JSON.parse(readFileSync(path.join(ROOT, "iam-policy.json"), "utf8")) as { Statement: { Action: string[] }[] };
+        const allowed = policy.Statement.flatMap(statement => statement.Action);
+        const named = [...operations.matchAll(/`ec2:(\w+)`/g)].map(m => `ec2:${m[1]}`);
+        const described = [...operations.matchAll(/`(Describe\w+)`/g)].map(m => `ec2:${m[1]}`);
+        expect(named.length + described.length).toBeGreaterThan(4);
+        expect([...named, ...described].filter(action => !allowed.includes(action))).toEqual([]);
+    });
+
+    test("the fleet's stop/start recipe, run by sh, stops and starts every ec2 node's instance and nothing else", () => {
+        const recipe = /<!-- fleet-stop-start -->\n```sh\n([\s\S]*?)```/.exec(stopStart)![1];
+        expect(recipe).not.toMatch(/\b(tac|xargs|sed -i|readarray|mapfile)\b/);
+        const dir = mkdtempSync(path.join(tmpdir(), "fleet-stop-"));
+        const nodes: Record<string, Pick<FleetNodeOutputs, "address" | "instanceId">> = {
+            amd64: { address: "ec2-198-51-100-7.example", instanceId: "i-0aaa" },
+            pi: { address: "pi.example" },
+            graviton: { address: "ec2-198-51-100-8.example", instanceId: "i-0bbb" },
+        };
+        writeFileSync(path.join(dir, "nodes.json"), JSON.stringify(nodes));
+        writeFileSync(path.join(dir, "pulumi"), `#!/bin/sh\n[ "$*" = "stack output nodes --json" ] && cat '${dir}/nodes.json'\n`, { mode: 0o755 });
+        writeFileSync(path.join(dir, "aws"), `#!/bin/sh\necho "$*" >> '${dir}/calls'\n`, { mode: 0o755 });
+        execFileSync("sh", ["-eu", "-c", recipe], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+        expect(readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n")).toEqual([
+            "ec2 stop-instances --instance-ids i-0aaa i-0bbb",
+            "ec2 start-instances --instance-ids i-0aaa i-0bbb",
+            "ec2 wait instance-running --instance-ids i-0aaa i-0bbb",
+        ]);
+        rmSync(dir, { recursive: true });
+    });
+
+    test("the backend choice names each `pulumi login` form and the passphrase variable", () => {
+        for (const line of ["`pulumi login`", "`pulumi login s3://<bucket>`", "`pulumi login file://<directory>`", "`PULUMI_CONFIG_PASSPHRASE`"]) {
+            expect(operations).toContain(line);
+        }
+    });
 });

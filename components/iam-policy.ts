@@ -1,0 +1,98 @@
+/**
+ * The AWS permissions the program needs, as data: for each resource type and data lookup it
+ * registers, the EC2 actions the AWS provider calls for it. Existing mode registers none of them.
+ *
+ * Read from the provider @pulumi/aws 7 wraps, terraform-provider-aws v6 (internal/service/ec2:
+ * ec2_instance.go, vpc_security_group.go, ec2_key_pair.go, ec2_eip.go, ec2_ami_data_source.go,
+ * vpc_data_source.go, vpc_subnet_data_source.go). `read` runs after each create and update and at
+ * `pulumi refresh`; the lookups (get…) at every preview and up.
+ * tests/unit/operations.test.ts fails on a registered type missing here and writes iam-policy.json.
+ */
+
+/** What the provider calls for one resource type, per operation, without the `ec2:` prefix. */
+export interface ProviderCalls {
+    readonly create?: readonly string[];
+    readonly read?: readonly string[];
+    readonly update?: readonly string[];
+    readonly delete?: readonly string[];
+}
+
+/** Every resource type and invoke the program registers; those that call no AWS API map to {}. */
+export const AWS_CALLS: Readonly<Record<string, ProviderCalls>> = {
+    "aws:ec2/instance:Instance": {
+        // DescribeImages: the image's root device name, for rootBlockDevice; CreateTags: tags on launch and on the root volume.
+        create: ["RunInstances", "CreateTags", "DescribeImages", "DescribeInstances"],
+        // Attributes: userData, disableApiStop/-Termination, shutdown behaviour; DescribeTags: the
+        // launch-template tag; credit specifications: burstable types (t4g, t3).
+        read: ["DescribeInstances", "DescribeInstanceTypes", "DescribeInstanceAttribute", "DescribeVolumes", "DescribeTags",
+            "DescribeInstanceCreditSpecifications"],
+        // instanceType: stop, modify, start; rootVolumeSizeGb: ModifyVolume, then its progress.
+        update: ["StopInstances", "ModifyInstanceAttribute", "StartInstances", "ModifyVolume", "DescribeVolumesModifications",
+            "ModifyInstanceMetadataOptions", "CreateTags", "DeleteTags"],
+        // The provider turns termination protection off before it terminates.
+        delete: ["ModifyInstanceAttribute", "TerminateInstances", "DescribeInstances"],
+    },
+    "aws:ec2/securityGroup:SecurityGroup": {
+        // RevokeSecurityGroupEgress: AWS's default allow-all egress rule goes before the declared rules are added.
+        create: ["CreateSecurityGroup", "CreateTags", "DescribeSecurityGroups", "RevokeSecurityGroupEgress",
+            "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress"],
+        read: ["DescribeSecurityGroups"],
+        update: ["AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
+            "RevokeSecurityGroupEgress", "CreateTags", "DeleteTags"],
+        // DescribeNetworkInterfaces: the provider looks for network interfaces still holding the group.
+        delete: ["DescribeNetworkInterfaces", "DeleteSecurityGroup"],
+    },
+    "aws:ec2/keyPair:KeyPair": {
+        create: ["ImportKeyPair", "CreateTags"],
+        read: ["DescribeKeyPairs"],
+        update: ["CreateTags", "DeleteTags"],
+        delete: ["DeleteKeyPair"],
+    },
+    "aws:ec2/eip:Eip": {
+        create: ["AllocateAddress", "CreateTags", "AssociateAddress", "DescribeAddresses"],
+        // DescribeAddressesAttribute: the address's reverse DNS record.
+        read: ["DescribeAddresses", "DescribeAddressesAttribute"],
+        // A replaced instance: the address moves to the new one.
+        update: ["AssociateAddress", "DisassociateAddress", "CreateTags", "DeleteTags"],
+        delete: ["DisassociateAddress", "ReleaseAddress"],
+    },
+    "aws:ec2/getAmi:getAmi": { read: ["DescribeImages"] },
+    "aws:ec2/getVpc:getVpc": { read: ["DescribeVpcs"] },
+    "aws:ec2/getSubnet:getSubnet": { read: ["DescribeSubnets"] },
+    // Made on the machine running Pulumi, and over SSH: no AWS API.
+    "tls:index/privateKey:PrivateKey": {},
+    "tls:index/getPublicKey:getPublicKey": {},
+    "command:remote:Command": {},
+    "command:local:Command": {},
+};
+
+/** An IAM policy document. */
+export interface IamPolicy {
+    readonly Version: "2012-10-17";
+    readonly Statement: readonly {
+        readonly Sid: string;
+        readonly Effect: "Allow";
+        readonly Action: readonly string[];
+        readonly Resource: "*";
+    }[];
+}
+
+/**
+ * The policy that allows every call the given types need. One statement on every resource: the
+ * Describe actions cannot be narrowed to resources, and the instance is launched from resources
+ * (image, subnet, key pair, group) the program does not own.
+ */
+export function iamPolicy(types: Iterable<string>): IamPolicy {
+    const actions = new Set<string>();
+    for (const type of types) {
+        const calls = AWS_CALLS[type];
+        if (calls === undefined) {
+            throw new Error(`${type} has no entry in AWS_CALLS (components/iam-policy.ts): which AWS actions does it need?`);
+        }
+        Object.values(calls).flat().forEach(action => actions.add(`ec2:${action}`));
+    }
+    return {
+        Version: "2012-10-17",
+        Statement: [{ Sid: "BuildxHostEc2", Effect: "Allow", Action: [...actions].sort(), Resource: "*" }],
+    };
+}

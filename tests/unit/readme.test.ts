@@ -73,3 +73,20 @@ test("the attach commands and the CI action are the ones the program prints", ()
     expect(section("Attaching")).toContain(SETUP_BUILDX_ACTION);
     expect(readme).toContain(`client-side buildx builder is \`<builderName>-remote\``);
 });
+
+import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
+import { STEP_NAMES } from "../../components/steps";
+
+describe("growing a single-host stack into a fleet (README \"Fleet\")", () => {
+    const fleet = section("Fleet: native nodes in one builder");
+
+    test("the recipe removes exactly the single-host settings a fleet refuses", () => {
+        const removed = /^pulumi config rm-all (.+)$/m.exec(fleet)![1].split(" ");
+        expect(removed).toEqual(Object.values(SINGLE_HOST_KEYS));
+    });
+
+    test("the steps it says re-run on the host are the QEMU step and every step after it", () => {
+        const named = /its `([a-z-]+)`\s+step re-runs for the rest, and the steps after it \(`([a-z-]+)`, `([a-z-]+)`\)\s+re-run in place/.exec(fleet)!;
+        expect(named.slice(1)).toEqual(STEP_NAMES.slice(STEP_NAMES.indexOf("qemu-binfmt")));
+    });
+});

@@ -78,26 +78,31 @@ export class BuildFleet extends pulumi.ComponentResource {
         super("buildx-host:index:BuildFleet", name, {}, opts);
         const { stack } = args;
 
+        // Where a single host was before fleets: the stack's top component. An alias keeps a resource
+        // where it is; Pulumi moves its children with it, renaming those named from it.
+        const preFleetSingleHost = { name, parent: pulumi.rootStackResource };
         if (!stack.fleet) {
             const [{ host }] = stack.nodes;
-            // The single host was the stack's top component before fleets: the alias keeps its
-            // resources (and its children's) where they are.
             this.hosts = [new BuildHost(name, {
                 config: host,
                 ...privateKeyArgs(host, args.privateKeys[0]),
                 tags: args.tags,
-            }, { parent: this, aliases: [{ parent: pulumi.rootStackResource }] })];
+            }, { parent: this, aliases: [preFleetSingleHost] })];
             this.registerOutputs({});
             return;
         }
 
+        // Growing a single-host stack: the first node is the single host (either place), so `up` keeps it.
+        // Which machine that was, the program cannot see: a first node on another one takes over its
+        // resources as a changed single host would (the steps re-run there, the old machine keeps its builder).
+        const singleHostPlaces = [{ name, parent: this }, preFleetSingleHost];
         const nodeNames = stack.nodes.map(node => node.name!);
         this.hosts = stack.nodes.map(({ name: nodeName, host }, index) => new BuildHost(`${name}-${nodeName}`, {
             config: host,
             ...privateKeyArgs(host, args.privateKeys[index]),
             tags: args.tags === undefined ? undefined : { ...args.tags, Node: nodeName! },
             contextName: `${host.builderName}-${nodeName}`,
-        }, { parent: this }));
+        }, { parent: this, aliases: index === 0 ? singleHostPlaces : undefined }));
 
         const endpoints: pulumi.Output<FleetNodeEndpoint[]> = pulumi.all(this.hosts.map(h => h.endpointParts)).apply(parts =>
             parts.map((p, index) => ({ name: nodeNames[index], parts: p, platforms: stack.nodes[index].host.platforms })));

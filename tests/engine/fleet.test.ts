@@ -8,19 +8,21 @@
  *
  * First, a stack of the single-host program as it was before fleets and before the member door
  * (git history) is upgraded to this one: no resource may be replaced, and its member moves from the
- * docker group to the member door.
+ * docker group to the member door. Then that stack grows into the fleet: its host, listed as the
+ * first node, keeps every resource (and its builder's cache), and only the second node is created.
  */
 import { readFileSync } from "fs";
 import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
+import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
 import { buildkitContainerName } from "../../components/endpoint";
 import { STEP_NAMES } from "../../components/steps";
 import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
 import {
     labAptSettings, LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, sudoOk, tail, teamEntry,
 } from "../hostlab/lab";
-import { programAt, PulumiProject, ROOT } from "./cli";
+import { EngineRun, programAt, PulumiProject, ROOT } from "./cli";
 import { preparedRunnerTools, runSnippet } from "./github-actions";
 
 /** The last commit of the single-host program, before `nodes` existed. */
@@ -33,6 +35,8 @@ const runner = preparedRunnerTools();
 const PASSPHRASE = "fleet-layer-passphrase";
 const NODES: readonly [string, LabHost][] = [["amd64", amd64Host], ["arm64", arm64Host]];
 const timings: Record<string, number> = {};
+/** One stack all along: made by the earlier program, upgraded, then grown into the fleet. */
+const project = new PulumiProject(toolsDir, PASSPHRASE, programAt(SINGLE_HOST_PROGRAM_COMMIT));
 
 afterAll(() => {
     console.log(`fleet layer wall times (s): ${JSON.stringify(timings)}`);
@@ -79,8 +83,6 @@ const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
     Object.fromEntries(Object.entries(records).map(([node, list]) => [node, list.map(record => record.platform)]));
 
 describe("a single-host stack made with the program before fleets", () => {
-    const project = new PulumiProject(toolsDir, PASSPHRASE, programAt(SINGLE_HOST_PROGRAM_COMMIT));
-
     test("is upgraded without replacing anything; its member leaves the docker group for the member door", async () => {
         project.ok(["stack", "init", "single"]);
         commonSettings(project);
@@ -126,19 +128,19 @@ describe("a single-host stack made with the program before fleets", () => {
         }
         // A second `up` after the upgrade is a no-op.
         expect(Object.keys((await project.engineOk("up", { expectNoChanges: true, timeoutSeconds: 600 })).changes)).toEqual(["same"]);
-        timings.singleHostDestroy = (await project.engineOk("destroy", { timeoutSeconds: 600 })).seconds;
     });
 });
 
-describe("a fleet of two lab hosts", () => {
-    const project = new PulumiProject(toolsDir, PASSPHRASE);
+/** The names of the resources the engine reached with `op`, in `run`. */
+const namesWith = (run: EngineRun, ...ops: string[]) => run.steps.filter(step => ops.includes(step.op)).map(step => step.urn.split("::").pop()!);
+
+describe("that stack grown into a fleet of two lab hosts, its host first", () => {
     let client: LabClient;
     const alice = memberKey(amd64Host, "alice");
 
     beforeAll(() => {
-        project.ok(["stack", "init", "fleet"]);
-        commonSettings(project);
-        set(project, "dockerAptKeyFingerprint", labAptSettings().dockerAptKeyFingerprint);
+        // As the README tells: the single host's settings move to nodes[0], the arm64 host is nodes[1].
+        project.ok(["config", "rm-all", ...Object.values(SINGLE_HOST_KEYS)]);
         NODES.forEach(([name, lab], index) => {
             const node = `nodes[${index}]`;
             set(project, `${node}.name`, name, "--path");
@@ -151,17 +153,36 @@ describe("a fleet of two lab hosts", () => {
         });
     });
 
-    test("`pulumi up` provisions both nodes at once, each node's steps in order", async () => {
+    test("`pulumi preview` keeps every resource of the host as the amd64 node's, and creates the same set for the arm64 node only", async () => {
+        const preview = await project.engineOk("preview", { timeoutSeconds: 600 });
+        expect(preview.steps.filter(step => !["same", "create", "update"].includes(step.op))).toEqual([]);
+        const kept = namesWith(preview, "same", "update").filter(name => name.startsWith("buildx-host-amd64"));
+        // The node, its host key check and probe, and each step with its command.
+        expect(kept.length).toBe(3 + 2 * STEP_NAMES.length);
+        expect(namesWith(preview, "create").sort()).toEqual(kept.map(name => name.replace("buildx-host-amd64", "buildx-host-arm64")).sort());
+        // The amd64 node no longer serves linux/arm64: its QEMU step re-runs for the rest, and so do the two steps after it.
+        expect(namesWith(preview, "update")).toEqual(["qemu-binfmt", "buildx-builder", "team-access"].map(step => `buildx-host-amd64-${step}-run`));
+    });
+
+    test("`pulumi up` provisions the arm64 node alongside the amd64 node's three re-runs; every resource of the host stays, under the node's name", async () => {
+        const before = runLog(amd64Host).length;
         const run = await project.engineOk("up", { timeoutSeconds: 1200 });
-        timings.fleetUp = run.seconds;
+        timings.growUp = run.seconds;
         expect(run.warnings).toEqual([]);
-        const [amd64, arm64] = [runLog(amd64Host), runLog(arm64Host)];
-        expect(arm64.map(line => line.step)).toEqual(STEP_NAMES);
-        expect(amd64.slice(-STEP_NAMES.length).map(line => line.step)).toEqual(STEP_NAMES);
+        expect(Object.keys(run.changes).filter(op => !["create", "update", "same"].includes(op))).toEqual([]);
+        expect(run.changes.update).toBe(3);
+        const [amd64Steps, arm64Steps] = [runLog(amd64Host).slice(before), runLog(arm64Host)];
+        expect(amd64Steps.map(line => line.step)).toEqual(["qemu-binfmt", "buildx-builder", "team-access"]);
+        // The builder stays (and with it, its cache); alice keeps her account.
+        expect(amd64Steps[1].report).toMatchObject({ action: "unchanged" });
+        expect(amd64Steps[2].report).toMatchObject({ added: [], removed: [], door: "open" });
+        expect(arm64Steps.map(line => line.step)).toEqual(STEP_NAMES);
         // Each node finished its first step before the other finished its last: the two ran side by side.
-        const [amd64Steps, arm64Steps] = [amd64.slice(-STEP_NAMES.length), arm64];
         expect(amd64Steps[0].time <= arm64Steps[arm64Steps.length - 1].time).toBe(true);
         expect(arm64Steps[0].time <= amd64Steps[amd64Steps.length - 1].time).toBe(true);
+        const state = JSON.parse(project.ok(["stack", "export"]).stdout) as { deployment: { resources: { urn: string }[] } };
+        const steps = state.deployment.resources.map(r => r.urn.split("::").pop()!).filter(name => name.endsWith("-run"));
+        expect(steps.sort()).toEqual(NODES.flatMap(([node]) => STEP_NAMES.map(step => `buildx-host-${node}-${step}-run`)).sort());
     });
 
     test("the outputs route each platform to one node: arm64 to the arm64 node, the rest to the amd64 node", () => {
@@ -190,6 +211,8 @@ describe("a fleet of two lab hosts", () => {
         const built = newHistory(() => { arches = client.build("alice", alice, "fleet-first", attach).arches; });
         expect(arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
+        // The amd64 node's cache outlived the growth: the single host's build made both steps of linux/amd64.
+        expect(Object.values(built).flat().map(record => [record.platform, record.cachedSteps])).toEqual([["linux/amd64", 2], ["linux/arm64", 0]]);
     });
 
     test("a second build is all cache hits, each platform again on its own node", () => {

@@ -1,4 +1,4 @@
-import { installMocks, isSecret, settle, valueOf } from "./mocks";
+import { installMocks, isSecret, RecordedResource, settle, valueOf } from "./mocks";
 
 const recorder = installMocks();
 
@@ -8,14 +8,18 @@ import { parseConfig, RawConfig } from "../../components/config";
 import { STEP_NAMES } from "../../components/steps";
 
 const CIDRS = JSON.stringify(["203.0.113.0/24"]);
+const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
+const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nbG9naW4ta2V5\n-----END OPENSSH PRIVATE KEY-----\n";
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 
-async function deploy(name: string, raw: RawConfig) {
+/** Registers a BuildFleet; `privateKey` is every node's (required in existing mode). */
+async function deploy(name: string, raw: RawConfig, privateKey?: string) {
+    const registeredBefore = recorder.resources.length;
     const stack = parseConfig(raw);
-    const fleet = new BuildFleet(name, { stack, privateKeys: stack.nodes.map(() => undefined), tags: { Project: "buildx-host" } });
+    const fleet = new BuildFleet(name, { stack, privateKeys: stack.nodes.map(() => privateKey), tags: { Project: "buildx-host" } });
     await Promise.all(fleet.hosts.map(host => valueOf(host.versions)));
     await settle();
-    const mine = recorder.resources.filter(r => r.name.startsWith(name));
+    const mine = recorder.resources.slice(registeredBefore).filter(r => r.name.startsWith(name));
     return { fleet, resources: mine, named: (n: string) => mine.find(r => r.name === n)! };
 }
 
@@ -115,4 +119,119 @@ describe("a fleet of an amd64 and a Graviton node", () => {
         expect(Object.keys(await valueOf(deployed.fleet.loginPrivateKeys!))).toEqual(["amd64", "graviton"]);
         expect(await isSecret(deployed.fleet.nodes!)).toBe(false);
     });
+});
+
+/** A single-host stack, then the same stack with `nodes`: the first node is that host, as the README tells. */
+const GROWTH = {
+    ec2: {
+        single: { allowedSshCidrs: CIDRS },
+        fleet: { allowedSshCidrs: CIDRS, nodes: JSON.stringify([{ name: "amd64" }, { name: "graviton", instanceType: "c7g.xlarge" }]) },
+    },
+    existing: {
+        single: {
+            hostMode: "existing", existingHostAddress: "build1.example.com", existingHostPort: "2222", existingHostUser: "builder",
+            existingHostPublicKey: HOST_KEY, existingHostPrivateKey: PRIVATE_KEY,
+        },
+        fleet: {
+            hostMode: "existing",
+            nodes: JSON.stringify([
+                { name: "amd64", address: "build1.example.com", port: 2222, user: "builder", hostPublicKey: HOST_KEY, privateKey: PRIVATE_KEY,
+                    architecture: "amd64" },
+                { name: "arm64", address: "build2.example.com", user: "builder", hostPublicKey: HOST_KEY, privateKey: PRIVATE_KEY, architecture: "arm64" },
+            ]),
+        },
+    },
+} as const satisfies Record<string, { single: RawConfig; fleet: RawConfig }>;
+
+const urnQualifiedType = (urn: string) => urn.split("::")[2];
+const urnName = (urn: string) => urn.split("::").slice(3).join("::");
+const urnOf = (parentUrn: string, type: string, name: string) =>
+    `urn:pulumi:test::buildx-host::${parentUrn ? `${urnQualifiedType(parentUrn)}$` : ""}${type}::${name}`;
+
+/** Each resource's URN as the engine makes it, by its mock URN: every ancestor's type in it (the mocks keep only the parent's). */
+function engineUrns(resources: readonly RecordedResource[]): Map<string, string> {
+    const urns = new Map<string, string>();
+    for (const r of resources) {
+        urns.set(r.urn, urnOf(r.parent && urns.get(r.parent)!, r.type, r.name));
+    }
+    return urns;
+}
+
+/**
+ * The state entry `up` takes each resource for, by the engine's rule (pkg/resource/deploy/step_generator.go,
+ * getOldResource, v3.248.0): its own URN, else the first of its aliases found in the state. Its aliases are its
+ * own (alias specs) and the one it inherits from a parent found by an alias: that entry as parent, and the
+ * child's name with the parent's name at its start replaced by the entry's (inheritedChildAlias), so grandchildren too.
+ */
+function stateEntries(resources: readonly RecordedResource[], state: ReadonlySet<string>): Map<string, string> {
+    const urns = engineUrns(resources);
+    const found = new Map<string, string>();
+    const aliasedParents = new Map<string, string>();
+    for (const r of resources) {
+        const parent = r.parent && urns.get(r.parent)!;
+        const specs = r.aliasSpecs.map(({ spec }) => spec as { name?: string; parenturn?: string; noparent?: boolean });
+        const own = specs.map(spec => {
+            const specParent = spec.parenturn ? urns.get(spec.parenturn)! : parent;
+            return urnOf(spec.noparent ? "" : aliasedParents.get(specParent) ?? specParent, r.type, spec.name || r.name);
+        });
+        const parentWas = aliasedParents.get(parent);
+        const inherited = parentWas === undefined ? [] : [urnOf(parentWas, r.type,
+            r.name.startsWith(urnName(parent)) ? urnName(parentWas) + r.name.slice(urnName(parent).length) : r.name)];
+        const urn = urns.get(r.urn)!;
+        const entry = [urn, ...own, ...inherited].find(candidate => state.has(candidate));
+        if (entry !== undefined) {
+            found.set(urn, entry);
+            if (entry !== urn) {
+                aliasedParents.set(urn, entry);
+            }
+        }
+    }
+    return found;
+}
+
+describe.each(Object.keys(GROWTH) as (keyof typeof GROWTH)[])("a single-host stack in %s mode grown into a fleet", mode => {
+    const name = `grown-${mode}`;
+    let single: Awaited<ReturnType<typeof deploy>>;
+    let grown: Awaited<ReturnType<typeof deploy>>;
+    beforeAll(async () => {
+        // The key an existing host needs; an ec2 host's login key is generated.
+        const privateKey = mode === "existing" ? PRIVATE_KEY : undefined;
+        single = await deploy(name, GROWTH[mode].single, privateKey);
+        grown = await deploy(name, GROWTH[mode].fleet, privateKey);
+    });
+
+    /** The single host's resources (the fleet component stays itself): where they are, and where they were before fleets. */
+    const singleHost = (place: "under the fleet component" | "at the stack's top, before fleets") => {
+        const urns = [...engineUrns(single.resources).values()].filter(urn => !urn.endsWith(`BuildFleet::${name}`));
+        return place === "under the fleet component" ? urns : urns.map(urn => urn.replace("::buildx-host:index:BuildFleet$", "::"));
+    };
+
+    test.each(["under the fleet component", "at the stack's top, before fleets"] as const)(
+        "`up` takes the first node, down to each step's command, for the single host %s; the second node is new", place => {
+            const state = singleHost(place);
+            const found = stateEntries(grown.resources, new Set(state));
+            const firstNode = [...engineUrns(grown.resources).values()].filter(urn => urnName(urn).startsWith(`${name}-amd64`));
+            expect(firstNode.map(urn => [urnName(urn), found.has(urn)])).toEqual(firstNode.map(urn => [urnName(urn), true]));
+            expect([found.size, [...found.values()].sort()]).toEqual([firstNode.length, [...state].sort()]);
+            // A moved resource keeps its name less the node's part.
+            expect(found.get(firstNode.find(urn => urn.endsWith("-amd64-qemu-binfmt-run"))!))
+                .toBe(state.find(urn => urn.endsWith(`::${name}-qemu-binfmt-run`)));
+        });
+
+    // In ec2 mode the mocks name each instance's id after it, so every step's HOST_ID would differ; a real `up` keeps the instance.
+    if (mode === "existing") {
+        test("its commands differ from the single host's only where the first node serves fewer platforms: QEMU's, and the two steps after it", () => {
+            const state = singleHost("under the fleet component");
+            const singleByUrn = new Map([...engineUrns(single.resources)].map(([mock, urn]) => [urn, single.resources.find(r => r.urn === mock)!]));
+            const found = stateEntries(grown.resources, new Set(state));
+            const grownUrns = engineUrns(grown.resources);
+            const changed = grown.resources.filter(r => r.type.startsWith("command:") && found.has(grownUrns.get(r.urn)!)).flatMap(r => {
+                const before = singleByUrn.get(found.get(grownUrns.get(r.urn)!)!)!;
+                const keys = Object.keys({ ...r.inputs, ...before.inputs }).filter(key => JSON.stringify(r.inputs[key]) !== JSON.stringify(before.inputs[key]));
+                return keys.length === 0 ? [] : [[r.name, keys]];
+            });
+            expect(changed).toEqual(["qemu-binfmt", "buildx-builder", "team-access"].map(step => [`${name}-amd64-${step}-run`, ["create"]]));
+            expect(grown.named(`${name}-amd64-qemu-binfmt-run`).inputs.create).toContain("QEMU_PLATFORMS='linux/amd64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64'");
+        });
+    }
 });

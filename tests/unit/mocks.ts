@@ -15,6 +15,8 @@ export interface RecordedResource {
     inputs: Record<string, any>;
     /** Inputs as sent to the engine: secret values are wrapped with the secret signature. */
     wireInputs: Record<string, any>;
+    /** The parent's URN; empty for none. */
+    parent: string;
     /** URNs this resource was registered as depending on. */
     dependencies: string[];
     deleteBeforeReplace: boolean;
@@ -138,6 +140,7 @@ export function installMocks(): Recorder {
             name: request.getName(),
             inputs: {},
             wireInputs: request.getObject()?.toJavaScript() ?? {},
+            parent: request.getParent(),
             dependencies: request.getDependenciesList(),
             deleteBeforeReplace: request.getDeletebeforereplace(),
             replaceOnChanges: request.getReplaceonchangesList(),

@@ -11,6 +11,8 @@ import type { FleetNodeOutputs } from "../../components/build-fleet";
 import { DEFAULTS, KNOWN_KEYS } from "../../components/config";
 import { EndpointParts, memberBuildxCreateCommand, SETUP_BUILDX_ACTION } from "../../components/endpoint";
 import { BUILDKIT_IMAGE } from "../../components/host-facts";
+import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
+import { STEP_NAMES } from "../../components/steps";
 
 const ROOT = path.join(__dirname, "..", "..");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
@@ -127,5 +129,19 @@ describe("README: upgrades and operations", () => {
         for (const line of ["`pulumi login`", "`pulumi login s3://<bucket>`", "`pulumi login file://<directory>`", "`PULUMI_CONFIG_PASSPHRASE`"]) {
             expect(operations).toContain(line);
         }
+    });
+});
+
+describe("growing a single-host stack into a fleet (README \"Fleet\")", () => {
+    const fleet = section("Fleet: native nodes in one builder");
+
+    test("the recipe removes exactly the single-host settings a fleet refuses", () => {
+        const removed = /^pulumi config rm-all (.+)$/m.exec(fleet)![1].split(" ");
+        expect(removed).toEqual(Object.values(SINGLE_HOST_KEYS));
+    });
+
+    test("the steps it says re-run on the host are the QEMU step and every step after it", () => {
+        const named = /its `([a-z-]+)`\s+step re-runs for the rest, and the steps after it \(`([a-z-]+)`, `([a-z-]+)`\)\s+re-run in place/.exec(fleet)!;
+        expect(named.slice(1)).toEqual(STEP_NAMES.slice(STEP_NAMES.indexOf("qemu-binfmt")));
     });
 });

@@ -146,6 +146,7 @@ describe("ec2 mode", () => {
                 PROBE_PORT: "22",
                 PROBE_PINNED_KEY: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI16fakeec2-ec2-host-key",
                 PROBE_PINNED_KEY_SETTING: "the host key Pulumi generated for this instance",
+                PROBE_HOST_MODE: "ec2",
                 PROBE_TIMEOUT_SECONDS: "900",
             },
         });

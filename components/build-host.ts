@@ -152,7 +152,7 @@ export class BuildHost extends pulumi.ComponentResource {
         const fingerprints = stepFingerprints(definitions);
         // Runs whenever the first step will: a booting host is waited for there, a wrong key fails at once.
         const hostKeyCheck = new HostKeyCheck(`${name}-host-key`, {
-            host, port, hostPublicKey, pinnedKeySource, timeoutMinutes: config.hostReadyTimeoutMinutes,
+            host, port, hostPublicKey, pinnedKeySource, hostMode: config.mode, timeoutMinutes: config.hostReadyTimeoutMinutes,
             runWith: hostId.apply(id => sha256(JSON.stringify({ fingerprint: fingerprints[0], hostId: id }))),
         }, { parent: this });
         const steps: Partial<Record<StepName, HostStep>> = {};

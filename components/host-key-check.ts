@@ -3,6 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { readFileSync } from "fs";
 import * as path from "path";
 
+import { HostMode } from "./config";
+
 /**
  * The probe's source, run by `node -` on the machine that runs Pulumi, in the project directory: it loads
  * ssh2 from the project's node_modules, so no path of this machine goes into the command's inputs.
@@ -18,6 +20,8 @@ export interface HostKeyCheckArgs {
     readonly hostPublicKey: pulumi.Input<string>;
     /** Where the pinned key comes from, named in the mismatch error (a setting, or the generated key). */
     readonly pinnedKeySource: string;
+    /** How the host is reached, which says what a host that never answers is checked for: allowedSshCidrs (ec2), or the address and firewall. */
+    readonly hostMode: HostMode;
     /** How long a host that does not answer SSH yet (a booting instance) is waited for. */
     readonly timeoutMinutes: number;
     /** Changes whenever the first host step will run again, so that the check runs right before it. */
@@ -51,6 +55,7 @@ export class HostKeyCheck extends pulumi.ComponentResource {
                 PROBE_PORT: String(args.port),
                 PROBE_PINNED_KEY: args.hostPublicKey,
                 PROBE_PINNED_KEY_SETTING: args.pinnedKeySource,
+                PROBE_HOST_MODE: args.hostMode,
                 PROBE_TIMEOUT_SECONDS: String(timeoutSeconds),
                 PROBE_RUN_WITH: args.runWith,
             },

@@ -18,6 +18,10 @@ const KEY_ALGORITHMS = {
     "ecdsa-sha2-nistp521": ["ecdsa-sha2-nistp521"],
     "ssh-rsa": ["rsa-sha2-512", "rsa-sha2-256"],
 };
+/** How a host is reached, each with what to check first when it never answers SSH. */
+const HOST_MODES = ["ec2", "existing"];
+/** Prints the public address this machine's connections come from, as a host on the internet sees it. */
+const PUBLIC_ADDRESS_COMMAND = "curl -s https://checkip.amazonaws.com";
 /** A waiting probe says why at most this often, so a 15-minute boot does not flood the log. */
 const WAIT_LOG_INTERVAL_MS = 30_000;
 /** Far more than a real server sends before its key (identification, KEXINIT, key exchange reply). */
@@ -50,12 +54,14 @@ function readSettings(env, parseKey) {
     const host = required("PROBE_HOST").replace(/^\[(.*)\]$/, "$1");
     const port = Number(required("PROBE_PORT"));
     check(Number.isInteger(port) && port >= 1 && port <= 65535, "PROBE_PORT", `must be a TCP port (1-65535), got "${text("PROBE_PORT")}"`);
+    const mode = check(HOST_MODES.includes(text("PROBE_HOST_MODE")), "PROBE_HOST_MODE",
+        `must be ${HOST_MODES.join(" or ")}, got ${JSON.stringify(text("PROBE_HOST_MODE"))}`);
     const key = parseKey(required("PROBE_PINNED_KEY").split(/\s+/).slice(0, 2).join(" "));
     check(!(key instanceof Error) && Object.hasOwn(KEY_ALGORITHMS, key.type), "PROBE_PINNED_KEY",
         `${key instanceof Error ? key.message : `"${key.type}" is not supported`}; expected "<type> <base64 key> ` +
         `[comment]" with a type of ${Object.keys(KEY_ALGORITHMS).join(", ")}`);
     return {
-        host, port, pinned: { type: key.type, blob: key.getPublicSSH() }, setting: required("PROBE_PINNED_KEY_SETTING"),
+        host, port, mode, pinned: { type: key.type, blob: key.getPublicSSH() }, setting: required("PROBE_PINNED_KEY_SETTING"),
         timeoutSeconds: seconds("PROBE_TIMEOUT_SECONDS", 900), retrySeconds: seconds("PROBE_RETRY_SECONDS", 5),
         connectTimeoutSeconds: seconds("PROBE_CONNECT_TIMEOUT_SECONDS", 10),
     };
@@ -79,8 +85,10 @@ function probeOnce(Client, { host, port, pinned }, timeoutMs) {
         let head = "";
         const settle = outcome => {
             clearTimeout(timer);
+            // Known once the first packet left, even towards a host that never answers; unknown after a refusal.
+            const localAddress = socket.localAddress;
             socket.destroy();
-            outcome instanceof Error ? reject(outcome) : resolve(outcome);
+            outcome instanceof Error ? reject(outcome) : resolve({ ...outcome, localAddress });
         };
         const timer = setTimeout(() => settle({ waitReason: `no host key within ${timeoutMs / 1000} s` }), timeoutMs);
         socket.on("data", chunk => {
@@ -133,6 +141,31 @@ function mismatchMessage({ host, port, setting, pinned, presented, identificatio
     ].join("\n");
 }
 
+/**
+ * The error of a host that never answered SSH: what to check first, by mode. In ec2 mode that is
+ * allowedSshCidrs (a security group drops what it does not allow, so nothing but a timeout shows it);
+ * `localAddress`, where the last attempt came from, is this machine's own, which NAT may hide.
+ */
+function unreachableMessage({ host, port, mode, timeoutSeconds }, waitReason, localAddress) {
+    const where = endpoint(host, port);
+    const from = localAddress === undefined ? ""
+        : ` This check came from ${localAddress} (this machine; behind NAT your public address differs: ${PUBLIC_ADDRESS_COMMAND} prints it).`;
+    return [
+        `host not reachable: ${where} did not answer SSH within ${timeoutSeconds} s (last error: ${waitReason})`,
+        ...mode === "ec2" ? [
+            "First check allowedSshCidrs (`pulumi config get allowedSshCidrs`): the instance's security group lets SSH in " +
+            `only from those networks, and drops everything else without an answer.${from}`,
+            `To allow this machine: pulumi config set --path "allowedSshCidrs[N]" "$(${PUBLIC_ADDRESS_COMMAND})/32", ` +
+            "N being the list's length, then pulumi up.",
+            "Then the instance's boot: its system log (aws ec2 get-console-output --instance-id …).",
+        ] : [
+            `Check that ${where} is the server's address and port (existingHostAddress and existingHostPort, or a fleet node's ` +
+            `address and port), that sshd runs there, and that the server's firewall lets this machine in.${from}`,
+            `Try it from here: ssh -p ${port} ${host}`,
+        ],
+    ].join("\n");
+}
+
 /** Probes until the server shows a host key (or the deadline), then judges it. */
 async function checkHostKey(Client, settings) {
     const { host, port, pinned } = settings;
@@ -141,7 +174,7 @@ async function checkHostKey(Client, settings) {
     let lastLogged = -Infinity;
     for (;;) {
         const timeoutMs = Math.min(settings.connectTimeoutSeconds * 1000, Math.max(deadline - Date.now(), 1000));
-        const { key, identification, waitReason } = await probeOnce(Client, settings, timeoutMs);
+        const { key, identification, waitReason, localAddress } = await probeOnce(Client, settings, timeoutMs);
         if (key?.equals(pinned.blob)) {
             const waitedSeconds = Math.round((Date.now() - started) / 1000);
             return { host, port, hostKey: "match", type: pinned.type, fingerprint: fingerprint(key), waitedSeconds };
@@ -151,8 +184,7 @@ async function checkHostKey(Client, settings) {
         }
         const now = Date.now();
         if (now >= deadline) {
-            throw failure(`host not reachable: ${endpoint(host, port)} did not answer SSH within ` +
-                `${settings.timeoutSeconds} s (last error: ${waitReason})`);
+            throw failure(unreachableMessage(settings, waitReason, localAddress));
         }
         if (now - lastLogged >= WAIT_LOG_INTERVAL_MS) {
             process.stderr.write(`waiting for SSH on ${endpoint(host, port)}: ${waitReason}\n`);

@@ -1,24 +1,11 @@
 /** Settings of EC2 hosts: the instance type and its architecture, and what every EC2 host shares. */
-import { isIP } from "net";
-
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
+import { documentationRange, documentationRangeReason, isCidr, isOpenToWorld, PUBLIC_ADDRESS_COMMAND } from "./networks";
 import { Reader } from "./reader";
 import { DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
 import { readPrivateKeyPresence } from "./ssh-keys";
 
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
-
-/** True for an IPv4 or IPv6 CIDR block such as "203.0.113.0/24" or "2001:db8::/32" (no zone index). */
-export function isCidr(value: string): boolean {
-    const match = /^([0-9A-Fa-f:.]+)\/(\d{1,3})$/.exec(value);
-    const version = match ? isIP(match[1]) : 0;
-    return version !== 0 && Number(match![2]) <= (version === 4 ? 32 : 128);
-}
-
-/** CIDRs that open SSH to the whole internet. */
-export function isOpenToWorld(cidr: string): boolean {
-    return /^0\.0\.0\.0\/0$/.test(cidr) || /^::\/0$/.test(cidr);
-}
 
 /** The CPU architecture an EC2 instance type implies: Graviton families (a1, m7g, c7gn, …) are arm64. */
 export function architectureOfInstanceType(instanceType: string): CpuArchitecture {
@@ -46,22 +33,26 @@ export function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "in
 /** The EC2 settings every EC2 host of the stack shares: release, disk, network, login key. */
 export function readEc2Shared(r: Reader): Omit<Ec2Settings, "instanceType" | "architecture"> {
     const allowOpenSsh = r.boolean("allowOpenSsh", DEFAULTS.allowOpenSsh, "allowOpenSsh true");
-    const cidrExample = "--path 'allowedSshCidrs[0]' 203.0.113.0/24";
-    const allowedSshCidrs = r.stringList("allowedSshCidrs", [], cidrExample);
+    const cidrExample = (index: number) => `--path 'allowedSshCidrs[${index}]' "$(${PUBLIC_ADDRESS_COMMAND})/32"`;
+    const allowedSshCidrs = r.stringList("allowedSshCidrs", [], cidrExample(0));
     if (allowedSshCidrs.length === 0) {
-        r.problem("allowedSshCidrs", "is required in ec2 mode: list the networks allowed to reach SSH", cidrExample);
+        r.problem("allowedSshCidrs", "is required in ec2 mode: list the networks allowed to reach SSH", cidrExample(0));
     }
-    for (const cidr of allowedSshCidrs) {
+    allowedSshCidrs.forEach((cidr, index) => {
+        const key = `allowedSshCidrs[${index}]`;
+        const rfc = documentationRange(cidr);
         if (!isCidr(cidr)) {
-            r.problem("allowedSshCidrs", `has "${cidr}", which is not a CIDR block`, cidrExample);
+            r.problem(key, `has "${cidr}", which is not a CIDR block`, cidrExample(index));
         } else if (cidr.includes(":")) {
-            r.problem("allowedSshCidrs", `has "${cidr}", an IPv6 network: the host has only an IPv4 address (its Elastic IP), ` +
-                "so no IPv6 client could reach it; list the IPv4 networks your clients come from", cidrExample);
+            r.problem(key, `has "${cidr}", an IPv6 network: the host has only an IPv4 address (its Elastic IP), ` +
+                "so no IPv6 client could reach it; list the IPv4 networks your clients come from", cidrExample(index));
         } else if (isOpenToWorld(cidr) && !allowOpenSsh) {
-            r.problem("allowedSshCidrs", `has "${cidr}", which opens SSH to the whole internet; ` +
+            r.problem(key, `has "${cidr}", which opens SSH to the whole internet; ` +
                 "set allowOpenSsh to true to accept that explicitly", "allowOpenSsh true");
+        } else if (rfc !== undefined) {
+            r.problem(key, `has "${cidr}", ${documentationRangeReason(rfc)}; set your own`, cidrExample(index));
         }
-    }
+    });
 
     return {
         ubuntuRelease: r.oneOf<UbuntuRelease>("ubuntuRelease", UBUNTU_RELEASES, DEFAULTS.ubuntuRelease, `ubuntuRelease ${UBUNTU_RELEASES[0]}`),

@@ -21,7 +21,8 @@ export type {
     RawConfig, StackConfig, TeamMember, UbuntuRelease,
 } from "./settings";
 export { ConfigError } from "./reader";
-export { architectureOfInstanceType, isCidr, isOpenToWorld } from "./ec2";
+export { architectureOfInstanceType } from "./ec2";
+export { documentationRange, isCidr, isOpenToWorld } from "./networks";
 export { isEncryptedPrivateKey, isSshPublicKey } from "./ssh-keys";
 
 /** The host mode; undefined when the value is not one, so that neither mode's settings are judged. */

@@ -132,7 +132,7 @@ describe("configuration problems stop the preview before anything is registered"
         const run = await project.engine("preview");
         expect(run.succeeded).toBe(false);
         const message = run.errors.join("\n");
-        expect(message).toMatch(/Invalid buildx-host configuration \(1 problem\):\n\s+- buildx-host:allowedSshCidrs is required in ec2 mode: list the networks allowed to reach SSH\. Example: pulumi config set --path 'allowedSshCidrs\[0\]' 203\.0\.113\.0\/24/);
+        expect(message).toMatch(/Invalid buildx-host configuration \(1 problem\):\n\s+- buildx-host:allowedSshCidrs is required in ec2 mode: list the networks allowed to reach SSH\. Example: pulumi config set --path 'allowedSshCidrs\[0\]' "\$\(curl -s https:\/\/checkip\.amazonaws\.com\)\/32"/);
         expect(message).not.toMatch(/\n\s+at [^\n]+\(/);
         expect(run.steps.map(step => step.type)).toEqual(["pulumi:pulumi:Stack"]);
     });

@@ -7,7 +7,7 @@ import { BuildFleet } from "../../components/build-fleet";
 import { parseConfig, RawConfig } from "../../components/config";
 import { STEP_NAMES } from "../../components/steps";
 
-const CIDRS = JSON.stringify(["203.0.113.0/24"]);
+const CIDRS = JSON.stringify(["10.20.0.0/16"]);
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
 const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nbG9naW4ta2V5\n-----END OPENSSH PRIVATE KEY-----\n";
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";

@@ -43,7 +43,7 @@ function commandsInOrder(resources: { type: string; name: string }[], name: stri
 
 describe("ec2 mode", () => {
     const config: RawConfig = {
-        allowedSshCidrs: JSON.stringify(["203.0.113.0/24", "198.51.100.0/24"]),
+        allowedSshCidrs: JSON.stringify(["10.20.0.0/16", "172.16.0.0/12"]),
         rootVolumeSizeGb: "200",
         team: JSON.stringify([ALICE]),
     };
@@ -77,7 +77,7 @@ describe("ec2 mode", () => {
         expect(group.ingress).toHaveLength(1);
         expect(group.ingress[0].ipv6CidrBlocks).toBeUndefined();
         expect(group.ingress[0]).toMatchObject({
-            protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: ["203.0.113.0/24", "198.51.100.0/24"],
+            protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: ["10.20.0.0/16", "172.16.0.0/12"],
         });
         expect(group.vpcId).toBe("vpc-default");
     });
@@ -146,6 +146,7 @@ describe("ec2 mode", () => {
                 PROBE_PORT: "22",
                 PROBE_PINNED_KEY: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI16fakeec2-ec2-host-key",
                 PROBE_PINNED_KEY_SETTING: "the host key Pulumi generated for this instance",
+                PROBE_HOST_MODE: "ec2",
                 PROBE_TIMEOUT_SECONDS: "900",
             },
         });
@@ -240,7 +241,7 @@ describe("ec2 mode", () => {
 
 describe("ec2 mode variants", () => {
     test("a given login key is used instead of a generated one", async () => {
-        const { ofType } = await deploy("ownkey", { allowedSshCidrs: "[\"198.51.100.0/24\"]" }, { loginPrivateKey: PRIVATE_KEY });
+        const { ofType } = await deploy("ownkey", { allowedSshCidrs: "[\"10.20.0.0/16\"]" }, { loginPrivateKey: PRIVATE_KEY });
         expect(ofType("tls:index/privateKey:PrivateKey").map(k => k.name)).toEqual(["ownkey-ec2-host-key"]);
         expect(ofType("aws:ec2/keyPair:KeyPair")[0].inputs.publicKey).toBe("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIgivenkey");
         const commands = ofType("command:remote:Command");
@@ -250,7 +251,7 @@ describe("ec2 mode variants", () => {
     test("Graviton and 22.04 pick the arm64 jammy image; a subnet puts the group in its VPC", async () => {
         const before = recorder.invokes.length;
         const { ofType } = await deploy("graviton", {
-            allowedSshCidrs: "[\"198.51.100.0/24\"]", instanceType: "c7g.large", ubuntuRelease: "22.04",
+            allowedSshCidrs: "[\"10.20.0.0/16\"]", instanceType: "c7g.large", ubuntuRelease: "22.04",
             subnetId: "subnet-0123456789abcdef0", ubuntuAmiSerial: "20251015",
         });
         const lookup = recorder.invokes.slice(before).find(i => i.token === "aws:ec2/getAmi:getAmi")!;

@@ -5,7 +5,8 @@ import { tmpdir } from "os";
 import * as path from "path";
 
 import {
-    architectureOfInstanceType, BuildHostConfig, DEFAULTS, Ec2Settings, ExistingHostSettings, isCidr, isEncryptedPrivateKey, isSshPublicKey, KNOWN_KEYS, RawConfig,
+    architectureOfInstanceType, BuildHostConfig, DEFAULTS, documentationRange, Ec2Settings, ExistingHostSettings, isCidr, isEncryptedPrivateKey, isSshPublicKey,
+    KNOWN_KEYS, RawConfig,
 } from "../../components/config";
 import { BUILDKIT_IMAGE, STEP_DEFAULTS } from "../../components/host-facts";
 import { hostStepDefinitions } from "../../components/steps";
@@ -36,7 +37,7 @@ function existingHostSettings(config: BuildHostConfig): ExistingHostSettings {
     return config.existingHost;
 }
 
-const EC2: RawConfig = { allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) };
+const EC2: RawConfig = { allowedSshCidrs: JSON.stringify(["10.20.0.0/16"]) };
 const EXISTING: RawConfig = {
     hostMode: "existing",
     existingHostAddress: "build1.example.com",
@@ -51,7 +52,7 @@ describe("parseConfig defaults", () => {
         expect(config.mode).toBe("ec2");
         expect(ec2Settings(config)).toEqual({
             instanceType: "c7i.xlarge", architecture: "amd64", ubuntuRelease: "24.04", ubuntuAmiSerial: undefined,
-            rootVolumeSizeGb: 100, allowedSshCidrs: ["203.0.113.0/24"], subnetId: undefined, loginKeyProvided: false,
+            rootVolumeSizeGb: 100, allowedSshCidrs: ["10.20.0.0/16"], subnetId: undefined, loginKeyProvided: false,
         });
         expect("existingHost" in config).toBe(false);
         expect(config.platforms).toEqual(["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"]);
@@ -100,10 +101,10 @@ describe("parseConfig defaults", () => {
     });
 
     test("a member's key may be limited to source networks with from=, which the team step receives", () => {
-        const config = hostConfig({ ...EC2, team: JSON.stringify([`ci from=198.51.100.7/32,2001:db8::/32,10.0.0.5 ${ALICE_KEY}`]) });
-        expect(config.team).toEqual([{ name: "ci", keys: [{ sshPublicKey: ALICE_KEY, from: ["198.51.100.7/32", "2001:db8::/32", "10.0.0.5"] }] }]);
+        const config = hostConfig({ ...EC2, team: JSON.stringify([`ci from=192.168.7.0/24,fd12:3456::/48,10.0.0.5 ${ALICE_KEY}`]) });
+        expect(config.team).toEqual([{ name: "ci", keys: [{ sshPublicKey: ALICE_KEY, from: ["192.168.7.0/24", "fd12:3456::/48", "10.0.0.5"] }] }]);
         const team = hostStepDefinitions(config, "ubuntu").find(step => step.name === "team-access")!;
-        expect(team.environment.TEAM_MEMBERS).toBe(`ci from=198.51.100.7/32,2001:db8::/32,10.0.0.5 ${ALICE_KEY}`);
+        expect(team.environment.TEAM_MEMBERS).toBe(`ci from=192.168.7.0/24,fd12:3456::/48,10.0.0.5 ${ALICE_KEY}`);
     });
 
     test("insecure entitlements are none by default and opted in by name; Docker's apt key is pinned by fingerprint", () => {
@@ -145,13 +146,13 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["root volume too small", { ...EC2, rootVolumeSizeGb: "8" }, "rootVolumeSizeGb"],
         ["no allowedSshCidrs in ec2 mode", {}, "allowedSshCidrs"],
         ["empty allowedSshCidrs", { allowedSshCidrs: "[]" }, "allowedSshCidrs"],
-        ["allowedSshCidrs not a list", { allowedSshCidrs: "203.0.113.0/24" }, "allowedSshCidrs"],
-        ["invalid CIDR", { allowedSshCidrs: JSON.stringify(["203.0.113.300/24"]) }, "allowedSshCidrs"],
-        ["0.0.0.0/0 without opt-in", { allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]) }, "allowedSshCidrs", "allowOpenSsh true"],
-        ["an IPv6 network, which can never reach the IPv4-only host", { allowedSshCidrs: JSON.stringify(["2001:db8::/32"]) }, "allowedSshCidrs", "only an IPv4 address"],
+        ["allowedSshCidrs not a list", { allowedSshCidrs: "10.20.0.0/16" }, "allowedSshCidrs"],
+        ["invalid CIDR", { allowedSshCidrs: JSON.stringify(["10.20.0.300/24"]) }, "allowedSshCidrs[0]"],
+        ["0.0.0.0/0 without opt-in", { allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]) }, "allowedSshCidrs[0]", "allowOpenSsh true"],
+        ["an IPv6 network, which can never reach the IPv4-only host", { allowedSshCidrs: JSON.stringify(["10.20.0.0/16", "fd12:3456::/48"]) }, "allowedSshCidrs[1]", "only an IPv4 address"],
         ["existing-mode settings while hostMode is the default ec2", { ...EC2, existingHostAddress: "build1.example.com", existingHostUser: "builder" },
             "existingHostAddress", "and existingHostUser are settings of existing mode, but hostMode is \"ec2\" (the default), which creates an EC2 instance"],
-        ["ec2-mode settings left over in existing mode", { ...EXISTING, instanceType: "c7g.large", allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) },
+        ["ec2-mode settings left over in existing mode", { ...EXISTING, instanceType: "c7g.large", allowedSshCidrs: JSON.stringify(["10.20.0.0/16"]) },
             "instanceType", "and allowedSshCidrs are settings of ec2 mode, but they do nothing in existing mode"],
         ["host mode in the wrong case", { ...EXISTING, hostMode: "Existing" }, "hostMode", "(did you mean existing?)"],
         ["a passphrase-protected OpenSSH key", { ...EXISTING, existingHostPrivateKey: ENCRYPTED_OPENSSH_KEY }, "existingHostPrivateKey", "ssh-keygen -p -N '' -f COPY"],
@@ -165,11 +166,11 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["malformed subnet id", { ...EC2, subnetId: "my-subnet" }, "subnetId"],
         ["login key not a private key", { ...EC2, loginPrivateKey: "ssh-ed25519 AAAA" }, "loginPrivateKey"],
         ["login key in PEM format", { ...EC2, loginPrivateKey: "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n" }, "loginPrivateKey", "ssh-keygen -p -f KEY"],
-        ["team member with an invalid user name", { ...EC2, team: JSON.stringify([`Alice ${ALICE_KEY}`]) }, "team"],
-        ["team member named like a system account", { ...EC2, team: JSON.stringify([`root ${ALICE_KEY}`]) }, "team"],
-        ["team member with a broken key", { ...EC2, team: JSON.stringify(["alice ssh-ed25519 AAAAnotakey"]) }, "team"],
-        ["team member without a key", { ...EC2, team: JSON.stringify(["alice"]) }, "team"],
-        ["team member listed twice with the same key", { ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `alice ${ALICE_KEY} other comment`]) }, "team"],
+        ["team member with an invalid user name", { ...EC2, team: JSON.stringify([`Alice ${ALICE_KEY}`]) }, "team[0]"],
+        ["team member named like a system account", { ...EC2, team: JSON.stringify([`root ${ALICE_KEY}`]) }, "team[0]"],
+        ["team member with a broken key", { ...EC2, team: JSON.stringify(["alice ssh-ed25519 AAAAnotakey"]) }, "team[0]"],
+        ["team member without a key", { ...EC2, team: JSON.stringify(["alice"]) }, "team[0]"],
+        ["team member listed twice with the same key", { ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `alice ${ALICE_KEY} other comment`]) }, "team[1]"],
         ["docker repo not a URL", { ...EC2, dockerAptRepo: "download.docker.com" }, "dockerAptRepo"],
         ["docker repo over plain http on a non-loopback address", { ...EC2, dockerAptRepo: "http://mirror.example.com/docker" }, "dockerAptRepo",
             "dockerAptRepo https://mirror.example.com/docker"],
@@ -177,14 +178,14 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["an unknown insecure entitlement", { ...EC2, allowInsecureEntitlements: JSON.stringify(["network.host", "device"]) }, "allowInsecureEntitlements",
             "--path 'allowInsecureEntitlements[0]' network.host"],
         ["insecure entitlements not a list", { ...EC2, allowInsecureEntitlements: "network.host" }, "allowInsecureEntitlements"],
-        ["team member's from= not addresses", { ...EC2, team: JSON.stringify([`ci from=*.example.com ${ALICE_KEY}`]) }, "team", "from=198.51.100.7/32"],
-        ["team member named like the member door's group", { ...EC2, team: JSON.stringify([`buildx-members ${ALICE_KEY}`]) }, "team"],
+        ["team member's from= not addresses", { ...EC2, team: JSON.stringify([`ci from=*.example.com ${ALICE_KEY}`]) }, "team[0]", "from=10.1.2.3/32,192.168.7.0/24"],
+        ["team member named like the member door's group", { ...EC2, team: JSON.stringify([`buildx-members ${ALICE_KEY}`]) }, "team[0]"],
         ["docker-ce version with spaces", { ...EC2, dockerCeVersion: "28 latest" }, "dockerCeVersion"],
         ["unsupported platform", { ...EC2, platforms: JSON.stringify(["linux/arm64", "windows/amd64"]) }, "platforms"],
         ["no platforms", { ...EC2, platforms: "[]" }, "platforms"],
         ["builder name with capitals", { ...EC2, builderName: "Team Builder" }, "builderName"],
         ["builder name starting with a digit", { ...EC2, builderName: "2team" }, "builderName"],
-        ["team member named like the existing host's login user", { ...EXISTING, team: JSON.stringify([`builder ${ALICE_KEY}`]) }, "team", "login user"],
+        ["team member named like the existing host's login user", { ...EXISTING, team: JSON.stringify([`builder ${ALICE_KEY}`]) }, "team[0]", "login user"],
         ["BuildKit image not pinned", { ...EC2, buildkitImage: "moby/buildkit:latest" }, "buildkitImage"],
         ["BuildKit image without a tag", { ...EC2, buildkitImage: "moby/buildkit" }, "buildkitImage"],
         ["GC size without a unit", { ...EC2, buildkitGcMaxUsedSpace: "80" }, "buildkitGcMaxUsedSpace"],
@@ -206,7 +207,7 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         expect(problem).toBeDefined();
         expect(problem).toContain(shown || "Example: pulumi config set ");
         if (!shown) {
-            expect(problem).toMatch(new RegExp(`Example: pulumi config set (--secret |--path ')?${key}`));
+            expect(problem).toMatch(new RegExp(`Example: pulumi config set (--secret |--path ')?${key.replace(/[[\]]/g, "\\$&")}`));
         }
     });
 
@@ -246,6 +247,50 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         const problems = configProblems({ ...EXISTING, existingHostPrivateKey: secret });
         expect(problems.join("\n")).not.toContain("supersecretmaterial");
         expect(problems.join("\n")).toContain("existingHostPrivateKey");
+    });
+});
+
+describe("documentation ranges are refused: no client connects from one, so a host allowing only them locks everyone out", () => {
+    const MY_ADDRESS = `"$(curl -s https://checkip.amazonaws.com)/32"`;
+
+    test("in allowedSshCidrs, each entry named by its index, all at once, with the command that sets this machine's address", () => {
+        expect(configProblems({ allowedSshCidrs: JSON.stringify(["10.20.0.0/16", "203.0.113.0/24", "198.51.100.0/25", "192.0.2.7/32"]) })).toEqual([
+            ["1", "203.0.113.0/24"], ["2", "198.51.100.0/25"], ["3", "192.0.2.7/32"],
+        ].map(([index, cidr]) => `buildx-host:allowedSshCidrs[${index}] has "${cidr}", a documentation range (RFC 5737): no real client has such an ` +
+            `address; set your own. Example: pulumi config set --path 'allowedSshCidrs[${index}]' ${MY_ADDRESS}`));
+    });
+
+    test("allowedSshCidrs missing: the example is this machine's address, not a documentation range", () => {
+        expect(configProblems({})).toEqual([`buildx-host:allowedSshCidrs is required in ec2 mode: list the networks allowed to reach SSH. ` +
+            `Example: pulumi config set --path 'allowedSshCidrs[0]' ${MY_ADDRESS}`]);
+    });
+
+    test("neighbours, and wider networks that only contain a documentation range, let real clients in and are accepted", () => {
+        const cidrs = ["203.0.112.0/23", "198.51.101.0/24", "192.0.3.1/32", "203.0.114.0/24", "0.0.0.0/0"];
+        expect(ec2Settings(hostConfig({ allowedSshCidrs: JSON.stringify(cidrs), allowOpenSsh: "true" })).allowedSshCidrs).toEqual(cidrs);
+    });
+
+    test("in a member's from=, IPv4 (RFC 5737) and IPv6 (RFC 3849), as blocks or single addresses; the example keeps the rest of the entry", () => {
+        const problems = configProblems({ ...EC2, team: JSON.stringify([`alice ${ALICE_KEY}`, `ci from=10.1.2.3,198.51.100.7 ${ALICE_KEY}`,
+            `bob from=2001:db8::/48 ${ALICE_KEY}`]) });
+        const refused = (index: number, name: string, from: string, rfc: string, fixed: string) => `buildx-host:team[${index}] member "${name}" ` +
+            `has from=${from}, a documentation range (${rfc}): no real client has such an address, so this key could never log in; give the ` +
+            "addresses the member really connects from (`curl -s https://checkip.amazonaws.com` on their machine prints theirs), or no from=. " +
+            `Example: pulumi config set --path 'team[${index}]' "${fixed}"`;
+        expect(problems).toEqual([
+            refused(1, "ci", "198.51.100.7", "RFC 5737", `ci from=10.1.2.3 ${ALICE_KEY}`),
+            refused(2, "bob", "2001:db8::/48", "RFC 3849", `bob ${ALICE_KEY}`),
+        ]);
+    });
+
+    test("documentationRange names the RFC of the range a network or address lies in, and nothing for any other", () => {
+        for (const [network, rfc] of [["192.0.2.0/24", "RFC 5737"], ["198.51.100.128/25", "RFC 5737"], ["203.0.113.255", "RFC 5737"],
+            ["2001:db8:1::/48", "RFC 3849"], ["2001:db8::7", "RFC 3849"]]) {
+            expect([network, documentationRange(network)]).toEqual([network, rfc]);
+        }
+        for (const network of ["192.0.0.0/16", "198.51.0.0/16", "203.0.113.0/23", "10.0.0.0/8", "203.0.114.1", "2001:db9::/32", "2001::/16", "::/0"]) {
+            expect([network, documentationRange(network)]).toEqual([network, undefined]);
+        }
     });
 });
 
@@ -313,14 +358,21 @@ describe("project files", () => {
         expect(Object.keys(project.config).sort()).toEqual([...KNOWN_KEYS].sort());
     });
 
-    test("the example stack Pulumi.dev.yaml is valid", () => {
-        const stack = (yaml.load(readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8")) as any).config;
+    test("the example stack Pulumi.dev.yaml lacks only allowedSshCidrs, which Quick start and the file's comment set from this machine", () => {
+        const text = readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8");
+        const stack = (yaml.load(text) as any).config;
         const raw = Object.fromEntries(Object.entries<any>(stack)
             .filter(([key]) => key.startsWith("buildx-host:"))
             .map(([key, value]) => [key.slice("buildx-host:".length), typeof value === "string" ? value : JSON.stringify(value)]));
-        const config = hostConfig(raw);
+        const [required] = configProblems(raw);
+        expect(configProblems(raw)).toEqual([required]);
+        const command = /Example: (pulumi config set --path 'allowedSshCidrs\[0\]' "\$\(curl -s https:\/\/checkip\.amazonaws\.com\)\/32")$/.exec(required)![1];
+        expect(required).toMatch(/^buildx-host:allowedSshCidrs is required in ec2 mode/);
+        expect(text).toContain(`#   ${command}\n`);
+        expect(readFileSync(path.join(ROOT, "README.md"), "utf8")).toContain(`\n${command}\n`);
         expect(stack["aws:region"]).toMatch(/^[a-z]{2}-[a-z]+-\d$/);
         // An example must never grant access: whoever uses it adds their own keys.
+        const config = hostConfig({ ...raw, allowedSshCidrs: JSON.stringify(["10.20.0.0/16"]) });
         expect(config.team).toEqual([]);
         expect(ec2Settings(config).loginKeyProvided).toBe(false);
     });

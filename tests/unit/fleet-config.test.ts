@@ -9,7 +9,7 @@ import { configProblems, hostConfig } from "../config-problems";
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
 const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n";
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
-const CIDRS = JSON.stringify(["203.0.113.0/24"]);
+const CIDRS = JSON.stringify(["10.20.0.0/16"]);
 
 /** An existing server as a node, the way `pulumi config set --path 'nodes[i].…'` stores it. */
 function server(name: string, architecture: string, more: Record<string, unknown> = {}) {
@@ -144,7 +144,11 @@ describe("a bad fleet fails at preview, each problem naming its key with a --pat
             "platforms", "which no node serves"],
         ["a second amd64 node with nothing to build", fleet([server("a", "amd64"), server("b", "amd64")]), "nodes[1]",
             "(b) serves no platform: linux/amd64 goes to nodes[0] (a)"],
-        ["a team member named like a node's login user", fleet([server("a", "amd64", { user: "alice" })], { team: JSON.stringify([ALICE]) }), "team", "login user"],
+        ["a team member named like a node's login user", fleet([server("a", "amd64", { user: "alice" })], { team: JSON.stringify([ALICE]) }), "team[0]", "login user"],
+        ["ec2 nodes allowed in from a documentation range only", fleet([{ name: "a" }], { allowedSshCidrs: JSON.stringify(["198.51.100.0/24"]) }),
+            "allowedSshCidrs[0]", "a documentation range (RFC 5737)"],
+        ["existing nodes' member limited to a documentation range", fleet([server("a", "amd64")],
+            { team: JSON.stringify([ALICE.replace("alice ", "alice from=192.0.2.10 ")]) }), "team[0]", "a documentation range (RFC 5737)"],
     ];
 
     test.each(cases)("%s", (_, raw, key, shown) => {

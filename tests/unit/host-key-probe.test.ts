@@ -129,7 +129,7 @@ function startProbe(env: Record<string, string>, cwd = ROOT): Promise<ProbeRun> 
 function probeEnv(port: number, pinned: string, extra: Record<string, string> = {}): Record<string, string> {
     return {
         PROBE_HOST: "127.0.0.1", PROBE_PORT: String(port), PROBE_PINNED_KEY: pinned,
-        PROBE_PINNED_KEY_SETTING: SETTING, PROBE_TIMEOUT_SECONDS: "10", PROBE_RETRY_SECONDS: "1", ...extra,
+        PROBE_PINNED_KEY_SETTING: SETTING, PROBE_HOST_MODE: "existing", PROBE_TIMEOUT_SECONDS: "10", PROBE_RETRY_SECONDS: "1", ...extra,
     };
 }
 
@@ -285,6 +285,36 @@ test("nothing listens until the deadline: exit 1, 'host not reachable', after ab
     expect(run.stderr).not.toContain("mismatch");
 });
 
+describe("a host that never answers: the error says what to check first, by how the host is reached", () => {
+    test("ec2: allowedSshCidrs first, with the address the check came from and the command that allows this machine", () =>
+        withFakeServer(() => undefined, async fake => {
+            const run = await startProbe(probeEnv(fake.port, publicKey("server-ed25519"), { ...IMPATIENT, PROBE_HOST_MODE: "ec2" }));
+            expect(run.code).toBe(1);
+            const message = run.stderr.slice(run.stderr.indexOf("host not reachable: "));
+            expect(message).toBe([
+                `host not reachable: 127.0.0.1:${fake.port} did not answer SSH within 2 s (last error: no host key within 0.5 s)`,
+                "First check allowedSshCidrs (`pulumi config get allowedSshCidrs`): the instance's security group lets SSH in only from " +
+                "those networks, and drops everything else without an answer. This check came from 127.0.0.1 (this machine; behind NAT " +
+                "your public address differs: curl -s https://checkip.amazonaws.com prints it).",
+                "To allow this machine: pulumi config set --path \"allowedSshCidrs[N]\" \"$(curl -s https://checkip.amazonaws.com)/32\", " +
+                "N being the list's length, then pulumi up.",
+                "Then the instance's boot: its system log (aws ec2 get-console-output --instance-id …).",
+                "",
+            ].join("\n"));
+        }));
+
+    test("existing: the address, port and the server's firewall, never allowedSshCidrs; no source address after a refusal", async () => {
+        const port = await freePort();
+        const run = await startProbe(probeEnv(port, publicKey("server-ed25519"), IMPATIENT));
+        expect(run.code).toBe(1);
+        expect(run.stderr).toContain(`\nCheck that 127.0.0.1:${port} is the server's address and port (existingHostAddress and ` +
+            "existingHostPort, or a fleet node's address and port), that sshd runs there, and that the server's firewall lets this " +
+            `machine in.\nTry it from here: ssh -p ${port} 127.0.0.1\n`);
+        expect(run.stderr).not.toContain("allowedSshCidrs");
+        expect(run.stderr).not.toContain("This check came from");
+    });
+});
+
 describe("servers that never show a host key", () => {
     const ignorePacket = sshPacket(Buffer.concat([Buffer.from([2]), sshString("x".repeat(1000))])); // SSH_MSG_IGNORE
     const cases: [string, (socket: net.Socket) => void, RegExp][] = [
@@ -386,6 +416,7 @@ describe("bad input: exit 2 naming the variable", () => {
         ["PROBE_PINNED_KEY", (env: Record<string, string>) => { env.PROBE_PINNED_KEY = `ssh-dss ${dsaBase64}`; },
             /PROBE_PINNED_KEY: "ssh-dss" is not supported/],
         ["PROBE_PINNED_KEY_SETTING", (env: Record<string, string>) => { env.PROBE_PINNED_KEY_SETTING = " "; }, /PROBE_PINNED_KEY_SETTING: is not set/],
+        ["PROBE_HOST_MODE", (env: Record<string, string>) => { env.PROBE_HOST_MODE = "lxd"; }, /PROBE_HOST_MODE: must be ec2 or existing, got "lxd"/],
         ["PROBE_TIMEOUT_SECONDS", (env: Record<string, string>) => { env.PROBE_TIMEOUT_SECONDS = "-1"; }, /PROBE_TIMEOUT_SECONDS: must be a positive number/],
         ["PROBE_RETRY_SECONDS", (env: Record<string, string>) => { env.PROBE_RETRY_SECONDS = "soon"; }, /PROBE_RETRY_SECONDS: must be a positive number/],
     ])("%s", async (_variable, spoil, message) => {

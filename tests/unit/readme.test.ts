@@ -8,7 +8,7 @@ import * as path from "path";
 
 import type { FleetNodeOutputs } from "../../components/build-fleet";
 
-import { DEFAULTS, KNOWN_KEYS } from "../../components/config";
+import { DEFAULTS, documentationRange, KNOWN_KEYS, parseConfig } from "../../components/config";
 import { EndpointParts, memberBuildxCreateCommand, SETUP_BUILDX_ACTION } from "../../components/endpoint";
 import { BUILDKIT_IMAGE } from "../../components/host-facts";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
@@ -143,5 +143,66 @@ describe("growing a single-host stack into a fleet (README \"Fleet\")", () => {
     test("the steps it says re-run on the host are the QEMU step and every step after it", () => {
         const named = /its `([a-z-]+)`\s+step re-runs for the rest, and the steps after it \(`([a-z-]+)`, `([a-z-]+)`\)\s+re-run in place/.exec(fleet)!;
         expect(named.slice(1)).toEqual(STEP_NAMES.slice(STEP_NAMES.indexOf("qemu-binfmt")));
+    });
+});
+
+describe("no lock-out traps, and commands that run on every client", () => {
+    const subsection = (title: string) => readme.split(/^### /m).find(s => s.startsWith(`${title}\n`))?.split(/^## /m)[0] ?? "";
+    const blocks = (language: string) => [...readme.matchAll(new RegExp(`^\`\`\`${language}\\n([\\s\\S]*?)^\`\`\``, "gm"))].map(m => m[1]);
+    /** Addresses and networks in a text, IPv4 or IPv6 with a prefix, as a value would carry them. */
+    const networks = (text: string) => [...text.matchAll(/(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3}(?:\/\d{1,2})?|[0-9a-f]{1,4}(?::[0-9a-f]{0,4}){2,7}\/\d{1,3})(?![\w.])/gi)]
+        .map(m => m[1]);
+
+    test("no `pulumi config set` command, `from=` example or example stack value is a documentation range", () => {
+        const commands = [...readme.matchAll(/pulumi config set [^\n`]*/g)].map(m => m[0]);
+        const fromExamples = [...readme.matchAll(/from=[^\s`"]*/g)].map(m => m[0]);
+        expect(commands.length).toBeGreaterThan(15);
+        expect(fromExamples.length).toBeGreaterThan(2);
+        const stack = readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8");
+        for (const text of [...commands, ...fromExamples, stack]) {
+            expect([text, networks(text).filter(network => documentationRange(network) !== undefined)]).toEqual([text, []]);
+        }
+        // The check itself finds one.
+        expect(networks("pulumi config set --path 'allowedSshCidrs[0]' 203.0.113.0/24").map(documentationRange)).toEqual(["RFC 5737"]);
+    });
+
+    test("shell blocks use no GNU-only tool or flag (macOS has BSD tools)", () => {
+        const gnuOnly = [/\btac\b/, /\bsed -i/, /\breadlink -f/, /\bdate -d/, /\bgrep -P/, /\bxargs -r/, /\bbase64 -w/, /\bstat -c/,
+            /\bsha256sum\b/, /\bfind [^|\n]*-printf/, /--no-run-if-empty/];
+        const shell = blocks("sh");
+        expect(shell.length).toBeGreaterThan(5);
+        for (const block of shell) {
+            expect([block, gnuOnly.filter(pattern => pattern.test(block)).map(String)]).toEqual([block, []]);
+        }
+    });
+
+    test("the host-gone recipe removes the same resources in sh and PowerShell, last first", () => {
+        const sh = /<!-- host-gone-recipe -->\n```sh\n([\s\S]*?)```/.exec(readme)![1];
+        const powershell = blocks("powershell").join("");
+        const filter = (text: string) => /'\^\(command:\|buildx-host:host:\)'|"\^\(command:\|buildx-host:host:\)"/.exec(text)?.[0].slice(1, -1);
+        expect(filter(sh)).toBe("^(command:|buildx-host:host:)");
+        expect(filter(powershell)).toBe(filter(sh));
+        expect(sh).toContain("| reverse | .[]");
+        expect(powershell).toContain("[array]::Reverse($urns)");
+    });
+
+    test("a member's entry as the README adds it is one config accepts, and the index rules name the commands", () => {
+        const member = subsection("Adding and removing a member");
+        const add = /pulumi config set --path "team\[\$\(pulumi config get team \| jq length\)\]" "bob \$\(cat bob\.pub\)"/.exec(member);
+        expect(add).not.toBeNull();
+        expect(member).toContain("pulumi config rm --path 'team[");
+        expect(member).toContain("pulumi stack output teamHandOver --json | jq -r .bob");
+        const bobKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp bob@laptop";
+        const stack = parseConfig({ allowedSshCidrs: JSON.stringify(["10.20.0.0/16"]), team: JSON.stringify([`bob ${bobKey}`]) });
+        expect(stack.nodes[0].host.team).toEqual([{ name: "bob", keys: [{ sshPublicKey: bobKey, from: [] }] }]);
+    });
+
+    test("Clients states the minimum Docker CLI, buildx and OpenSSH versions with the commands that show them", () => {
+        const clients = subsection("Clients: Linux, macOS, Windows");
+        expect(clients.replace(/\s+/g, " ")).toMatch(/Docker CLI 24 or newer .*buildx 0\.13 or newer .*OpenSSH client 8 or newer/);
+        for (const check of ["docker version --format '{{.Client.Version}}'", "docker buildx version", "ssh -V"]) {
+            expect(clients).toContain(check);
+        }
+        expect(clients).toContain("Add-Content -Encoding ascii");
     });
 });

@@ -28,7 +28,7 @@ test.each([...scripts, "lib/common.sh", "lib/host-facts.sh"])("%s passes shellch
 });
 
 test("what each step really sends (shared functions + script) passes shellcheck and bash -n", () => {
-    const config = hostConfig({ allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]) });
+    const config = hostConfig({ allowedSshCidrs: JSON.stringify(["10.20.0.0/16"]) });
     for (const step of hostStepDefinitions(config, "ubuntu")) {
         shellcheck(["-"], step.script);
         execFileSync("bash", ["-n"], { input: step.script });

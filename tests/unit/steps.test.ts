@@ -10,7 +10,7 @@ import {
 } from "../../components/steps";
 
 const CONFIG = hostConfig({
-    allowedSshCidrs: JSON.stringify(["203.0.113.0/24"]),
+    allowedSshCidrs: JSON.stringify(["10.20.0.0/16"]),
     team: JSON.stringify([
         "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop",
         "bob ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF bob@ci",

@@ -239,6 +239,9 @@ describe("ec2 mode", () => {
         expect(handOver.alice).toContain(`\n    echo '${await valueOf(host.knownHostsLine)}' >> ~/.ssh/known_hosts\n`);
         expect(handOver.alice).toContain(`\n    docker buildx create --name buildx-host-remote --driver remote ssh://alice@${dns} --use\n`);
         expect(handOver.alice).toContain(workflows.alice.split("\n").map(line => line && `    ${line}`).join("\n"));
+        // Made from public parts only: no secret flowed into it.
+        expect([await isSecret(host.teamHandOver), await isSecret(host.teamGithubActionsWorkflows)]).toEqual([false, false]);
+        expect(handOver.alice).not.toMatch(/PRIVATE KEY/);
         expect(await valueOf(host.buildkitImageDigest)).toBe("moby/buildkit@sha256:" + "0".repeat(64));
         expect(await valueOf(host.publicIp!)).toBe("198.51.100.7");
         expect(await valueOf(host.address)).toBe(dns);

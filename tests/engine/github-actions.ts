@@ -10,7 +10,7 @@
  * `secrets.*`, `github.actor`, `github.repository`, `github.sha` (and `github.token`, which
  * action.yml defaults use); anything else is refused, as is an `if:` other than `always()`.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync, cpSync, existsSync } from "fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as yaml from "js-yaml";
 import * as path from "path";
 
@@ -224,7 +224,7 @@ export function runWorkflowJob(tools: RunnerTools, workDir: string, workflowYaml
     };
 
     const steps: StepRun[] = [];
-    const posts: { label: string; env: Record<string, string>; command: string }[] = [];
+    const posts: { label: string; name: string; env: Record<string, string>; command: string }[] = [];
     workflow.jobs[jobId].steps.forEach((step, index) => {
         const label = `step-${index}`;
         const name = step.name ?? step.uses ?? label;
@@ -251,18 +251,18 @@ export function runWorkflowJob(tools: RunnerTools, workDir: string, workflowYaml
             const run = runStep(label, { ...env, ...inputs }, `/opt/node24/node /actions/${action}/${metadata.runs.main}`);
             steps.push({ ...run, name });
             if (metadata.runs.post) {
-                posts.unshift({ label, env: { ...env, ...inputs }, command: `/opt/node24/node /actions/${action}/${metadata.runs.post}` });
+                const post = `/opt/node24/node /actions/${action}/${metadata.runs.post}`;
+                posts.unshift({ label, name: `Post ${name}`, env: { ...env, ...inputs }, command: post });
             }
         } else {
             throw new Error(`a workflow step has neither run: nor uses: ${JSON.stringify(step)}`);
         }
     });
-    const postRuns = posts.map(({ label, env, command }) => {
+    const postRuns = posts.map(({ label, name, env, command }) => {
         const stateFile = path.join(workDir, "files", `${label}.state`);
         const state = existsSync(stateFile) ? parseFileCommand(readFileSync(stateFile, "utf8")) : {};
         const stateEnv = Object.fromEntries(Object.entries(state).map(([name, value]) => [`STATE_${name}`, value]));
-        const name = steps[Number(label.split("-")[1])].name;
-        return { ...runStep(`${label}-post`, { ...env, ...stateEnv }, command), name: `Post ${name}` };
+        return { ...runStep(`${label}-post`, { ...env, ...stateEnv }, command), name };
     });
     return { steps, posts: postRuns, home: path.join(workDir, "home") };
 }

@@ -216,7 +216,10 @@ describe("a fleet of two lab hosts", () => {
         let run: ReturnType<typeof runWorkflowJob> | undefined;
         const built = newHistory(() => {
             run = runWorkflowJob(runner, path.join(amd64Host.stateDir, "fleet-runner"), workflow,
-                { secrets: { BUILDX_HOST_SSH_KEY: readFileSync(alice, "utf8") }, github: { actor: "alice", repository: "lab/app", sha: "0".repeat(40) } },
+                {
+                    secrets: { BUILDX_HOST_SSH_KEY: readFileSync(alice, "utf8"), GITHUB_TOKEN: "lab-job-token" },
+                    github: { actor: "alice", repository: "lab/app", sha: "0".repeat(40) },
+                },
                 client.buildContext(), [`${out}:/out`]);
         });
         for (const step of [...run!.steps, ...run!.posts]) {

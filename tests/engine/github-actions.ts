@@ -59,7 +59,8 @@ export function preparedRunnerTools(): RunnerTools {
 
 /** The job's `github` context as far as the stand-in provides it, and its secrets. */
 export interface JobContext {
-    readonly secrets: Readonly<Record<string, string>>;
+    /** GITHUB_TOKEN is always there on a runner (action.yml defaults read it as `github.token`). */
+    readonly secrets: Readonly<Record<string, string>> & { readonly GITHUB_TOKEN: string };
     readonly github: { readonly actor: string; readonly repository: string; readonly sha: string };
 }
 

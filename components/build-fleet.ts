@@ -1,10 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import { BuildHost, BuildHostArgs, HostVersions } from "./build-host";
+import { acceptsSshFromAnywhere, BuildHost, BuildHostArgs, HostVersions } from "./build-host";
 import { BuildHostConfig, StackConfig } from "./config";
 import {
-    dockerContextCommand, fleetBuildxCreateCommand, fleetGithubActionsSnippet, fleetMemberBuildxCreateCommand, FleetNodeEndpoint,
-    knownHostsLine, sshEndpoint,
+    dockerContextCommand, fleetBuildxCreateCommand, fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand, FleetNodeEndpoint,
+    githubRunner, handOverText, knownHostsLine, sshEndpoint,
 } from "./endpoint";
 
 /** Arguments of the build fleet. */
@@ -62,8 +62,10 @@ export class BuildFleet extends pulumi.ComponentResource {
     public readonly buildxCreateCommand?: pulumi.Output<string>;
     /** Fleet: each team member's `docker buildx create` over every node's member door, one line per node. */
     public readonly teamBuildxCreateCommands?: pulumi.Output<Record<string, string>>;
-    /** Fleet: each team member's GitHub Actions steps that attach a job to the whole fleet. */
-    public readonly teamGithubActionsSnippets?: pulumi.Output<Record<string, string>>;
+    /** Fleet: each team member's complete GitHub Actions workflow, building every node's platforms on the whole fleet. */
+    public readonly teamGithubActionsWorkflows?: pulumi.Output<Record<string, string>>;
+    /** Fleet: each team member's hand-over, the text the lead sends as it is. */
+    public readonly teamHandOver?: pulumi.Output<Record<string, string>>;
     /** Fleet: the node that builds each platform. */
     public readonly platformNodes?: pulumi.Output<Record<string, string>>;
     /** Fleet, mode "ec2" without loginPrivateKey: each node's generated login key (secret). */
@@ -130,8 +132,12 @@ export class BuildFleet extends pulumi.ComponentResource {
         const team = stack.nodes[0].host.team;
         this.teamBuildxCreateCommands = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
             [member.name, fleetMemberBuildxCreateCommand(nodes, member.name)])));
-        this.teamGithubActionsSnippets = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
-            [member.name, fleetGithubActionsSnippet(nodes, member.name)])));
+        const runner = githubRunner(stack.nodes.map(node => acceptsSshFromAnywhere(node.host)));
+        this.teamGithubActionsWorkflows = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
+            [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner)])));
+        this.teamHandOver = endpoints.apply(nodes => Object.fromEntries(team.map(member => [member.name, handOverText(member.name,
+            nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member.name),
+            fleetGithubActionsWorkflow(nodes, member.name, runner))])));
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
             node.host.platforms.map(platform => [platform, node.name!]))));
         const generated = this.hosts.flatMap((h, index) =>
@@ -145,7 +151,8 @@ export class BuildFleet extends pulumi.ComponentResource {
             dockerContextCommands: this.dockerContextCommands,
             buildxCreateCommand: this.buildxCreateCommand,
             teamBuildxCreateCommands: this.teamBuildxCreateCommands,
-            teamGithubActionsSnippets: this.teamGithubActionsSnippets,
+            teamGithubActionsWorkflows: this.teamGithubActionsWorkflows,
+            teamHandOver: this.teamHandOver,
             platformNodes: this.platformNodes,
             loginPrivateKeys: this.loginPrivateKeys,
         });

@@ -1,10 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
 
-import { BuildHostConfig } from "./config";
+import { BuildHostConfig, isOpenToWorld } from "./config";
 import type { Ec2Host } from "./ec2-host";
 import {
-    buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsSnippet, knownHostsLine, memberBuildxCreateCommand,
-    sshEndpoint,
+    buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsWorkflow, githubRunner, handOverText, knownHostsLine,
+    memberBuildxCreateCommand, sshEndpoint,
 } from "./endpoint";
 import { HostKeyCheck } from "./host-key-check";
 import { HostStep } from "./host-step";
@@ -42,6 +42,11 @@ export interface QemuPreflight {
     readonly emulators: StepReport<"qemu-binfmt">["emulators"];
     /** Per configured platform: the emulator, and what a foreign binary printed in a container. */
     readonly emulationProofs: StepReport<"qemu-binfmt">["platforms"];
+}
+
+/** Whether GitHub's own runners can reach the host: an EC2 host whose SSH is open to the whole internet (`allowOpenSsh`). */
+export function acceptsSshFromAnywhere(config: BuildHostConfig): boolean {
+    return config.mode === "ec2" && config.ec2.allowedSshCidrs.some(isOpenToWorld);
 }
 
 /** Where the steps connect to, and how, in either mode. */
@@ -113,8 +118,10 @@ export class BuildHost extends pulumi.ComponentResource {
     public readonly buildxCreateCommand: pulumi.Output<string>;
     /** Each team member's `docker buildx create --driver remote ssh://<member>@<host>`: the member door. */
     public readonly teamBuildxCreateCommands: pulumi.Output<Record<string, string>>;
-    /** Each team member's GitHub Actions snippet (a CI job attaches as a member, never with the login key). */
-    public readonly teamGithubActionsSnippets: pulumi.Output<Record<string, string>>;
+    /** Each team member's complete GitHub Actions workflow (a CI job attaches as a member, never with the login key). */
+    public readonly teamGithubActionsWorkflows: pulumi.Output<Record<string, string>>;
+    /** Each team member's hand-over: the text the lead sends as it is (version check, known_hosts line, attach command, workflow). */
+    public readonly teamHandOver: pulumi.Output<Record<string, string>>;
     /** The image the builder's BuildKit runs, by registry digest (`repo@sha256:…`), ready to pin as `buildkitImage`. */
     public readonly buildkitImageDigest: pulumi.Output<string>;
     /** The platforms the builder offers (every one QEMU registers, and the host's own). */
@@ -183,7 +190,11 @@ export class BuildHost extends pulumi.ComponentResource {
         const perMember = (format: (p: EndpointParts, member: string) => string) => parts.apply(p =>
             Object.fromEntries(config.team.map(member => [member.name, format(p, member.name)])));
         this.teamBuildxCreateCommands = perMember(memberBuildxCreateCommand);
-        this.teamGithubActionsSnippets = perMember(githubActionsSnippet);
+        const runner = githubRunner([acceptsSshFromAnywhere(config)]);
+        const workflowOf = (p: EndpointParts, member: string) => githubActionsWorkflow(p, member, config.platforms, runner);
+        this.teamGithubActionsWorkflows = perMember(workflowOf);
+        this.teamHandOver = perMember((p, member) =>
+            handOverText(member, [knownHostsLine(p)], memberBuildxCreateCommand(p, member), workflowOf(p, member)));
 
         const readyReport = this.steps["wait-for-host"].report;
         const engineReport = this.steps["docker-engine"].report;
@@ -213,7 +224,8 @@ export class BuildHost extends pulumi.ComponentResource {
             dockerContextCommand: this.dockerContextCommand,
             buildxCreateCommand: this.buildxCreateCommand,
             teamBuildxCreateCommands: this.teamBuildxCreateCommands,
-            teamGithubActionsSnippets: this.teamGithubActionsSnippets,
+            teamGithubActionsWorkflows: this.teamGithubActionsWorkflows,
+            teamHandOver: this.teamHandOver,
             platforms: this.platforms,
             buildkitImageDigest: this.buildkitImageDigest,
             versions: this.versions,

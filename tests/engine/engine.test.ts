@@ -16,11 +16,14 @@
  * The tests run in order on one host; each builds on what the previous ones left.
  */
 import { execFileSync } from "child_process";
-import { appendFileSync, existsSync, readFileSync } from "fs";
+import { appendFileSync, cpSync, existsSync, readFileSync } from "fs";
+import * as yaml from "js-yaml";
 import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
-import { buildkitContainerName, knownHostsLine, memberBuildxCreateCommand } from "../../components/endpoint";
+import {
+    buildkitContainerName, knownHostsLine, memberBuildxCreateCommand, SETUP_BUILDX_ACTION, Workflow, WORKFLOW_REGISTRY,
+} from "../../components/endpoint";
 import { sha256, STEP_NAMES } from "../../components/steps";
 import { configProblems } from "../config-problems";
 import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
@@ -29,7 +32,7 @@ import {
     teamEntry,
 } from "../hostlab/lab";
 import { CliRun, EngineRun, PulumiProject, ROOT } from "./cli";
-import { preparedRunnerTools, runSnippet } from "./github-actions";
+import { adaptSteps, JobContext, preparedRunnerTools, runWorkflowJob } from "./github-actions";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const toolsDir = requiredEnv("PULUMI_TOOLS_DIR");
@@ -98,6 +101,47 @@ function reachesBuildkit(name: string): boolean {
     const parts = { host: lab.host, port: lab.port, user: lab.user, hostPublicKey: lab.hostPublicKey, builderName: DEFAULTS.builderName };
     const doorClient = new LabClient(lab, runner.clientImage, requiredEnv("HOSTLAB_BUSYBOX_DIR"), knownHostsLine(parts));
     return doorClient.attach(name, memberKey(name), [memberBuildxCreateCommand(parts, name)]).status === 0;
+}
+
+/** The lab's registry that needs a login (infra/serve-registry.sh start-login): where the workflow pushes instead of ghcr.io. */
+const loginRegistry = {
+    address: requiredEnv("LAB_LOGIN_REGISTRY"), user: requiredEnv("LAB_LOGIN_REGISTRY_USER"), password: requiredEnv("LAB_LOGIN_REGISTRY_PASSWORD"),
+};
+const GITHUB = { actor: loginRegistry.user, repository: "lab/app", sha: sha256("engine-workflow").slice(0, 40) };
+const jobContext = (): JobContext => ({
+    secrets: { BUILDX_HOST_SSH_KEY: readFileSync(memberKey("alice"), "utf8"), GITHUB_TOKEN: loginRegistry.password }, github: GITHUB,
+});
+
+/**
+ * The member's workflow pointed at the lab: ghcr.io is out of reach here, so the login's registry
+ * and the tag's registry become the lab's (the tag keeps its expressions), and the platforms the
+ * two the lab has busybox binaries for (the stack keeps the default six); `login: false` leaves
+ * the login step out.
+ */
+function labWorkflow(workflow: string, login: boolean): string {
+    return adaptSteps(workflow, {
+        "docker/login-action": step => login ? { ...step, with: { ...step.with, registry: loginRegistry.address } } : undefined,
+        "docker/build-push-action": step => ({
+            ...step, with: { ...step.with, platforms: CLIENT_BUILD_PLATFORMS, tags: String(step.with?.tags).replace(WORKFLOW_REGISTRY, loginRegistry.address) },
+        }),
+    });
+}
+
+/** The checked-out repository the runner's workspace starts from: the lab client's two-platform build context. */
+function workspace(): string {
+    const dir = path.join(lab.stateDir, "engine-workspace");
+    cpSync(client().buildContext(), dir, { recursive: true });
+    return dir;
+}
+
+interface ImageIndex {
+    readonly manifests: readonly { readonly digest: string; readonly platform: { readonly os: string; readonly architecture: string } }[];
+}
+
+/** The manifest the login registry serves for `reference` of the workflow's repository, read with the login. */
+function registryManifest(reference: string, accept: string): ImageIndex {
+    return JSON.parse(localOk(`curl -fsS -K - -H 'Accept: ${accept}' http://${loginRegistry.address}/v2/${GITHUB.repository}/manifests/${reference}`,
+        `user = "${loginRegistry.user}:${loginRegistry.password}"\n`)) as ImageIndex;
 }
 
 const groupsOf = (name: string) => sudoOk(lab, `id -nG ${name}`).trim().split(/\s+/);
@@ -243,25 +287,49 @@ describe("a host provisioned by `pulumi up`", () => {
         expect(groupsOf("alice")).toEqual(["alice", "buildx-members"]);
     });
 
-    test("a member's GitHub Actions snippet runs on a runner: its shell step, the real setup-buildx-action at the door, a build, the post step", () => {
-        const buildClient = client();
-        const context = buildClient.buildContext();
-        const out = path.join(lab.stateDir, "engine-actions-out");
-        const snippets = JSON.parse(project.output("teamGithubActionsSnippets", "--json")) as Record<string, string>;
-        expect(snippets.alice).toContain(`endpoint: ssh://alice@${lab.host}:${lab.port}\n`);
-        const run = runSnippet(runner, path.join(lab.stateDir, "engine-runner"), snippets.alice,
-            { BUILDX_HOST_SSH_KEY: readFileSync(memberKey("alice"), "utf8") },
-            `rm -rf /out/*\ndocker buildx build --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`,
-            [`${context}:/ctx:ro`, `${out}:/out`]);
-        for (const [phase, result] of Object.entries(run.phases)) {
-            expect([phase, result.status, result.status === 0 ? "" : tail(result.stdout + result.stderr, 60)]).toEqual([phase, 0, ""]);
+    test("a member's workflow runs through the real setup-buildx, login and build-push actions, pushes both platforms, and removes the key", () => {
+        const workflows = JSON.parse(project.output("teamGithubActionsWorkflows", "--json")) as Record<string, string>;
+        const job = (yaml.load(workflows.alice) as Workflow).jobs.build;
+        expect(job["runs-on"]).toBe("self-hosted");
+        expect(job.steps.find(step => step.uses === SETUP_BUILDX_ACTION)?.with?.endpoint).toBe(`ssh://alice@${lab.host}:${lab.port}`);
+        const started = Date.now();
+        const run = runWorkflowJob(runner, path.join(lab.stateDir, "engine-runner"), labWorkflow(workflows.alice, true), jobContext(), workspace());
+        timings.workflow = (Date.now() - started) / 1000;
+        for (const step of [...run.steps, ...run.posts]) {
+            expect([step.name, step.outcome, step.outcome === "failure" ? tail(step.result!.stdout + step.result!.stderr, 60) : ""])
+                .toEqual([step.name, "success", ""]);
         }
-        expect(run.outputs.driver).toBe("remote");
-        for (const [platform, arch] of [["linux_amd64", "x86_64"], ["linux_arm64", "aarch64"]]) {
-            expect(readFileSync(path.join(out, platform, "arch"), "utf8").trim()).toBe(arch);
+        expect(run.posts.map(post => post.name)).toEqual(["Post Build and push", "Post Log in to the registry", "Post Attach buildx to the shared builder"]);
+        // The last step removed the key; the known_hosts line (public) stays for the next job.
+        expect(existsSync(path.join(run.home, ".ssh", `${DEFAULTS.builderName}.key`))).toBe(false);
+        expect(readFileSync(path.join(run.home, ".ssh", "known_hosts"), "utf8")).toContain(lab.hostPublicKey);
+
+        const index = registryManifest(GITHUB.sha, "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json");
+        const images = index.manifests.filter(manifest => manifest.platform.os !== "unknown");
+        expect(images.map(manifest => `${manifest.platform.os}/${manifest.platform.architecture}`).sort()).toEqual(["linux/amd64", "linux/arm64"]);
+        // Each platform's image, run here (binfmt_misc has the lab's QEMU with F): its busybox reports its own
+        // CPU, and so did its RUN step on the shared builder.
+        const dockerConfig = path.join(lab.stateDir, "engine-registry-login");
+        localOk(`docker --config '${dockerConfig}' login -u '${loginRegistry.user}' --password-stdin ${loginRegistry.address}`, loginRegistry.password);
+        for (const manifest of images) {
+            const ref = `${loginRegistry.address}/${GITHUB.repository}@${manifest.digest}`;
+            const arch = localOk(`docker --config '${dockerConfig}' run --rm --network none --platform linux/${manifest.platform.architecture} ${ref} ` +
+                "/bin/busybox sh -c '/bin/busybox uname -m; /bin/busybox cat /arch'");
+            localOk(`docker image rm ${ref}`);
+            const expected = manifest.platform.architecture === "amd64" ? "x86_64" : "aarch64";
+            expect([manifest.platform.architecture, arch.trim().split("\n")]).toEqual([manifest.platform.architecture, [expected, expected]]);
         }
-        // The post step removed the runner's builder, not the shared BuildKit on the host.
-        expect(run.phases.post.stdout + run.phases.post.stderr).toContain(run.outputs.name);
+    });
+
+    test("without the login step the push is refused (the credentials come from the client), and the key is removed all the same", () => {
+        const run = runWorkflowJob(runner, path.join(lab.stateDir, "engine-runner-no-login"), labWorkflow(
+            JSON.parse(project.output("teamGithubActionsWorkflows", "--json")).alice, false), jobContext(), workspace());
+        expect(run.steps.map(step => [step.name, step.outcome])).toEqual([
+            ["Check out the repository", "success"], ["Trust the buildx host", "success"], ["Attach buildx to the shared builder", "success"],
+            ["Build and push", "failure"], ["Remove the SSH key", "success"],
+        ]);
+        expect(run.steps[3].result!.stdout + run.steps[3].result!.stderr).toMatch(/401 Unauthorized|unauthorized|authorization failed/i);
+        expect(existsSync(path.join(run.home, ".ssh", `${DEFAULTS.builderName}.key`))).toBe(false);
         expect(builderRunning()).toBe(true);
     });
 

@@ -23,7 +23,7 @@ import {
     labAptSettings, LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, sudoOk, tail, teamEntry,
 } from "../hostlab/lab";
 import { EngineRun, programAt, PulumiProject, ROOT } from "./cli";
-import { preparedRunnerTools, runSnippet } from "./github-actions";
+import { adaptSteps, preparedRunnerTools, runWorkflowJob } from "./github-actions";
 
 /** The last commit of the single-host program, before `nodes` existed. */
 const SINGLE_HOST_PROGRAM_COMMIT = "8a620234d99da58c1ad98600833e6b128caf09a8";
@@ -226,21 +226,32 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
         }
     });
 
-    test("the fleet's GitHub Actions snippet runs through the real setup-buildx-action and builds on both nodes", () => {
-        const snippets = JSON.parse(project.ok(["stack", "output", "teamGithubActionsSnippets", "--json"]).stdout) as Record<string, string>;
+    test("the fleet's GitHub Actions workflow runs through the real setup-buildx and build-push actions and builds on both nodes", () => {
+        const workflows = JSON.parse(project.ok(["stack", "output", "teamGithubActionsWorkflows", "--json"]).stdout) as Record<string, string>;
         const out = path.join(amd64Host.stateDir, "fleet-actions-out");
-        let run: ReturnType<typeof runSnippet> | undefined;
-        const built = newHistory(() => {
-            run = runSnippet(runner, path.join(amd64Host.stateDir, "fleet-runner"), snippets.alice,
-                { BUILDX_HOST_SSH_KEY: readFileSync(alice, "utf8") },
-                `rm -rf /out/*\ndocker buildx build --no-cache --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`,
-                [`${client.buildContext()}:/ctx:ro`, `${out}:/out`]);
+        // No registry here (the engine suite pushes): the build goes to a local directory, without the login, fresh.
+        const workflow = adaptSteps(workflows.alice, {
+            "docker/login-action": () => undefined,
+            "docker/build-push-action": step => ({
+                ...step, with: { ...step.with, platforms: CLIENT_BUILD_PLATFORMS, push: false, outputs: "type=local,dest=/out", "no-cache": true },
+            }),
         });
-        for (const [phase, result] of Object.entries(run!.phases)) {
-            expect([phase, result.status, result.status === 0 ? "" : tail(result.stdout + result.stderr, 60)]).toEqual([phase, 0, ""]);
+        let run: ReturnType<typeof runWorkflowJob> | undefined;
+        const built = newHistory(() => {
+            run = runWorkflowJob(runner, path.join(amd64Host.stateDir, "fleet-runner"), workflow,
+                {
+                    secrets: { BUILDX_HOST_SSH_KEY: readFileSync(alice, "utf8"), GITHUB_TOKEN: "lab-job-token" },
+                    github: { actor: "alice", repository: "lab/app", sha: "0".repeat(40) },
+                },
+                client.buildContext(), [`${out}:/out`]);
+        });
+        for (const step of [...run!.steps, ...run!.posts]) {
+            expect([step.name, step.outcome, step.outcome === "failure" ? tail(step.result!.stdout + step.result!.stderr, 60) : ""])
+                .toEqual([step.name, "success", ""]);
         }
-        expect(run!.outputs.driver).toBe("remote");
-        expect(run!.outputs.platforms.split(",")).toEqual(expect.arrayContaining(["linux/amd64", "linux/arm64"]));
+        const attach = run!.steps.find(step => step.name === "Attach buildx to the shared fleet")!;
+        expect(attach.outputs.driver).toBe("remote");
+        expect(attach.outputs.platforms.split(",")).toEqual(expect.arrayContaining(["linux/amd64", "linux/arm64"]));
         for (const [platform, arch] of [["linux_amd64", "x86_64"], ["linux_arm64", "aarch64"]]) {
             expect(readFileSync(path.join(out, platform, "arch"), "utf8").trim()).toBe(arch);
         }

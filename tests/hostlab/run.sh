@@ -10,7 +10,8 @@
 #   debian12    tests/hostlab/bookworm.test.ts   the steps after the engine, on Docker 20.10
 #   cloud-init  tests/hostlab/cloud-init.test.ts ec2 mode's cloud-init user data, booted for real
 #   engine      tests/engine/engine.test.ts      the real Pulumi CLI and plugins: up, no-op up,
-#                                                changes, destroy, the GitHub Actions snippet
+#                                                changes, destroy, a member's GitHub Actions
+#                                                workflow through the real docker actions
 #   fleet       tests/engine/fleet.test.ts       two lab hosts at once (the second on the next
 #                                                sshd port) joined into one builder by `pulumi up`;
 #                                                a single-host stack of the previous program upgraded

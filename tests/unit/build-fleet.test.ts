@@ -104,14 +104,15 @@ describe("a fleet of an amd64 and a Graviton node", () => {
         expect((await valueOf(deployed.fleet.knownHostsLines!)).split("\n")).toHaveLength(2);
     });
 
-    test("each team member gets a buildx command over every node's member door and a fleet snippet", async () => {
+    test("each team member gets a buildx command over every node's member door, a fleet workflow and a hand-over", async () => {
         expect((await valueOf(deployed.fleet.teamBuildxCreateCommands!)).alice.split("\n")).toEqual([
             "docker buildx create --name buildx-host-remote --driver remote --node amd64 --platform linux/amd64,linux/arm/v7,linux/ppc64le,linux/s390x,linux/riscv64 " +
                 "ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com --use",
             "docker buildx create --name buildx-host-remote --append --node graviton --platform linux/arm64 " +
                 "ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
         ]);
-        expect((await valueOf(deployed.fleet.teamGithubActionsSnippets!)).alice).toContain("      - name: graviton\n");
+        expect((await valueOf(deployed.fleet.teamGithubActionsWorkflows!)).alice).toContain("            - name: graviton\n");
+        expect((await valueOf(deployed.fleet.teamHandOver!)).alice.split("\n").filter(line => line.startsWith("    echo "))).toHaveLength(2);
     });
 
     test("the generated login keys are one secret output, by node", async () => {

@@ -8,9 +8,10 @@ const recorder = installMocks();
 
 // Imported after the mocks are installed, as a Pulumi program would be run under them.
 import { BuildHost } from "../../components/build-host";
-import { RawConfig } from "../../components/config";
+import { DEFAULTS, RawConfig } from "../../components/config";
 import { hostConfig } from "../config-problems";
 import { CANONICAL_OWNER_ID, cloudInitUserData } from "../../components/ec2-host";
+import { Workflow } from "../../components/endpoint";
 import { BUILDKIT_VERSION } from "../../components/host-facts";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
 import { hostStepDefinitions, sha256, STEP_NAMES, stepFingerprints, stepRunCommand } from "../../components/steps";
@@ -227,8 +228,21 @@ describe("ec2 mode", () => {
         expect(await valueOf(host.teamBuildxCreateCommands)).toEqual({
             alice: `docker buildx create --name buildx-host-remote --driver remote ssh://alice@${dns} --use`,
         });
-        expect(Object.keys(await valueOf(host.teamGithubActionsSnippets))).toEqual(["alice"]);
-        expect((await valueOf(host.teamGithubActionsSnippets)).alice).toContain(`    endpoint: ssh://alice@${dns}\n`);
+        const workflows = await valueOf(host.teamGithubActionsWorkflows);
+        expect(Object.keys(workflows)).toEqual(["alice"]);
+        const job = (yaml.load(workflows.alice) as Workflow).jobs.build;
+        expect(job["runs-on"]).toBe("self-hosted");
+        expect(job.steps[2].with).toEqual({ driver: "remote", endpoint: `ssh://alice@${dns}` });
+        // The stack's platforms, not every platform the builder offers.
+        expect(job.steps[4].with!.platforms).toBe(DEFAULTS.platforms.join(","));
+        const handOver = await valueOf(host.teamHandOver);
+        expect(Object.keys(handOver)).toEqual(["alice"]);
+        expect(handOver.alice).toContain(`\n    echo '${await valueOf(host.knownHostsLine)}' >> ~/.ssh/known_hosts\n`);
+        expect(handOver.alice).toContain(`\n    docker buildx create --name buildx-host-remote --driver remote ssh://alice@${dns} --use\n`);
+        expect(handOver.alice).toContain(workflows.alice.split("\n").map(line => line && `    ${line}`).join("\n"));
+        // Made from public parts only: no secret flowed into it.
+        expect([await isSecret(host.teamHandOver), await isSecret(host.teamGithubActionsWorkflows)]).toEqual([false, false]);
+        expect(handOver.alice).not.toMatch(/PRIVATE KEY/);
         expect(await valueOf(host.buildkitImageDigest)).toBe("moby/buildkit@sha256:" + "0".repeat(64));
         expect(await valueOf(host.publicIp!)).toBe("198.51.100.7");
         expect(await valueOf(host.address)).toBe(dns);
@@ -240,6 +254,11 @@ describe("ec2 mode", () => {
 });
 
 describe("ec2 mode variants", () => {
+    test("SSH open to the whole internet (allowOpenSsh) lets the workflow run on GitHub's own runners", async () => {
+        const { host } = await deploy("open", { allowedSshCidrs: "[\"0.0.0.0/0\"]", allowOpenSsh: "true", team: JSON.stringify([ALICE]) });
+        expect((yaml.load((await valueOf(host.teamGithubActionsWorkflows)).alice) as Workflow).jobs.build["runs-on"]).toBe("ubuntu-latest");
+    });
+
     test("a given login key is used instead of a generated one", async () => {
         const { ofType } = await deploy("ownkey", { allowedSshCidrs: "[\"10.20.0.0/16\"]" }, { loginPrivateKey: PRIVATE_KEY });
         expect(ofType("tls:index/privateKey:PrivateKey").map(k => k.name)).toEqual(["ownkey-ec2-host-key"]);

@@ -1,9 +1,10 @@
 import {
-    buildkitContainerName, buildxCreateCommand, dockerContextCommand, EndpointParts, fleetBuildxCreateCommand, fleetGithubActionsSnippet,
-    fleetMemberBuildxCreateCommand, FleetNodeEndpoint, githubActionsSnippet, knownHostsLine, memberBuildxCreateCommand, sshEndpoint, WorkflowStep,
+    BUILD_PUSH_ACTION, buildkitContainerName, buildxCreateCommand, CHECKOUT_ACTION, dockerContextCommand, EndpointParts, fleetBuildxCreateCommand,
+    fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand, FleetNodeEndpoint, githubActionsWorkflow, githubRunner, handOverText, knownHostsLine,
+    LOGIN_ACTION, memberBuildxCreateCommand, MINIMUM_CLIENT_VERSIONS, SETUP_BUILDX_ACTION, sshEndpoint, Workflow,
 } from "../../components/endpoint";
 import { execFileSync } from "child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "fs";
 import * as yaml from "js-yaml";
 import { tmpdir } from "os";
 import * as path from "path";
@@ -11,6 +12,7 @@ import * as path from "path";
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
 const EC2: EndpointParts = { host: "ec2-198-51-100-7.eu-west-1.compute.amazonaws.com", port: 22, user: "ubuntu", hostPublicKey: KEY, builderName: "buildx-host" };
 const LAB: EndpointParts = { host: "127.0.0.1", port: 2222, user: "builder", hostPublicKey: KEY, builderName: "lab" };
+const PLATFORMS = ["linux/amd64", "linux/arm64"];
 const FLEET: FleetNodeEndpoint[] = [
     { name: "amd64", platforms: ["linux/amd64", "linux/riscv64"], parts: { ...LAB, contextName: "lab-amd64" } },
     { name: "arm64", platforms: ["linux/arm64"], parts: { ...LAB, port: 2223, contextName: "lab-arm64" } },
@@ -46,9 +48,27 @@ test("a member attaches buildx's remote driver straight to the member door, with
         .toBe("docker buildx create --name buildx-host-remote --driver remote ssh://ci@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com --use");
 });
 
-test("a member's GitHub Actions snippet trusts the pinned host key and attaches setup-buildx-action v4 to the member door", () => {
-    expect(yaml.load(githubActionsSnippet(LAB, "ci"))).toEqual([
-        {
+const workflowOf = (text: string) => yaml.load(text) as Workflow;
+const stepsOf = (text: string) => workflowOf(text).jobs.build.steps;
+const LAB_WORKFLOW = githubActionsWorkflow(LAB, "ci", PLATFORMS, "self-hosted");
+
+describe("a member's GitHub Actions workflow", () => {
+    test("is a complete workflow: on push and by hand, reading the code and writing packages only, one job on a self-hosted runner", () => {
+        const workflow = workflowOf(LAB_WORKFLOW);
+        expect(workflow.on).toEqual(["push", "workflow_dispatch"]);
+        expect(workflow.permissions).toEqual({ contents: "read", packages: "write" });
+        expect(Object.keys(workflow.jobs)).toEqual(["build"]);
+        expect(workflow.jobs.build["runs-on"]).toBe("self-hosted");
+        expect(stepsOf(LAB_WORKFLOW).map(step => step.uses ?? "run")).toEqual([
+            CHECKOUT_ACTION, "run", SETUP_BUILDX_ACTION, LOGIN_ACTION, BUILD_PUSH_ACTION, "run"]);
+        expect([CHECKOUT_ACTION, SETUP_BUILDX_ACTION, LOGIN_ACTION, BUILD_PUSH_ACTION])
+            .toEqual(["actions/checkout@v5", "docker/setup-buildx-action@v4", "docker/login-action@v4", "docker/build-push-action@v7"]);
+    });
+
+    test("checks out without keeping the job's token, trusts the pinned host key and attaches to the member door", () => {
+        const [checkout, trust, attach] = stepsOf(LAB_WORKFLOW);
+        expect(checkout.with).toEqual({ "persist-credentials": false });
+        expect(trust).toEqual({
             name: "Trust the buildx host",
             env: { BUILDX_HOST_SSH_KEY: "${{ secrets.BUILDX_HOST_SSH_KEY }}" },
             run: [
@@ -60,52 +80,102 @@ test("a member's GitHub Actions snippet trusts the pinned host key and attaches 
                 "grep -qxF 'Host 127.0.0.1' ~/.ssh/config 2>/dev/null || printf 'Host 127.0.0.1\\n  IdentityFile ~/.ssh/lab.key\\n  IdentitiesOnly yes\\n' >> ~/.ssh/config",
                 "",
             ].join("\n"),
-        },
-        {
-            name: "Attach buildx to the shared builder",
-            uses: "docker/setup-buildx-action@v4",
-            with: { driver: "remote", endpoint: "ssh://ci@127.0.0.1:2222" },
-        },
-    ]);
+        });
+        expect(attach.with).toEqual({ driver: "remote", endpoint: "ssh://ci@127.0.0.1:2222" });
+    });
+
+    test("logs in to GHCR with the job's own token and pushes the stack's platforms, tagged with the commit", () => {
+        const [, , , login, build] = stepsOf(LAB_WORKFLOW);
+        expect(login.with).toEqual({ registry: "ghcr.io", username: "${{ github.actor }}", password: "${{ secrets.GITHUB_TOKEN }}" });
+        expect(build.with).toEqual({
+            context: ".", platforms: "linux/amd64,linux/arm64", push: true, tags: "ghcr.io/${{ github.repository }}:${{ github.sha }}",
+        });
+        // Its post step would export the build record after the key is gone.
+        expect(build.env).toEqual({ DOCKER_BUILD_SUMMARY: "false" });
+    });
+
+    test("the last step removes the key whatever happened before, and leaves the public known_hosts line", () => {
+        const steps = stepsOf(LAB_WORKFLOW);
+        expect(steps.at(-1)).toEqual({ name: "Remove the SSH key", if: "always()", run: "rm -f ~/.ssh/lab.key\n" });
+        expect(steps.filter(step => step.if !== undefined)).toHaveLength(1);
+    });
+
+    test("carries no secret: the key comes from secrets.BUILDX_HOST_SSH_KEY through env:, never into a script, and no key material is in it", () => {
+        const steps = stepsOf(LAB_WORKFLOW);
+        expect(LAB_WORKFLOW).not.toMatch(/PRIVATE KEY|AAAAC3NzaC1lZDI1NTE5AAAAI(?!FMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF)/);
+        expect(steps.flatMap(step => step.run ?? []).join("\n")).not.toContain("${{");
+        expect([...LAB_WORKFLOW.matchAll(/\$\{\{ ([^}]+) \}\}/g)].map(m => m[1]).sort()).toEqual([
+            "github.actor", "github.repository", "github.sha", "secrets.BUILDX_HOST_SSH_KEY", "secrets.GITHUB_TOKEN"]);
+    });
+
+    test("runs on GitHub's own runners only when every host takes SSH from anywhere", () => {
+        expect([githubRunner([true]), githubRunner([true, true]), githubRunner([true, false]), githubRunner([false]), githubRunner([])])
+            .toEqual(["ubuntu-latest", "ubuntu-latest", "self-hosted", "self-hosted", "self-hosted"]);
+        expect(workflowOf(githubActionsWorkflow(EC2, "ci", PLATFORMS, "ubuntu-latest")).jobs.build["runs-on"]).toBe("ubuntu-latest");
+    });
+
+    test("reads as a person writes it: the shell step as a | block, no line folded", () => {
+        const lines = LAB_WORKFLOW.split("\n");
+        const trust = stepsOf(LAB_WORKFLOW)[1];
+        const start = lines.indexOf("        run: |") + 1;
+        expect(lines.slice(start, start + trust.run!.trimEnd().split("\n").length))
+            .toEqual(trust.run!.trimEnd().split("\n").map(line => `          ${line}`));
+    });
 });
 
-test("the snippets read as a person writes them: the shell step and the fleet's append as | blocks, no line folded", () => {
-    const snippet = fleetGithubActionsSnippet(FLEET, "ci");
-    const lines = snippet.split("\n");
-    const [trust, attach] = yaml.load(snippet) as WorkflowStep[];
-    expect(lines.slice(lines.indexOf("  run: |") + 1, lines.indexOf("- name: Attach buildx to the shared fleet")))
-        .toEqual(trust.run!.trimEnd().split("\n").map(line => `    ${line}`));
-    expect(lines.slice(lines.indexOf("    append: |") + 1, -1)).toEqual(attach.with!.append.trimEnd().split("\n").map(line => `      ${line}`));
-});
-
-test("the snippet is the same steps pasted at the top level or indented under a job's steps:", () => {
-    const snippet = githubActionsSnippet(EC2, "ci");
-    const indented = snippet.split("\n").map(line => (line ? `      ${line}` : line)).join("\n");
-    const workflow = yaml.load(`jobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n${indented}`) as
-        { jobs: { build: { steps: WorkflowStep[] } } };
-    const steps = yaml.load(snippet) as WorkflowStep[];
-    expect(workflow.jobs.build.steps).toEqual(steps);
-    expect(steps.map(step => step.uses ?? "run")).toEqual(["run", "docker/setup-buildx-action@v4"]);
-    expect(steps[0].env).toEqual({ BUILDX_HOST_SSH_KEY: "${{ secrets.BUILDX_HOST_SSH_KEY }}" });
-    expect(steps[0].run).not.toContain("${{");
-});
-
-test("the snippet's shell step keeps the key private and, run twice on one runner, changes nothing the second time", () => {
-    const run = (yaml.load(githubActionsSnippet(LAB, "ci")) as WorkflowStep[])[0].run!;
+test("the trust step keeps the key private and, run twice on one runner, changes nothing the second time; the last step removes the key", () => {
+    const steps = stepsOf(LAB_WORKFLOW);
     const home = mkdtempSync(path.join(tmpdir(), "runner-home-"));
     try {
         const env = { PATH: process.env.PATH!, HOME: home, BUILDX_HOST_SSH_KEY: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----" };
         for (let i = 0; i < 2; i++) {
-            execFileSync("bash", ["-e", "-c", run], { env });
+            execFileSync("bash", ["-e", "-c", steps[1].run!], { env });
         }
         const keyFile = path.join(home, ".ssh", "lab.key");
         expect(statSync(keyFile).mode & 0o777).toBe(0o600);
         expect(readFileSync(keyFile, "utf8")).toBe(`${env.BUILDX_HOST_SSH_KEY}\n`);
         expect(readFileSync(path.join(home, ".ssh", "known_hosts"), "utf8")).toBe(`[127.0.0.1]:2222 ${KEY}\n`);
         expect(readFileSync(path.join(home, ".ssh", "config"), "utf8")).toBe("Host 127.0.0.1\n  IdentityFile ~/.ssh/lab.key\n  IdentitiesOnly yes\n");
+        execFileSync("bash", ["-e", "-c", steps.at(-1)!.run!], { env });
+        expect(existsSync(keyFile)).toBe(false);
+        expect(existsSync(path.join(home, ".ssh", "known_hosts"))).toBe(true);
     } finally {
         rmSync(home, { recursive: true, force: true });
     }
+});
+
+describe("a member's hand-over", () => {
+    const text = handOverText("alice", [knownHostsLine(LAB)], memberBuildxCreateCommand(LAB, "alice"), LAB_WORKFLOW);
+
+    test("gives the version check, the known_hosts line for a POSIX shell and for PowerShell, and the attach command", () => {
+        expect(text).toContain("\n    docker buildx version\n");
+        expect(text).toContain(`buildx ${MINIMUM_CLIENT_VERSIONS.buildx} or later`);
+        expect(text).toContain(`\n    echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts\n`);
+        expect(text).toContain(`\n    Add-Content -Path $HOME\\.ssh\\known_hosts -Value '[127.0.0.1]:2222 ${KEY}'\n`);
+        expect(text).toContain(`\n    ${memberBuildxCreateCommand(LAB, "alice")}\n`);
+    });
+
+    test("says what the lead must have set: the member's key in team, their network in allowedSshCidrs", () => {
+        expect(text).toContain("`team`");
+        expect(text).toContain("`allowedSshCidrs`");
+    });
+
+    test("includes the member's workflow, whole, indented as one block", () => {
+        const block = text.slice(text.indexOf("\n    name: ")).split("\n").filter(line => line.startsWith("    ")).map(line => line.slice(4)).join("\n");
+        expect(yaml.load(block)).toEqual(yaml.load(LAB_WORKFLOW));
+    });
+
+    test("holds nothing secret: no private key, no secret value, only the secrets' names", () => {
+        expect(text).not.toMatch(/PRIVATE KEY/);
+        expect(text).toContain("BUILDX_HOST_SSH_KEY");
+    });
+
+    test("for a fleet, trusts every node", () => {
+        const fleetText = handOverText("alice", FLEET.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(FLEET, "alice"),
+            fleetGithubActionsWorkflow(FLEET, "alice", "self-hosted"));
+        expect(fleetText.split("\n").filter(line => line.startsWith("    echo "))).toHaveLength(3);
+        expect(fleetText.split("\n").filter(line => line.includes("Add-Content"))).toHaveLength(3);
+    });
 });
 
 describe("a fleet", () => {
@@ -132,27 +202,34 @@ describe("a fleet", () => {
         ]);
     });
 
-    test("the GitHub Actions snippet trusts every node and appends every node after the first", () => {
-        const steps = yaml.load(fleetGithubActionsSnippet(FLEET, "ci")) as WorkflowStep[];
-        expect(steps.map(step => step.uses ?? "run")).toEqual(["run", "docker/setup-buildx-action@v4"]);
-        const run = steps[0].run!.split("\n");
+    test("the workflow trusts every node, appends every node after the first, and builds every node's platforms", () => {
+        const workflow = fleetGithubActionsWorkflow(FLEET, "ci", "self-hosted");
+        const steps = stepsOf(workflow);
+        expect(steps.map(step => step.uses ?? "run")).toEqual([CHECKOUT_ACTION, "run", SETUP_BUILDX_ACTION, LOGIN_ACTION, BUILD_PUSH_ACTION, "run"]);
+        const run = steps[1].run!.split("\n");
         expect(run.filter(line => line.includes("known_hosts"))).toHaveLength(3);
         // Two nodes share 127.0.0.1: one ssh config block for it.
         expect(run.filter(line => line.includes("~/.ssh/config"))).toHaveLength(2);
         expect(run.filter(line => line.includes("docker "))).toEqual([]);
-        expect(steps[1].with).toEqual({
+        expect(steps[2].with).toEqual({
             driver: "remote",
             endpoint: "ssh://ci@127.0.0.1:2222",
             platforms: "linux/amd64,linux/riscv64",
             append: expect.any(String),
         });
-        expect(yaml.load(steps[1].with!.append)).toEqual([
+        expect(yaml.load(String(steps[2].with!.append))).toEqual([
             { name: "arm64", endpoint: "ssh://ci@127.0.0.1:2223", platforms: "linux/arm64" },
             { name: "graviton", endpoint: "ssh://ci@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com", platforms: "linux/arm/v7" },
         ]);
+        expect(steps[4].with!.platforms).toBe("linux/amd64,linux/riscv64,linux/arm64,linux/arm/v7");
+        expect(steps[5]).toEqual({ name: "Remove the SSH key", if: "always()", run: "rm -f ~/.ssh/lab.key\n" });
+        // The append list as a | block, no line folded.
+        const lines = workflow.split("\n");
+        const start = lines.indexOf("          append: |") + 1;
+        expect(lines.slice(start, start + 6)).toEqual(String(steps[2].with!.append).trimEnd().split("\n").map(line => `            ${line}`));
     });
 
     test("a one-node fleet has no append", () => {
-        expect(fleetGithubActionsSnippet(FLEET.slice(0, 1), "ci")).not.toContain("append");
+        expect(fleetGithubActionsWorkflow(FLEET.slice(0, 1), "ci", "self-hosted")).not.toContain("append");
     });
 });

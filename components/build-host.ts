@@ -194,7 +194,7 @@ export class BuildHost extends pulumi.ComponentResource {
         const workflowOf = (p: EndpointParts, member: string) => githubActionsWorkflow(p, member, config.platforms, runner);
         this.teamGithubActionsWorkflows = perMember(workflowOf);
         this.teamHandOver = perMember((p, member) =>
-            handOverText(member, [knownHostsLine(p)], memberBuildxCreateCommand(p, member), workflowOf(p, member)));
+            handOverText(member, [knownHostsLine(p)], memberBuildxCreateCommand(p, member), config.platforms, workflowOf(p, member)));
 
         const readyReport = this.steps["wait-for-host"].report;
         const engineReport = this.steps["docker-engine"].report;

@@ -244,9 +244,11 @@ export function githubRunner(openToWorld: readonly boolean[]): GithubRunner {
 /**
  * What the lead sends a member as it is (nothing secret in it): the version check, the host
  * key(s) to trust and the attach command(s), in a POSIX shell and in PowerShell where it differs,
- * what the lead must have set for them, and the workflow for a CI job that attaches as them.
+ * a build of the stack's platforms, what the lead must have set for them, and the workflow for a CI
+ * job that attaches as them.
  */
-export function handOverText(member: string, knownHostsLines: readonly string[], attachCommands: string, workflowYaml: string): string {
+export function handOverText(member: string, knownHostsLines: readonly string[], attachCommands: string, platforms: readonly string[],
+                             workflowYaml: string): string {
     const v = MINIMUM_CLIENT_VERSIONS;
     const indent = (text: string) => text.trimEnd().split("\n").map(line => `    ${line}`).join("\n");
     return [
@@ -263,13 +265,13 @@ export function handOverText(member: string, knownHostsLines: readonly string[],
         "   PowerShell (Windows, OpenSSH client):",
         "",
         indent(["New-Item -ItemType Directory -Force $HOME\\.ssh | Out-Null",
-            ...knownHostsLines.map(line => `Add-Content -Path $HOME\\.ssh\\known_hosts -Value '${line}'`)].join("\n")),
+            ...knownHostsLines.map(line => `Add-Content -Encoding ascii -Path $HOME\\.ssh\\known_hosts -Value '${line}'`)].join("\n")),
         "",
         "3. Attach (the same in both shells); ssh uses your key as usual (~/.ssh/config IdentityFile, or an agent):",
         "",
         indent(attachCommands),
         "",
-        "   Then build as usual: docker buildx build --platform linux/amd64,linux/arm64 -t <image> --push .",
+        `   Then build as usual: docker buildx build --platform ${platforms.join(",")} -t <image> --push .`,
         "",
         `This works once the lead has your public key in the stack's \`team\` as "${member} ssh-ed25519 AAAA…", ` +
             "and, for hosts the program created, your network's address range in `allowedSshCidrs` (tell the lead your public address).",

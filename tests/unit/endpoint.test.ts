@@ -145,14 +145,18 @@ test("the trust step keeps the key private and, run twice on one runner, changes
 });
 
 describe("a member's hand-over", () => {
-    const text = handOverText("alice", [knownHostsLine(LAB)], memberBuildxCreateCommand(LAB, "alice"), LAB_WORKFLOW);
+    const text = handOverText("alice", [knownHostsLine(LAB)], memberBuildxCreateCommand(LAB, "alice"), PLATFORMS, LAB_WORKFLOW);
 
     test("gives the version check, the known_hosts line for a POSIX shell and for PowerShell, and the attach command", () => {
         expect(text).toContain("\n    docker buildx version\n");
         expect(text).toContain(`buildx ${MINIMUM_CLIENT_VERSIONS.buildx} or later`);
         expect(text).toContain(`\n    echo '[127.0.0.1]:2222 ${KEY}' >> ~/.ssh/known_hosts\n`);
-        expect(text).toContain(`\n    Add-Content -Path $HOME\\.ssh\\known_hosts -Value '[127.0.0.1]:2222 ${KEY}'\n`);
+        expect(text).toContain(`\n    Add-Content -Encoding ascii -Path $HOME\\.ssh\\known_hosts -Value '[127.0.0.1]:2222 ${KEY}'\n`);
         expect(text).toContain(`\n    ${memberBuildxCreateCommand(LAB, "alice")}\n`);
+    });
+
+    test("the build it suggests is of the stack's platforms", () => {
+        expect(text).toContain(`docker buildx build --platform ${PLATFORMS.join(",")} -t <image> --push .`);
     });
 
     test("says what the lead must have set: the member's key in team, their network in allowedSshCidrs", () => {
@@ -172,7 +176,7 @@ describe("a member's hand-over", () => {
 
     test("for a fleet, trusts every node", () => {
         const fleetText = handOverText("alice", FLEET.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(FLEET, "alice"),
-            fleetGithubActionsWorkflow(FLEET, "alice", "self-hosted"));
+            FLEET.flatMap(node => node.platforms), fleetGithubActionsWorkflow(FLEET, "alice", "self-hosted"));
         expect(fleetText.split("\n").filter(line => line.startsWith("    echo "))).toHaveLength(3);
         expect(fleetText.split("\n").filter(line => line.includes("Add-Content"))).toHaveLength(3);
     });

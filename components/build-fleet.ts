@@ -135,9 +135,10 @@ export class BuildFleet extends pulumi.ComponentResource {
         const runner = githubRunner(stack.nodes.map(node => acceptsSshFromAnywhere(node.host)));
         this.teamGithubActionsWorkflows = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
             [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner)])));
-        this.teamHandOver = endpoints.apply(nodes => Object.fromEntries(team.map(member => [member.name, handOverText(member.name,
-            nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member.name),
-            nodes.flatMap(node => node.platforms), fleetGithubActionsWorkflow(nodes, member.name, runner))])));
+        this.teamHandOver = pulumi.all([endpoints, this.teamGithubActionsWorkflows]).apply(([nodes, workflows]) =>
+            Object.fromEntries(team.map(({ name: member }) => [member, handOverText(member,
+                nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member),
+                nodes.flatMap(node => node.platforms), workflows[member])])));
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
             node.host.platforms.map(platform => [platform, node.name!]))));
         const generated = this.hosts.flatMap((h, index) =>

@@ -191,10 +191,10 @@ export class BuildHost extends pulumi.ComponentResource {
             Object.fromEntries(config.team.map(member => [member.name, format(p, member.name)])));
         this.teamBuildxCreateCommands = perMember(memberBuildxCreateCommand);
         const runner = githubRunner([acceptsSshFromAnywhere(config)]);
-        const workflowOf = (p: EndpointParts, member: string) => githubActionsWorkflow(p, member, config.platforms, runner);
-        this.teamGithubActionsWorkflows = perMember(workflowOf);
-        this.teamHandOver = perMember((p, member) =>
-            handOverText(member, [knownHostsLine(p)], memberBuildxCreateCommand(p, member), config.platforms, workflowOf(p, member)));
+        this.teamGithubActionsWorkflows = perMember((p, member) => githubActionsWorkflow(p, member, config.platforms, runner));
+        this.teamHandOver = pulumi.all([parts, this.teamGithubActionsWorkflows]).apply(([p, workflows]) =>
+            Object.fromEntries(config.team.map(({ name: member }) => [member,
+                handOverText(member, [knownHostsLine(p)], memberBuildxCreateCommand(p, member), config.platforms, workflows[member])])));
 
         const readyReport = this.steps["wait-for-host"].report;
         const engineReport = this.steps["docker-engine"].report;

@@ -11,7 +11,8 @@ import type { FleetNodeOutputs } from "../../components/build-fleet";
 
 import { DEFAULTS, documentationRange, KNOWN_KEYS, parseConfig } from "../../components/config";
 import {
-    EndpointParts, githubActionsWorkflow, githubRunner, memberBuildxCreateCommand, SETUP_BUILDX_ACTION, Workflow, WORKFLOW_IMAGE_TAG, WorkflowStep,
+    EndpointParts, githubActionsWorkflow, githubRunner, memberBuildxCreateCommand, MINIMUM_CLIENT_VERSIONS, SETUP_BUILDX_ACTION, Workflow,
+    WORKFLOW_IMAGE_TAG, WorkflowStep,
 } from "../../components/endpoint";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
 import { BUILDKIT_IMAGE } from "../../components/host-facts";
@@ -202,7 +203,8 @@ describe("no lock-out traps, and commands that run on every client", () => {
 
     test("Clients states the minimum Docker CLI, buildx and OpenSSH versions with the commands that show them", () => {
         const clients = subsection("Clients: Linux, macOS, Windows");
-        expect(clients.replace(/\s+/g, " ")).toMatch(/Docker CLI 24 or newer .*buildx 0\.13 or newer .*OpenSSH client 8 or newer/);
+        const { docker, buildx, openssh } = MINIMUM_CLIENT_VERSIONS;
+        expect(clients.replace(/\s+/g, " ")).toMatch(new RegExp(`Docker CLI ${docker} or newer .*buildx ${buildx.replace(".", "\\.")} or newer .*OpenSSH client ${openssh} or newer`));
         for (const check of ["docker version --format '{{.Client.Version}}'", "docker buildx version", "ssh -V"]) {
             expect(clients).toContain(check);
         }

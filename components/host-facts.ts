@@ -65,7 +65,7 @@ export const STEP_DEFAULTS = {
     builderName: "buildx-host",
     buildkitImage: BUILDKIT_IMAGE,
     buildkitGcReservedSpace: "10GB",
-    buildkitGcMaxUsedSpace: "80GB",
+    buildkitGcMaxUsedSpace: "70GB",
     buildkitGcMinFreeSpace: "20GB",
     hostReadyTimeoutMinutes: 15,
 } as const;

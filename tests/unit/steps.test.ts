@@ -53,7 +53,7 @@ describe("host step definitions", () => {
             BUILDKIT_IMAGE: BUILDKIT_IMAGE,
             BUILDKIT_INSECURE_ENTITLEMENTS: "",
             BUILDKIT_GC_RESERVED_SPACE: "10GB",
-            BUILDKIT_GC_MAX_USED_SPACE: "80GB",
+            BUILDKIT_GC_MAX_USED_SPACE: "70GB",
             BUILDKIT_GC_MIN_FREE_SPACE: "20GB",
         });
         expect(env["team-access"].TEAM_MEMBERS.split("\n").map(line => line.split(" ")[0])).toEqual(["alice", "bob"]);

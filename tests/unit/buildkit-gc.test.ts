@@ -38,20 +38,22 @@ test("limits are read as BuildKit reads them: 1024-based sizes, percentages roun
 });
 
 describe("ec2 mode: the limits must fit on the root volume", () => {
-    test("the defaults fit the default volume, with the system's room to spare", () => {
+    test("the defaults, shares of the disk, fit the default volume with the system's room to spare", () => {
         const config = hostConfig(EC2);
         expect(config.mode === "ec2" && config.ec2.rootVolumeSizeGb).toBe(100);
-        expect(70 + 20 + ROOT_VOLUME_ROOM_GIB).toBeLessThanOrEqual(100);
+        expect(config.buildkitGc).toEqual({ reservedSpace: "10%", maxUsedSpace: "70%", minFreeSpace: "20%" });
+        // 70% and 20% of 100 GiB: 71e9 + 21e9 bytes, 85.7 GiB
+        expect(gcLimitBytes("70%", 100 * GIB) + gcLimitBytes("20%", 100 * GIB)).toBeLessThanOrEqual((100 - ROOT_VOLUME_ROOM_GIB) * GIB);
     });
 
     test("maxUsedSpace and minFreeSpace beyond the volume less the system's room: named, with a maxUsedSpace that fits", () => {
-        const { problems, fixed } = gcProblems({ ...EC2, buildkitGcMaxUsedSpace: "80GB" });
+        const { problems, fixed } = gcProblems({ ...EC2, buildkitGcMaxUsedSpace: "80GB", buildkitGcMinFreeSpace: "20GB" });
         expect(problems).toEqual([expect.stringMatching(/^buildx-host:buildkitGcMaxUsedSpace \(80GB\) and buildkitGcMinFreeSpace \(20GB\) do not fit together on the 100 GiB root volume \(rootVolumeSizeGb\) beside the 10 GiB the system needs.*Example: pulumi config set buildkitGcMaxUsedSpace 70GB$/)]);
         expect(() => parseConfig(fixed)).not.toThrow();
     });
 
     test("a volume too small even for minFreeSpace: the example grows the volume", () => {
-        const { problems, fixed } = gcProblems({ ...EC2, rootVolumeSizeGb: "25" });
+        const { problems, fixed } = gcProblems({ ...EC2, rootVolumeSizeGb: "25", buildkitGcMaxUsedSpace: "70GB", buildkitGcMinFreeSpace: "20GB" });
         expect(problems).toHaveLength(1);
         expect(problems[0]).toMatch(/Example: pulumi config set rootVolumeSizeGb 100$/);
         expect(() => parseConfig(fixed)).not.toThrow();
@@ -59,15 +61,15 @@ describe("ec2 mode: the limits must fit on the root volume", () => {
 
     test("percentages count against the volume as BuildKit counts them against its filesystem", () => {
         // 80% and 20% of 100 GiB: 81e9 + 21e9 bytes, 95 GiB, more than 90
-        expect(gcProblems({ ...EC2, buildkitGcMaxUsedSpace: "80%", buildkitGcMinFreeSpace: "20%" }).problems).toHaveLength(1);
-        expect(gcProblems({ ...EC2, buildkitGcMaxUsedSpace: "60%", buildkitGcMinFreeSpace: "20%" }).problems).toEqual([]);
+        expect(gcProblems({ ...EC2, buildkitGcMaxUsedSpace: "80%" }).problems).toHaveLength(1);
+        expect(gcProblems({ ...EC2, rootVolumeSizeGb: "60" }).problems).toEqual([expect.stringMatching(/Example: pulumi config set buildkitGcMaxUsedSpace 37GB$/)]);
         expect(gcProblems({ ...EC2, rootVolumeSizeGb: "500", buildkitGcMaxUsedSpace: "400GB", buildkitGcMinFreeSpace: "10%" }).problems).toEqual([]);
     });
 
     test("a fleet's ec2 nodes share the volume size and the limits", () => {
         const nodes = JSON.stringify([{ name: "amd64", instanceType: "c7i.xlarge" }, { name: "graviton", instanceType: "c7g.xlarge" }]);
-        const { problems, fixed } = gcProblems({ ...EC2, nodes, rootVolumeSizeGb: "60" });
-        expect(problems).toEqual([expect.stringMatching(/^buildx-host:buildkitGcMaxUsedSpace .* 60 GiB root volume .*Example: pulumi config set buildkitGcMaxUsedSpace 30GB$/)]);
+        const { problems, fixed } = gcProblems({ ...EC2, nodes, rootVolumeSizeGb: "60", buildkitGcMaxUsedSpace: "40GB", buildkitGcMinFreeSpace: "20GB" });
+        expect(problems).toEqual([expect.stringMatching(/^buildx-host:buildkitGcMaxUsedSpace \(40GB\) .* 60 GiB root volume .*Example: pulumi config set buildkitGcMaxUsedSpace 30GB$/)]);
         expect(() => parseConfig(fixed)).not.toThrow();
     });
 });

@@ -142,7 +142,6 @@ describe("BuildKit's GC on a small data root", () => {
         note(`nearly full: free ${filled.toFixed(0)} MiB < minFreeSpace ${GC.minFreeSpace} MiB with the cache at ${cache.toFixed(0)} MiB; ` +
             `${after.seconds.toFixed(0)} s after the next build, free ${after.free.toFixed(0)} MiB, cache ${after.cache.toFixed(0)} MiB`);
         expect(after.cache).toBeLessThanOrEqual(GC.maxUsedSpace);
-        expect(after.cache).toBeGreaterThanOrEqual(GC.reservedSpace);
 
         const tooLarge = Math.ceil(after.free) + 64;
         const failed = buildLayer("too-large", tooLarge);

@@ -64,9 +64,10 @@ export const STEP_DEFAULTS = {
     dockerAptKeyFingerprint: "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
     builderName: "buildx-host",
     buildkitImage: BUILDKIT_IMAGE,
-    buildkitGcReservedSpace: "10GB",
-    buildkitGcMaxUsedSpace: "80GB",
-    buildkitGcMinFreeSpace: "20GB",
+    // Shares of the cache's filesystem, as BuildKit's own defaults are: they fit any disk.
+    buildkitGcReservedSpace: "10%",
+    buildkitGcMaxUsedSpace: "70%",
+    buildkitGcMinFreeSpace: "20%",
     hostReadyTimeoutMinutes: 15,
 } as const;
 

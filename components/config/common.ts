@@ -1,10 +1,9 @@
 /** What every host of a stack shares: the team, Docker's repository, the platforms, the builder and BuildKit. */
 import { EMULATED_PLATFORMS, emulatorOf, PATTERNS } from "../host-facts";
+import { readBuildkitGc } from "./buildkit-gc";
 import { Reader } from "./reader";
 import { CommonSettings, DEFAULTS, INSECURE_ENTITLEMENTS, InsecureEntitlement } from "./settings";
 import { readTeam } from "./team";
-
-const SIZE = new RegExp(PATTERNS.diskSize);
 
 /** Docker's apt repository root, without the distro path the docker-engine step appends. */
 function readDockerAptRepo(r: Reader): string {
@@ -78,14 +77,7 @@ export function readCommonSettings(r: Reader, loginUsers: readonly string[]): Om
             "must be an image pinned by a version tag (not latest) or a digest", `buildkitImage ${DEFAULTS.buildkitImage}`,
             DEFAULTS.buildkitImage)!,
         allowInsecureEntitlements: readInsecureEntitlements(r),
-        buildkitGc: {
-            reservedSpace: r.matching("buildkitGcReservedSpace", SIZE, "must be a size like 10GB or a percentage like 10%",
-                "buildkitGcReservedSpace 10GB", DEFAULTS.buildkitGcReservedSpace)!,
-            maxUsedSpace: r.matching("buildkitGcMaxUsedSpace", SIZE, "must be a size like 80GB or a percentage like 60%",
-                "buildkitGcMaxUsedSpace 80GB", DEFAULTS.buildkitGcMaxUsedSpace)!,
-            minFreeSpace: r.matching("buildkitGcMinFreeSpace", SIZE, "must be a size like 20GB or a percentage like 20%",
-                "buildkitGcMinFreeSpace 20GB", DEFAULTS.buildkitGcMinFreeSpace)!,
-        },
+        buildkitGc: readBuildkitGc(r),
         hostReadyTimeoutMinutes: r.integer("hostReadyTimeoutMinutes", DEFAULTS.hostReadyTimeoutMinutes, 1, 120,
             "hostReadyTimeoutMinutes 20"),
     };

@@ -4,6 +4,7 @@
  */
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { routePlatforms } from "../routing";
+import { checkGcFitsDisk } from "./buildkit-gc";
 import { readCommonSettings, readPlatforms } from "./common";
 import { readEc2Shared, readInstance, readInstanceType } from "./ec2";
 import { ExistingHostKeys, NODE_HOST_KEYS, readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
@@ -156,6 +157,7 @@ export function readFleet(r: Reader, defaultMode: HostMode): BuildNode[] {
 
     const existingUsers = nodes.flatMap(node => node.target.mode === "existing" ? [node.target.existingHost.user] : []);
     const common = readCommonSettings(r, existingUsers);
+    checkGcFitsDisk(r, common.buildkitGc, ec2Shared?.rootVolumeSizeGb);
     return nodes.map((node, index): BuildNode => {
         const platforms = routing.served[index];
         if (node.target.mode === "existing") {

@@ -6,6 +6,7 @@
  * Nothing here touches Pulumi: the host lab builds its configuration with the same function.
  * One module per area: settings (types, defaults), ec2, existing-host, team, common, fleet.
  */
+import { checkGcFitsDisk } from "./buildkit-gc";
 import { readCommonSettings, readPlatforms } from "./common";
 import { readEc2Shared, readInstance } from "./ec2";
 import { readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
@@ -57,10 +58,12 @@ function readSingleHost(r: Reader, mode: HostMode): BuildNode {
     if (mode === "existing") {
         const existingHost = readExistingHostSettings(r, SINGLE_HOST_KEYS);
         const common = { ...readCommonSettings(r, [existingHost.user]), platforms: readPlatforms(r) };
+        checkGcFitsDisk(r, common.buildkitGc);
         return { host: { ...common, mode, existingHost }, privateKey: "existingHostPrivateKey" };
     }
     const ec2 = { ...readInstance(r, DEFAULTS.instanceType), ...readEc2Shared(r) };
     const common = { ...readCommonSettings(r, []), platforms: readPlatforms(r) };
+    checkGcFitsDisk(r, common.buildkitGc, ec2.rootVolumeSizeGb);
     return { host: { ...common, mode, ec2 }, privateKey: ec2.loginKeyProvided ? "loginPrivateKey" : undefined };
 }
 

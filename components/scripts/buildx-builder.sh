@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # buildx-builder.sh — host step 6 of 7: the shared builder's one BuildKit.
 #
-# create: runs the BuildKit container buildx_buildkit_${BUILDER_NAME}0 from BUILDKIT_IMAGE itself,
+# create: checks that the GC limits fit the filesystem of Docker's data root, then runs the BuildKit container buildx_buildkit_${BUILDER_NAME}0 from BUILDKIT_IMAGE itself,
 # because buildx's docker-container driver grants network.host whenever no entitlement is given:
 # privileged, restarted on boot, GC limits in /etc/buildx-host/buildkitd.toml, its cache in a
 # volume, on Docker's bridge (the host network where the daemon has none), with exactly the
@@ -89,6 +89,44 @@ validate_input() {
   validate_disk_space BUILDKIT_GC_RESERVED_SPACE "${BUILDKIT_GC_RESERVED_SPACE}"
   validate_disk_space BUILDKIT_GC_MAX_USED_SPACE "${BUILDKIT_GC_MAX_USED_SPACE}"
   validate_disk_space BUILDKIT_GC_MIN_FREE_SPACE "${BUILDKIT_GC_MIN_FREE_SPACE}"
+}
+
+# Bytes BuildKit takes a GC limit for on a filesystem of $2 bytes (cmd/buildkitd/config/gcpolicy.go):
+# a size 1024-based ("10GB" is 10 GiB), a percentage rounded up to whole GiB and counted in 10^9 bytes.
+gc_limit_bytes() {
+  local limit="$1" filesystem_bytes="$2"
+  if [[ "${limit}" =~ ^([0-9]+)%$ ]]; then
+    echo $(((filesystem_bytes * BASH_REMATCH[1] / 100 / 1073741824 + 1) * 1000000000))
+  else
+    awk -v limit="${limit}" 'BEGIN { match(limit, /^[0-9.]+/); unit = substr(limit, RLENGTH + 1, 1)
+      printf "%.0f\n", substr(limit, 1, RLENGTH) * 1024 ^ index("KMGT", unit) }'
+  fi
+}
+
+# BuildKit keeps its cache under maxUsedSpace, lower while less than minFreeSpace is free, never below
+# reservedSpace (cache/manager.go): limits that do not fit the filesystem of its cache volume would
+# never hold. Checked before anything is changed; the program checks EC2 hosts at preview.
+check_gc_fits_data_root() {
+  local volumes filesystem_bytes reserved max_used min_free fitting
+  volumes="$(docker info -f '{{.DockerRootDir}}' </dev/null)/volumes"
+  [[ -d "${volumes}" ]] || volumes="${volumes%/volumes}"
+  filesystem_bytes="$(df -B1 --output=size "${volumes}" | tail -n 1 | tr -d ' ')"
+  reserved="$(gc_limit_bytes "${BUILDKIT_GC_RESERVED_SPACE}" "${filesystem_bytes}")"
+  max_used="$(gc_limit_bytes "${BUILDKIT_GC_MAX_USED_SPACE}" "${filesystem_bytes}")"
+  min_free="$(gc_limit_bytes "${BUILDKIT_GC_MIN_FREE_SPACE}" "${filesystem_bytes}")"
+  ((reserved <= max_used)) || die "buildkitGcReservedSpace (BUILDKIT_GC_RESERVED_SPACE=${BUILDKIT_GC_RESERVED_SPACE}) is above" \
+    "buildkitGcMaxUsedSpace (BUILDKIT_GC_MAX_USED_SPACE=${BUILDKIT_GC_MAX_USED_SPACE}): BuildKit never collects the cache below" \
+    "reservedSpace, so it would grow past maxUsedSpace; keep reservedSpace below it. Nothing was changed"
+  if ((max_used + min_free > filesystem_bytes)); then
+    fitting=$(((filesystem_bytes - min_free) / 1048576))
+    if ((fitting >= 10240)); then fitting="$((fitting / 1024))GB"; elif ((fitting > 0)); then fitting="${fitting}MB"; fi
+    die "buildkitGcMaxUsedSpace (BUILDKIT_GC_MAX_USED_SPACE=${BUILDKIT_GC_MAX_USED_SPACE}) and buildkitGcMinFreeSpace" \
+      "(BUILDKIT_GC_MIN_FREE_SPACE=${BUILDKIT_GC_MIN_FREE_SPACE}) do not fit together on the filesystem of ${volumes}" \
+      "($((filesystem_bytes / 1048576)) MiB): BuildKit would collect the cache below maxUsedSpace to keep minFreeSpace free." \
+      "Lower them (example: pulumi config set $([[ "${fitting}" == *B ]] && echo "buildkitGcMaxUsedSpace ${fitting}" ||
+        echo "buildkitGcMinFreeSpace 10%")) or give Docker's data root a larger disk. Nothing was changed"
+  fi
+  log "GC limits fit the filesystem of ${volumes} ($((filesystem_bytes / 1048576)) MiB)"
 }
 
 user_home() { getent passwd "${BUILDER_USER}" | cut -d: -f6; }
@@ -309,6 +347,7 @@ main() {
   else
     docker_answers || die "docker does not answer; run the docker-engine step (docker-engine.sh) first"
     require_builder_user
+    check_gc_fits_data_root
     choose_network
     write_buildkitd_toml
     ensure_builder

@@ -270,3 +270,12 @@ export function expectStepOk<S extends StepName>(run: StepRun<S>): StepReport<S>
 export function binfmtFlags(entry: string): string {
     return /^flags: (\S*)$/m.exec(entry)?.[1] ?? "";
 }
+
+/** Stand-in for the registry pull the builder step would do: the lab's BuildKit image (HOSTLAB_BUILDKIT_IMAGE_TAR) loaded into the host's engine. */
+export function loadBuildkitImage(lab: LabHost): void {
+    const tar = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR");
+    const result = local(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' < '${tar}'`);
+    if (result.status !== 0) {
+        throw new Error(`loading ${tar} into the host's engine failed:\n${tail(result.stdout + result.stderr)}`);
+    }
+}

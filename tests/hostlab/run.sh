@@ -12,6 +12,8 @@
 #   engine      tests/engine/engine.test.ts      the real Pulumi CLI and plugins: up, no-op up,
 #                                                changes, destroy, a member's GitHub Actions
 #                                                workflow through the real docker actions
+#   disk        tests/hostlab/disk-pressure.test.ts  BuildKit's GC under a stream of builds, on a
+#                                                host whose Docker data root is a small filesystem
 #   fleet       tests/engine/fleet.test.ts       two lab hosts at once (the second on the next
 #                                                sshd port) joined into one builder by `pulumi up`;
 #                                                a single-host stack of the previous program upgraded
@@ -29,7 +31,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "${ROOT}/tests/hostlab/infra/lib.sh"
 # shellcheck source=infra/session.sh
 source "${ROOT}/tests/hostlab/infra/session.sh"
-ALL_SUITES=(debian13 debian12 cloud-init engine fleet)
+ALL_SUITES=(debian13 debian12 cloud-init disk engine fleet)
 JEST_ARGS="${JEST_ARGS:-}"
 
 log() { echo "hostlab: $*" >&2; }
@@ -61,6 +63,9 @@ suite() {
     cloud-init)
       HOST_VARIANT=cloud-init run_suite "${HOSTLAB_NAME}-cloud-init" "$(HOST_VARIANT=cloud-init "${INFRA}/build-host-image.sh")" \
         tests/hostlab/cloud-init.test.ts
+      ;;
+    disk)
+      HOSTLAB_DOCKER_ROOT_SIZE=1536m run_suite "${HOSTLAB_NAME}-disk" "${HOST_IMAGE}" tests/hostlab/disk-pressure.test.ts
       ;;
     engine) run_suite "${HOSTLAB_NAME}-engine" "${HOST_IMAGE}" tests/engine/engine.test.ts ;;
     fleet) run_suite "${HOSTLAB_NAME}-fleet" "${HOST_IMAGE}" tests/engine/fleet.test.ts 2 ;;

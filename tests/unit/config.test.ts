@@ -57,7 +57,7 @@ describe("parseConfig defaults", () => {
         expect("existingHost" in config).toBe(false);
         expect(config.platforms).toEqual(["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"]);
         expect(config.buildkitImage).toBe(BUILDKIT_IMAGE);
-        expect(config.buildkitGc).toEqual({ reservedSpace: "10GB", maxUsedSpace: "80GB", minFreeSpace: "20GB" });
+        expect(config.buildkitGc).toEqual({ reservedSpace: "10%", maxUsedSpace: "70%", minFreeSpace: "20%" });
         expect(config.dockerAptRepo).toBe("https://download.docker.com/linux");
         expect(config.team).toEqual([]);
     });

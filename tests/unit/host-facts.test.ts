@@ -72,7 +72,7 @@ describe("the program and the scripts read the same table", () => {
 
     test("disk sizes: the builder step accepts exactly the GC limits config accepts", () => {
         for (const size of ["10GB", "512MiB", "1.5TB", "10%", "80", "10 GB", "10gb", "100%", "-1GB"]) {
-            const configOk = !configProblems({ ...EC2, buildkitGcMaxUsedSpace: size, instanceType: "bad type" })
+            const configOk = !configProblems({ ...EC2, buildkitGcMaxUsedSpace: size, rootVolumeSizeGb: "16384", instanceType: "bad type" })
                 .some(p => p.startsWith("buildx-host:buildkitGcMaxUsedSpace "));
             const scriptOk = withScript("buildx-builder.sh", `validate_disk_space LIMIT '${size}'`).status === 0;
             expect([size, scriptOk]).toEqual([size, configOk]);

@@ -14,6 +14,7 @@ import {
     EndpointParts, githubActionsWorkflow, githubRunner, memberBuildxCreateCommand, MINIMUM_CLIENT_VERSIONS, SETUP_BUILDX_ACTION, Workflow,
     WORKFLOW_IMAGE_TAG, WorkflowStep,
 } from "../../components/endpoint";
+import { gcLimitBytes, ROOT_VOLUME_ROOM_GIB } from "../../components/config/buildkit-gc";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
 import { BUILDKIT_IMAGE } from "../../components/host-facts";
 import { STEP_NAMES } from "../../components/steps";
@@ -263,5 +264,18 @@ describe("the CI workflow and the hand-over, as the README tells them", () => {
     test("the security model says where build secrets and push credentials travel", () => {
         expect(section("Security model")).toContain("**Build secrets and push credentials travel from the client through\n  " +
             "BuildKit's session and are never stored on the host**");
+    });
+});
+
+describe("Reliability: disk pressure", () => {
+    const disk = section("Reliability").split(/^### /m).find(s => s.startsWith("Disk pressure\n")) ?? "";
+
+    test("states the rule the program checks with the room it leaves the system, and the defaults it fits", () => {
+        expect(disk).toContain(`\`rootVolumeSizeGb\` less ${ROOT_VOLUME_ROOM_GIB} GiB`);
+        const defaults = [DEFAULTS.buildkitGcReservedSpace, DEFAULTS.buildkitGcMaxUsedSpace, DEFAULTS.buildkitGcMinFreeSpace];
+        expect(disk).toContain(`(${defaults.join(" / ")}, BuildKit's own shape)`);
+        const used = (gcLimitBytes(DEFAULTS.buildkitGcMaxUsedSpace, DEFAULTS.rootVolumeSizeGb * 1024 ** 3) +
+            gcLimitBytes(DEFAULTS.buildkitGcMinFreeSpace, DEFAULTS.rootVolumeSizeGb * 1024 ** 3)) / 1024 ** 3;
+        expect(disk).toContain(`on the default ${DEFAULTS.rootVolumeSizeGb} GiB volume leave ${Math.floor(DEFAULTS.rootVolumeSizeGb - used)} GiB for the system`);
     });
 });

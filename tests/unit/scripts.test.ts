@@ -84,6 +84,49 @@ test("buildkitd gets no insecure entitlement unless BUILDKIT_INSECURE_ENTITLEMEN
     expect(() => args("device")).toThrow(/BUILDKIT_INSECURE_ENTITLEMENTS: 'device' is not one of network.host security.insecure/);
 });
 
+describe("the builder step checks the GC limits against the filesystem of Docker's data root before changing anything", () => {
+    const GIB = 1024 ** 3;
+    /** check_gc_fits_data_root with docker and df answering for a data root on a filesystem of `bytes`. */
+    const check = (bytes: number, limits: Record<string, string>) => {
+        try {
+            return { ok: true, output: builderFunctions(
+                `docker() { echo /srv/docker; }\ndf() { printf '1B-blocks\\n%s\\n' ${bytes}; }\ncheck_gc_fits_data_root 2>&1`, limits) };
+        } catch (error) {
+            return { ok: false, output: String((error as { stdout?: Buffer }).stdout) };
+        }
+    };
+    const limits = (reserved: string, maxUsed: string, minFree: string) =>
+        ({ BUILDKIT_GC_RESERVED_SPACE: reserved, BUILDKIT_GC_MAX_USED_SPACE: maxUsed, BUILDKIT_GC_MIN_FREE_SPACE: minFree });
+
+    test("limits that fit pass, sizes read 1024-based and percentages as BuildKit reads them", () => {
+        expect(check(GIB, limits("32MB", "512MiB", "0.5GB"))).toEqual({ ok: true, output: "buildx-builder: GC limits fit the filesystem of /srv/docker (1024 MiB)" });
+        // 80% and 20% of 1 TiB: 820e9 + 205e9 bytes, less than 1 TiB
+        expect(check(1024 * GIB, limits("10%", "80%", "20%")).ok).toBe(true);
+    });
+
+    test("maxUsedSpace and minFreeSpace beyond the filesystem fail, naming both keys, with a maxUsedSpace that fits", () => {
+        const result = check(GIB, limits("32MB", "1GB", "256MB"));
+        expect(result.ok).toBe(false);
+        expect(result.output).toContain("buildkitGcMaxUsedSpace (BUILDKIT_GC_MAX_USED_SPACE=1GB) and buildkitGcMinFreeSpace " +
+            "(BUILDKIT_GC_MIN_FREE_SPACE=256MB) do not fit together on the filesystem of /srv/docker (1024 MiB)");
+        expect(result.output).toContain("(example: pulumi config set buildkitGcMaxUsedSpace 768MB)");
+        expect(check(GIB, limits("32MB", "768MB", "256MB")).ok).toBe(true);
+        expect(check(200 * GIB, limits("10GB", "190GB", "20GB")).output).toContain("pulumi config set buildkitGcMaxUsedSpace 180GB");
+    });
+
+    test("reservedSpace above maxUsedSpace fails, naming both", () => {
+        const result = check(1024 * GIB, limits("50%", "100GB", "20GB"));
+        expect(result.ok).toBe(false);
+        expect(result.output).toContain("buildkitGcReservedSpace (BUILDKIT_GC_RESERVED_SPACE=50%) is above buildkitGcMaxUsedSpace (BUILDKIT_GC_MAX_USED_SPACE=100GB)");
+    });
+
+    test("the check runs before the step writes or starts anything", () => {
+        const main = /\nmain\(\) \{\n([\s\S]*?)\n\}/.exec(readFileSync(path.join(SCRIPTS_DIR, "buildx-builder.sh"), "utf8"))![1];
+        expect(main.indexOf("check_gc_fits_data_root")).toBeGreaterThan(0);
+        expect(main.indexOf("check_gc_fits_data_root")).toBeLessThan(main.indexOf("write_buildkitd_toml"));
+    });
+});
+
 describe("the run log (one line per step run, for operators and for counting what ran)", () => {
     /** Runs `body` as a step's main with the shared functions, the run log in a temporary file. */
     function runLogged(body: string): { status: number | null; lines: string[] } {

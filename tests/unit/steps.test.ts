@@ -52,9 +52,9 @@ describe("host step definitions", () => {
             BUILDER_USER: "ubuntu",
             BUILDKIT_IMAGE: BUILDKIT_IMAGE,
             BUILDKIT_INSECURE_ENTITLEMENTS: "",
-            BUILDKIT_GC_RESERVED_SPACE: "10GB",
-            BUILDKIT_GC_MAX_USED_SPACE: "80GB",
-            BUILDKIT_GC_MIN_FREE_SPACE: "20GB",
+            BUILDKIT_GC_RESERVED_SPACE: "10%",
+            BUILDKIT_GC_MAX_USED_SPACE: "70%",
+            BUILDKIT_GC_MIN_FREE_SPACE: "20%",
         });
         expect(env["team-access"].TEAM_MEMBERS.split("\n").map(line => line.split(" ")[0])).toEqual(["alice", "bob"]);
         expect(env["team-access"].BUILDER_NAME).toBe("buildx-host");

@@ -17,6 +17,9 @@
 #   HOST_IMAGE          [output of build-host-image.sh]
 #   CACHE_DIR           [/var/cache/buildx-host]  apt archives are kept under it between runs
 #   HOSTLAB_SSH_WAIT_SECONDS [120]
+#   HOSTLAB_DOCKER_ROOT_SIZE [] a size (1536m): the host's /var/lib/docker, Docker's data root, is a
+#                           tmpfs of that size instead of a volume on this machine's disk; it stands
+#                           in for a small disk (disk-pressure.test.ts)
 #   HOST_VARIANT        []  cloud-init: boot the EC2 path for real instead (cloud-init.test.ts) on the
 #                           image of the same variant: no lab host key and no lab first-boot user;
 #                           Debian's cloud-init runs at first boot from a NoCloud seed
@@ -37,6 +40,7 @@ HOSTLAB_USER="${HOSTLAB_USER:-builder}"
 HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/${HOSTLAB_NAME}}"
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 HOSTLAB_SSH_WAIT_SECONDS="${HOSTLAB_SSH_WAIT_SECONDS:-120}"
+HOSTLAB_DOCKER_ROOT_SIZE="${HOSTLAB_DOCKER_ROOT_SIZE:-}"
 HOST_VARIANT="${HOST_VARIANT:-}"
 
 log() { echo "start-host: $*" >&2; }
@@ -220,6 +224,11 @@ create_container() {
   local tag="${image##*:}"
   local archives="${CACHE_DIR}/apt-archives-${tag%%-*}"
   mkdir -p "${archives}/partial"
+  if [[ -n "${HOSTLAB_DOCKER_ROOT_SIZE}" ]]; then
+    docker volume create --driver local --opt type=tmpfs --opt device=tmpfs \
+      --opt "o=size=${HOSTLAB_DOCKER_ROOT_SIZE}" "${HOSTLAB_NAME}-docker" >/dev/null
+    log "Docker's data root on ${HOSTLAB_NAME}: a tmpfs of ${HOSTLAB_DOCKER_ROOT_SIZE}"
+  fi
   docker create --name "${HOSTLAB_NAME}" \
     --network host \
     "${SYSTEMD_CONTAINER_FLAGS[@]}" \

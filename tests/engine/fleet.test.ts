@@ -329,7 +329,7 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
             const run = runAttachScript(attachScript());
             timings.scriptAttachNodeHung = run.seconds;
             expect(run.status).toBe(1);
-            expect(run.output).toContain(`node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer within ${NODE_CHECK_SECONDS} s`);
+            expect(run.output).toContain(`node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer: `);
             expect(run.seconds).toBeGreaterThanOrEqual(NODE_CHECK_SECONDS);
             expect(run.seconds).toBeLessThan(NODE_CHECK_SECONDS + 3);
         } finally {
@@ -343,8 +343,8 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
             const run = runAttachScript(attachScript());
             timings.scriptAttachNodeDown = run.seconds;
             expect(run.status).toBe(1);
-            expect(run.output).toContain(`buildx-host: error: node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer within ` +
-                `${NODE_CHECK_SECONDS} s (ssh: connect to host ${arm64Host.host} port ${arm64Host.port}: Connection refused): linux/arm64 cannot be built there`);
+            expect(run.output).toContain(`buildx-host: error: node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer: ` +
+                `ssh: connect to host ${arm64Host.host} port ${arm64Host.port}: Connection refused; linux/arm64 cannot be built there`);
             expect(run.output).toContain("buildx-host-remote keeps every node, so buildx sends linux/arm64 nowhere else");
             expect(run.seconds).toBeLessThan(2);
             const started = Date.now();

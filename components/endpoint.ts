@@ -146,7 +146,7 @@ while read -r name door platforms; do
   [ -e "\${checks}/\${name}.up" ] && continue
   unavailable="\${unavailable:+\${unavailable},}\${platforms}"
   say "$([ "\${fallback}" = emulate ] && echo warning || echo error)" \\
-    "node \${name} (\${door}) did not answer: $(tail -n 1 "\${checks}/\${name}.err"); \${platforms} cannot be built there until it is back"
+    "node \${name} (\${door}) did not answer: $(tail -n 1 "\${checks}/\${name}.err" | tr -d '\\r'); \${platforms} cannot be built there until it is back"
 done <<NODES
 \${nodes}
 NODES

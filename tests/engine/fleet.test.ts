@@ -81,9 +81,9 @@ function newHistory(action: () => void): Record<string, HistoryRecord[]> {
 
 const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
     Object.fromEntries(Object.entries(records).map(([node, list]) => [node, list.map(record => record.platform)]));
-/** As platformsBuilt, each node's in order of name: one node's two platforms are built side by side. */
+/** As platformsBuilt, each node's one by one in order of name: a node given two platforms builds them in one record ("a,b"). */
 const sortedPlatformsBuilt = (records: Record<string, HistoryRecord[]>) =>
-    Object.fromEntries(Object.entries(platformsBuilt(records)).map(([node, platforms]) => [node, [...platforms].sort()]));
+    Object.fromEntries(Object.entries(platformsBuilt(records)).map(([node, platforms]) => [node, platforms.flatMap(p => p.split(",")).sort()]));
 
 describe("a single-host stack made with the program before fleets", () => {
     test("is upgraded without replacing anything; its member leaves the docker group for the member door", async () => {
@@ -325,21 +325,6 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
         expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
     });
 
-    test("a node whose sshd hangs is called down after the script's bound, not buildx's 20 s", () => {
-        // A paused host: the kernel still accepts the connection, nothing answers it.
-        localOk(`docker pause ${arm64Host.container}`);
-        try {
-            const run = runAttachScript(attachScript());
-            timings.scriptAttachNodeHung = run.seconds;
-            expect(run.status).toBe(1);
-            expect(run.output).toContain(`node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer: `);
-            expect(run.seconds).toBeGreaterThanOrEqual(NODE_CHECK_SECONDS);
-            expect(run.seconds).toBeLessThan(NODE_CHECK_SECONDS + 3);
-        } finally {
-            localOk(`docker unpause ${arm64Host.container}`);
-        }
-    });
-
     test("fail (the default): the script names the down node and its platforms and exits 1 at once; the other platforms build as usual", () => {
         arm64Ssh("stop");
         try {
@@ -394,6 +379,21 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
             expect(sortedPlatformsBuilt(built)).toEqual({ amd64: ["linux/amd64", "linux/arm64"], arm64: [] });
         } finally {
             arm64Ssh("start");
+        }
+    });
+
+    test("emulate, a node whose sshd hangs: left out after the script's 5 s bound, not buildx's 20 s", () => {
+        // A paused host: the kernel still accepts the connection, nothing answers it.
+        localOk(`docker pause ${arm64Host.container}`);
+        try {
+            const run = runAttachScript(attachScript());
+            timings.scriptAttachNodeHung = run.seconds;
+            expect(run.status).toBe(0);
+            expect(run.output).toContain(`node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer: `);
+            expect(run.seconds).toBeGreaterThanOrEqual(NODE_CHECK_SECONDS);
+            expect(run.seconds).toBeLessThan(NODE_CHECK_SECONDS + 3);
+        } finally {
+            localOk(`docker unpause ${arm64Host.container}`);
         }
     });
 

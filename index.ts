@@ -63,6 +63,7 @@ function fleetOutputs() {
         dockerContextCommands: fleet.dockerContextCommands,
         buildxCreateCommand: fleet.buildxCreateCommand,
         teamBuildxCreateCommands: fleet.teamBuildxCreateCommands,
+        teamAttachScripts: fleet.teamAttachScripts,
         teamGithubActionsWorkflows: fleet.teamGithubActionsWorkflows,
         teamHandOver: fleet.teamHandOver,
         platformNodes: fleet.platformNodes,

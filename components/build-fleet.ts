@@ -3,8 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { acceptsSshFromAnywhere, BuildHost, BuildHostArgs, HostVersions } from "./build-host";
 import { BuildHostConfig, StackConfig } from "./config";
 import {
-    dockerContextCommand, fleetBuildxCreateCommand, fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand, FleetNodeEndpoint,
-    githubRunner, handOverText, knownHostsLine, sshEndpoint,
+    attachScriptFile, dockerContextCommand, fleetAttachScript, fleetBuildxCreateCommand, fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand,
+    FleetNodeEndpoint, githubRunner, handOverText, knownHostsLine, sshEndpoint,
 } from "./endpoint";
 
 /** Arguments of the build fleet. */
@@ -62,6 +62,8 @@ export class BuildFleet extends pulumi.ComponentResource {
     public readonly buildxCreateCommand?: pulumi.Output<string>;
     /** Fleet: each team member's `docker buildx create` over every node's member door, one line per node. */
     public readonly teamBuildxCreateCommands?: pulumi.Output<Record<string, string>>;
+    /** Fleet: each team member's attach script (POSIX sh): checks every node, then attaches the ones that answer (`fleetFallback`). */
+    public readonly teamAttachScripts?: pulumi.Output<Record<string, string>>;
     /** Fleet: each team member's complete GitHub Actions workflow, building every node's platforms on the whole fleet. */
     public readonly teamGithubActionsWorkflows?: pulumi.Output<Record<string, string>>;
     /** Fleet: each team member's hand-over, the text the lead sends as it is. */
@@ -132,13 +134,17 @@ export class BuildFleet extends pulumi.ComponentResource {
         const team = stack.nodes[0].host.team;
         this.teamBuildxCreateCommands = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
             [member.name, fleetMemberBuildxCreateCommand(nodes, member.name)])));
+        this.teamAttachScripts = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
+            [member.name, fleetAttachScript(nodes, member.name, stack.fleetFallback)])));
         const runner = githubRunner(stack.nodes.map(node => acceptsSshFromAnywhere(node.host)));
         this.teamGithubActionsWorkflows = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
-            [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner)])));
+            [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner, stack.fleetFallback)])));
         this.teamHandOver = pulumi.all([endpoints, this.teamGithubActionsWorkflows]).apply(([nodes, workflows]) =>
             Object.fromEntries(team.map(({ name: member }) => [member, handOverText(member,
                 nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member),
-                nodes.flatMap(node => node.platforms), workflows[member])])));
+                nodes.flatMap(node => node.platforms), workflows[member], {
+                    file: attachScriptFile(nodes[0].parts.builderName), text: fleetAttachScript(nodes, member, stack.fleetFallback),
+                })])));
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
             node.host.platforms.map(platform => [platform, node.name!]))));
         const generated = this.hosts.flatMap((h, index) =>
@@ -152,6 +158,7 @@ export class BuildFleet extends pulumi.ComponentResource {
             dockerContextCommands: this.dockerContextCommands,
             buildxCreateCommand: this.buildxCreateCommand,
             teamBuildxCreateCommands: this.teamBuildxCreateCommands,
+            teamAttachScripts: this.teamAttachScripts,
             teamGithubActionsWorkflows: this.teamGithubActionsWorkflows,
             teamHandOver: this.teamHandOver,
             platformNodes: this.platformNodes,

@@ -2,6 +2,7 @@
  * The ready-to-paste ways a teammate or a CI job attaches to the shared builder. Pure formatting,
  * so each format is pinned by a unit test.
  */
+import type { FleetFallback } from "./config";
 import { toYaml } from "./yaml";
 
 /** Where the builder is and who logs in. */
@@ -99,6 +100,105 @@ export function fleetMemberBuildxCreateCommand(nodes: readonly FleetNodeEndpoint
     ].join(" ")).join("\n");
 }
 
+/** How long the attach script gives each node's SSH connection before calling the node down. */
+export const NODE_CHECK_SECONDS = 5;
+
+/**
+ * A team member's attach to a fleet, as a POSIX sh script (Linux, macOS, a CI runner): it checks
+ * every node's member door at once, bounded by NODE_CHECK_SECONDS (the door answers any command by
+ * joining BuildKit's socket, and with no input that session ends at once), then creates the client
+ * builder: each node `--append`ed with its platforms, as fleetMemberBuildxCreateCommand does. A node
+ * that does not answer is named with the platforms it takes along; `fallback` says what then:
+ * "fail" keeps it in the builder (so buildx sends its platforms nowhere else) and exits 1;
+ * "emulate" leaves it out and gives its platforms to the first node that answered, with a warning.
+ * With GITHUB_OUTPUT set (a workflow step) it writes setup-buildx-action's `endpoint`, `platforms`
+ * and `append` inputs instead of creating the builder. Run again, it replaces the builder: a node
+ * back is attached natively again.
+ */
+export function fleetAttachScript(nodes: readonly FleetNodeEndpoint[], member: string, fallback: FleetFallback): string {
+    const builder = clientBuilderName(nodes[0].parts.builderName);
+    return `#!/bin/sh
+# Attaches ${member} to the shared buildx fleet as the builder ${builder}, from the nodes that answer.
+# Run it again when a node is down or back. In a GitHub Actions step it writes setup-buildx-action's inputs.
+set -eu
+builder=${builder}
+fallback=${fallback}
+# One node a line: its name, its member door, the platforms it builds.
+nodes='${nodes.map(node => `${node.name} ${sshEndpoint(node.parts, member)} ${node.platforms.join(",")}`).join("\n")}'
+
+say() {
+  if [ -n "\${GITHUB_OUTPUT:-}" ]; then echo "::\${1}::\${2}"; else echo "buildx-host: \${1}: \${2}" >&2; fi
+}
+
+checks=$(mktemp -d)
+trap 'rm -rf "\${checks}"' EXIT
+# Every node at once: a healthy attach waits for one SSH session, a down node ${NODE_CHECK_SECONDS} s at most.
+while read -r name door platforms; do
+  { ssh -o ConnectTimeout=${NODE_CHECK_SECONDS} -o BatchMode=yes -o ServerAliveInterval=2 -o ServerAliveCountMax=2 "\${door}" \\
+      </dev/null >/dev/null 2>"\${checks}/\${name}.err" && touch "\${checks}/\${name}.up"; } &
+done <<NODES
+\${nodes}
+NODES
+wait
+
+unavailable=''
+while read -r name door platforms; do
+  [ -e "\${checks}/\${name}.up" ] && continue
+  unavailable="\${unavailable:+\${unavailable},}\${platforms}"
+  say "$([ "\${fallback}" = emulate ] && echo warning || echo error)" \\
+    "node \${name} (\${door}) did not answer: $(tail -n 1 "\${checks}/\${name}.err" | tr -d '\\r'); \${platforms} cannot be built there until it is back"
+done <<NODES
+\${nodes}
+NODES
+if [ -n "\${unavailable}" ] && [ "\${fallback}" != emulate ] && [ -n "\${GITHUB_OUTPUT:-}" ]; then
+  exit 1
+fi
+
+first=yes
+append=''
+while read -r name door platforms; do
+  if [ "\${fallback}" = emulate ] && [ -n "\${unavailable}" ]; then
+    [ -e "\${checks}/\${name}.up" ] || continue
+    if [ -n "\${first}" ]; then
+      say warning "\${unavailable} goes to node \${name}, emulated (slower), until every node answers: run this again then"
+      platforms="\${platforms},\${unavailable}"
+    fi
+  fi
+  if [ -n "\${GITHUB_OUTPUT:-}" ]; then
+    if [ -n "\${first}" ]; then
+      printf 'endpoint=%s\\nplatforms=%s\\n' "\${door}" "\${platforms}" >>"\${GITHUB_OUTPUT}"
+    else
+      append="\${append}- name: \${name}
+  endpoint: \${door}
+  platforms: \${platforms}
+"
+    fi
+  elif [ -n "\${first}" ]; then
+    docker buildx rm "\${builder}" >/dev/null 2>&1 || true
+    docker buildx create --name "\${builder}" --driver remote --node "\${name}" --platform "\${platforms}" "\${door}" --use >/dev/null
+  else
+    docker buildx create --name "\${builder}" --append --node "\${name}" --platform "\${platforms}" "\${door}" >/dev/null
+  fi
+  first=''
+done <<NODES
+\${nodes}
+NODES
+
+if [ -n "\${GITHUB_OUTPUT:-}" ]; then
+  printf 'append<<BUILDX_HOST_APPEND\\n%sBUILDX_HOST_APPEND\\n' "\${append}" >>"\${GITHUB_OUTPUT}"
+fi
+if [ -n "\${first}" ]; then
+  say error "no node answered: nothing to attach"
+  exit 1
+fi
+if [ -n "\${unavailable}" ] && [ "\${fallback}" != emulate ]; then
+  say error "\${builder} keeps every node, so buildx sends \${unavailable} nowhere else: a build asking for it waits 20 s and fails; build the other platforms, or run this again when the node is back"
+  exit 1
+fi
+echo "buildx-host: \${builder} attached"
+`;
+}
+
 /** The actions the workflow uses, each at its current major (all run on node24). */
 export const CHECKOUT_ACTION = "actions/checkout@v5";
 export const SETUP_BUILDX_ACTION = "docker/setup-buildx-action@v4";
@@ -122,6 +222,8 @@ export type GithubRunner = "self-hosted" | "ubuntu-latest";
 /** A GitHub Actions workflow step, as the workflow gives them. */
 export interface WorkflowStep {
     readonly name: string;
+    /** How later steps name its outputs: `steps.<id>.outputs.<name>`. */
+    readonly id?: string;
     readonly if?: string;
     readonly env?: Readonly<Record<string, string>>;
     readonly run?: string;
@@ -181,7 +283,7 @@ function attachStep(title: string, inputs: Readonly<Record<string, string>>): Wo
  * whatever happened. The build summary is off: build-push-action exports it in its post step,
  * after the key is gone.
  */
-function workflow(title: string, trust: WorkflowStep, attach: WorkflowStep, builderName: string,
+function workflow(title: string, trust: WorkflowStep, attach: readonly WorkflowStep[], builderName: string,
                   platforms: readonly string[], runner: GithubRunner): string {
     return toYaml({
         name: title,
@@ -193,7 +295,7 @@ function workflow(title: string, trust: WorkflowStep, attach: WorkflowStep, buil
                 steps: [
                     { name: "Check out the repository", uses: CHECKOUT_ACTION, with: { "persist-credentials": false } },
                     trust,
-                    attach,
+                    ...attach,
                     {
                         name: "Log in to the registry",
                         uses: LOGIN_ACTION,
@@ -215,25 +317,31 @@ function workflow(title: string, trust: WorkflowStep, attach: WorkflowStep, buil
 /** A team member's complete GitHub Actions workflow for a single host, building `platforms`. */
 export function githubActionsWorkflow(parts: EndpointParts, member: string, platforms: readonly string[], runner: GithubRunner): string {
     return workflow("Build and push on the shared buildx host", trustStep("Trust the buildx host", [parts]),
-        attachStep("Attach buildx to the shared builder", { endpoint: sshEndpoint(parts, member) }), parts.builderName, platforms, runner);
+        [attachStep("Attach buildx to the shared builder", { endpoint: sshEndpoint(parts, member) })], parts.builderName, platforms, runner);
 }
+
+/** The id of a fleet workflow's attach-script step, whose outputs are setup-buildx-action's inputs. */
+const FLEET_CHECK_STEP = "fleet";
 
 /**
  * A team member's complete GitHub Actions workflow for a fleet (their account and key are the same
- * on every node), building every node's platforms: one remote-driver builder whose first node is
- * `endpoint` and `platforms`, each further node an `append` entry (a YAML list in a string, as the
- * action reads it; the action cannot name the first node: there it is `<builder>0`).
+ * on every node), building every node's platforms. Its attach script checks the nodes and writes
+ * the inputs of setup-buildx-action (kept: its post step removes the runner's builder): the first
+ * node that stays is `endpoint` and `platforms`, each further one an `append` entry (the action
+ * cannot name the first node: there it is `<builder>0`). A node down stops the job at that step,
+ * naming it, unless `fallback` is "emulate".
  */
-export function fleetGithubActionsWorkflow(nodes: readonly FleetNodeEndpoint[], member: string, runner: GithubRunner): string {
-    const [first, ...others] = nodes;
-    const append = others.map(node => ({ name: node.name, endpoint: sshEndpoint(node.parts, member), platforms: node.platforms.join(",") }));
+export function fleetGithubActionsWorkflow(nodes: readonly FleetNodeEndpoint[], member: string, runner: GithubRunner,
+                                           fallback: FleetFallback): string {
+    const check: WorkflowStep = { name: "Check the fleet's nodes", id: FLEET_CHECK_STEP, run: fleetAttachScript(nodes, member, fallback) };
+    const input = (name: string) => `\${{ steps.${FLEET_CHECK_STEP}.outputs.${name} }}`;
     const attach = attachStep("Attach buildx to the shared fleet", {
-        endpoint: sshEndpoint(first.parts, member),
-        platforms: first.platforms.join(","),
-        ...append.length === 0 ? {} : { append: toYaml(append) },
+        endpoint: input("endpoint"),
+        platforms: input("platforms"),
+        ...nodes.length === 1 ? {} : { append: input("append") },
     });
     return workflow("Build and push on the shared buildx fleet", trustStep("Trust the buildx fleet", nodes.map(node => node.parts)),
-        attach, first.parts.builderName, nodes.flatMap(node => node.platforms), runner);
+        [check, attach], nodes[0].parts.builderName, nodes.flatMap(node => node.platforms), runner);
 }
 
 /** Where CI can run for these hosts: GitHub's own runners only when every host takes SSH from anywhere. */
@@ -241,16 +349,49 @@ export function githubRunner(openToWorld: readonly boolean[]): GithubRunner {
     return openToWorld.length > 0 && openToWorld.every(Boolean) ? "ubuntu-latest" : "self-hosted";
 }
 
+/** A fleet's attach script as the hand-over gives it: the file to save it as, and its text. */
+export interface AttachScript {
+    readonly file: string;
+    readonly text: string;
+}
+
+/** Where a member keeps the fleet's attach script: named from the client builder, so two stacks' scripts do not meet. */
+export function attachScriptFile(builderName: string): string {
+    return `~/${clientBuilderName(builderName)}-attach.sh`;
+}
+
+/** A block of the hand-over, indented four spaces (Markdown's code block). */
+function indent(text: string): string {
+    return text.trimEnd().split("\n").map(line => `    ${line}`).join("\n");
+}
+
+/** Step 3 of the hand-over: the attach command(s) for both shells, or a fleet's script for a POSIX shell and its plain commands for PowerShell. */
+function attachInstructions(attachCommands: string, script: AttachScript | undefined): string[] {
+    if (script === undefined) {
+        return ["3. Attach (the same in both shells); ssh uses your key as usual (~/.ssh/config IdentityFile, or an agent):", "",
+            indent(attachCommands)];
+    }
+    return [
+        `3. Attach; ssh uses your key as usual (~/.ssh/config IdentityFile, or an agent). POSIX shell: save the attach script, and run it now and ` +
+            `again whenever a node is down or back (it checks each node for ${NODE_CHECK_SECONDS} s and builds from the nodes that answer):`,
+        "",
+        indent([`cat > ${script.file} <<'BUILDX_HOST_ATTACH'`, script.text.trimEnd(), "BUILDX_HOST_ATTACH", `sh ${script.file}`].join("\n")),
+        "",
+        "   PowerShell: these lines attach every node without checking them (a node that is down then fails, after 20 s, the builds that need it):",
+        "",
+        indent(attachCommands),
+    ];
+}
+
 /**
  * What the lead sends a member as it is (nothing secret in it): the version check, the host
- * key(s) to trust and the attach command(s), in a POSIX shell and in PowerShell where it differs,
- * a build of the stack's platforms, what the lead must have set for them, and the workflow for a CI
- * job that attaches as them.
+ * key(s) to trust and the attach command(s), in a POSIX shell and in PowerShell where it differs
+ * (a fleet: its attach script), a build of the stack's platforms, what the lead must have set for
+ * them, and the workflow for a CI job that attaches as them.
  */
 export function handOverText(member: string, knownHostsLines: readonly string[], attachCommands: string, platforms: readonly string[],
-                             workflowYaml: string): string {
+                             workflowYaml: string, attachScript?: AttachScript): string {
     const v = MINIMUM_CLIENT_VERSIONS;
-    const indent = (text: string) => text.trimEnd().split("\n").map(line => `    ${line}`).join("\n");
     return [
         `How ${member} attaches to the shared buildx builder`,
         "",
@@ -267,9 +408,7 @@ export function handOverText(member: string, knownHostsLines: readonly string[],
         indent(["New-Item -ItemType Directory -Force $HOME\\.ssh | Out-Null",
             ...knownHostsLines.map(line => `Add-Content -Encoding ascii -Path $HOME\\.ssh\\known_hosts -Value '${line}'`)].join("\n")),
         "",
-        "3. Attach (the same in both shells); ssh uses your key as usual (~/.ssh/config IdentityFile, or an agent):",
-        "",
-        indent(attachCommands),
+        ...attachInstructions(attachCommands, attachScript),
         "",
         `   Then build as usual: docker buildx build --platform ${platforms.join(",")} -t <image> --push .`,
         "",

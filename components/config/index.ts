@@ -13,12 +13,12 @@ import { readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
 import { readFleet } from "./fleet";
 import { ConfigError, Reader } from "./reader";
 import {
-    BuildNode, DEFAULTS, EC2_ONLY_KEYS, EXISTING_ONLY_KEYS, HostMode, KNOWN_KEYS, PrivateKeySetting, RawConfig, StackConfig,
+    BuildNode, DEFAULTS, EC2_ONLY_KEYS, EXISTING_ONLY_KEYS, FLEET_FALLBACKS, HostMode, KNOWN_KEYS, PrivateKeySetting, RawConfig, StackConfig,
 } from "./settings";
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS } from "./settings";
 export type {
-    BuildHostConfig, BuildkitGcLimits, BuildNode, CommonSettings, Ec2Settings, ExistingHostSettings, HostMode, PrivateKeySetting,
+    BuildHostConfig, BuildkitGcLimits, BuildNode, CommonSettings, Ec2Settings, ExistingHostSettings, FleetFallback, HostMode, PrivateKeySetting,
     RawConfig, StackConfig, TeamMember, UbuntuRelease,
 } from "./settings";
 export { ConfigError } from "./reader";
@@ -84,10 +84,15 @@ export function parseConfig(raw: RawConfig, secretKeys?: readonly string[]): Sta
     const mode = readHostMode(r);
     const fleet = r.isSet("nodes");
     const nodes = mode === undefined ? [] : fleet ? readFleet(r, mode) : [readSingleHost(r, mode)];
+    const fleetFallback = r.oneOf("fleetFallback", FLEET_FALLBACKS, DEFAULTS.fleetFallback, "fleetFallback emulate");
+    if (!fleet && fleetFallback !== DEFAULTS.fleetFallback) {
+        r.problem("fleetFallback", "is a setting of a fleet (a client attaching to nodes), but the stack lists no `nodes`",
+            "--path 'nodes[0].name' amd64 (a fleet), or remove it: pulumi config rm fleetFallback");
+    }
     if (r.problems.length > 0 || mode === undefined) {
         throw new ConfigError(r.problems);
     }
-    return { fleet, nodes };
+    return { fleet, nodes, fleetFallback };
 }
 
 /** The value of a private key setting parseConfig accepted; a secret, to be wrapped with `pulumi.secret` where it is read. */

@@ -103,7 +103,16 @@ export interface StackConfig {
     /** Whether the stack lists `nodes`; without them `nodes` holds the one host the single-host settings describe. */
     readonly fleet: boolean;
     readonly nodes: readonly BuildNode[];
+    /** What a client's attach does with a node that does not answer (`fleetFallback`). */
+    readonly fleetFallback: FleetFallback;
 }
+
+/**
+ * A fleet client's attach, for a node that does not answer: `fail` keeps it in the builder and
+ * stops, naming it; `emulate` gives its platforms to the first node that answers, with a warning.
+ */
+export const FLEET_FALLBACKS = ["fail", "emulate"] as const;
+export type FleetFallback = typeof FLEET_FALLBACKS[number];
 
 /**
  * Config keys whose values are secrets: they must be stored encrypted (`--secret`); parseConfig
@@ -129,6 +138,7 @@ export const DEFAULTS = {
     platforms: DEFAULT_PLATFORMS,
     allowInsecureEntitlements: [] as readonly InsecureEntitlement[],
     existingHostPort: 22,
+    fleetFallback: "fail" as FleetFallback,
 } as const;
 
 /** Every key this project reads; anything else under `buildx-host:` is a typo. */
@@ -137,5 +147,5 @@ export const KNOWN_KEYS = [
     "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey", "team", "dockerAptRepo",
     "dockerAptKeyFingerprint", "dockerCeVersion", "platforms", "builderName", "buildkitImage", "allowInsecureEntitlements", "buildkitGcReservedSpace",
     "buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "existingHostAddress", "existingHostPort",
-    "existingHostUser", "existingHostPrivateKey", "existingHostPublicKey", "hostReadyTimeoutMinutes", "nodes",
+    "existingHostUser", "existingHostPrivateKey", "existingHostPublicKey", "hostReadyTimeoutMinutes", "nodes", "fleetFallback",
 ] as const;

@@ -16,7 +16,7 @@ import * as path from "path";
 
 import { DEFAULTS } from "../../components/config";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
-import { buildkitContainerName } from "../../components/endpoint";
+import { buildkitContainerName, NODE_CHECK_SECONDS } from "../../components/endpoint";
 import { STEP_NAMES } from "../../components/steps";
 import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
 import {
@@ -81,6 +81,9 @@ function newHistory(action: () => void): Record<string, HistoryRecord[]> {
 
 const platformsBuilt = (records: Record<string, HistoryRecord[]>) =>
     Object.fromEntries(Object.entries(records).map(([node, list]) => [node, list.map(record => record.platform)]));
+/** As platformsBuilt, each node's one by one in order of name: a node given two platforms builds them in one record ("a,b"). */
+const sortedPlatformsBuilt = (records: Record<string, HistoryRecord[]>) =>
+    Object.fromEntries(Object.entries(platformsBuilt(records)).map(([node, platforms]) => [node, platforms.flatMap(p => p.split(",")).sort()]));
 
 describe("a single-host stack made with the program before fleets", () => {
     test("is upgraded without replacing anything; its member leaves the docker group for the member door", async () => {
@@ -280,6 +283,154 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
             expect(listed.stdout).toMatch(new RegExp(`^ \\\\_ arm64 +\\\\_ ssh://alice@${arm64Host.host}:${arm64Host.port} +inactive`, "m"));
         } finally {
             localOk(`docker exec ${arm64Host.container} systemctl start ssh.service`);
+        }
+    });
+
+    /** Runs `script` (saved as the hand-over saves it) as alice in her client home, timed inside the container. */
+    function runAttachScript(script: string): { status: number; seconds: number; output: string } {
+        const result = client.run("alice", [
+            "cat > /root/attach.sh <<'BUILDX_HOST_ATTACH'", script.trimEnd(), "BUILDX_HOST_ATTACH",
+            "start=$(date +%s%N)", "sh /root/attach.sh 2>&1; status=$?", 'echo "attach: ${status} $(( $(date +%s%N) - start ))"',
+        ].join("\n"));
+        const [, status, nanoseconds] = /attach: (\d+) (\d+)\n?$/.exec(result.stdout) ?? [];
+        expect([result.status, status === undefined ? result.stdout + result.stderr : "timed"]).toEqual([0, "timed"]);
+        return { status: Number(status), seconds: Number(nanoseconds) / 1e9, output: result.stdout };
+    }
+
+    /** The plain attach (teamBuildxCreateCommands, no check) run and timed the same way. */
+    function runPlainAttach(commands: string): number {
+        return runAttachScript(["docker buildx rm buildx-host-remote >/dev/null 2>&1 || true", commands].join("\n")).seconds;
+    }
+
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+    const attachScript = () => (JSON.parse(project.output("teamAttachScripts", "--json")) as Record<string, string>).alice;
+    const arm64Ssh = (action: "stop" | "start") => localOk(`docker exec ${arm64Host.container} systemctl ${action} ssh.service`);
+
+    test("the attach script, every node up, costs a fraction of a second over the plain attach, and routes each platform to its node", () => {
+        const plain = (JSON.parse(project.output("teamBuildxCreateCommands", "--json")) as Record<string, string>).alice;
+        const script = attachScript();
+        const plainSeconds: number[] = [];
+        const scriptSeconds: number[] = [];
+        for (let round = 0; round < 3; round++) {
+            plainSeconds.push(runPlainAttach(plain));
+            const run = runAttachScript(script);
+            expect([run.status, run.output]).toEqual([0, expect.stringContaining("buildx-host: buildx-host-remote attached\n")]);
+            scriptSeconds.push(run.seconds);
+        }
+        timings.plainAttach = median(plainSeconds);
+        timings.scriptAttachAllUp = median(scriptSeconds);
+        console.log(`attach, every node up (s, 3 rounds): plain ${plainSeconds.map(t => t.toFixed(2))}, script ${scriptSeconds.map(t => t.toFixed(2))}`);
+        expect(timings.scriptAttachAllUp - timings.plainAttach).toBeLessThan(3);
+        const built = newHistory(() => { expect(client.build("alice", alice, "attach-all-up", []).arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" }); });
+        expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
+    });
+
+    test("fail (the default): the script names the down node and its platforms and exits 1 at once; the other platforms build as usual", () => {
+        arm64Ssh("stop");
+        try {
+            const run = runAttachScript(attachScript());
+            timings.scriptAttachNodeDown = run.seconds;
+            expect(run.status).toBe(1);
+            expect(run.output).toContain(`buildx-host: error: node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer: ` +
+                `ssh: connect to host ${arm64Host.host} port ${arm64Host.port}: Connection refused; linux/arm64 cannot be built there`);
+            expect(run.output).toContain("buildx-host-remote keeps every node, so buildx sends linux/arm64 nowhere else");
+            expect(run.seconds).toBeLessThan(2);
+            const started = Date.now();
+            const built = newHistory(() => {
+                const result = client.buildDockerfile("alice", "attach-node-down-amd64", "FROM scratch\nCOPY busybox /bin/busybox\n");
+                expect([result.status, tail(result.stdout + result.stderr, 20)]).toEqual([0, expect.any(String)]);
+            });
+            timings.liveNodeBuildNodeDown = (Date.now() - started) / 1000;
+            expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: [] });
+        } finally {
+            arm64Ssh("start");
+        }
+    });
+
+    test("why fail keeps the node: a builder without it, buildx sends linux/arm64 to the amd64 node without a word", () => {
+        const [firstNode] = (JSON.parse(project.output("teamBuildxCreateCommands", "--json")) as Record<string, string>).alice.split("\n");
+        runPlainAttach(firstNode);
+        const built = newHistory(() => { client.build("alice", alice, "attach-dropped-node", []); });
+        expect(sortedPlatformsBuilt(built)).toEqual({ amd64: ["linux/amd64", "linux/arm64"], arm64: [] });
+    });
+
+    test("fleetFallback emulate: `up` changes only the outputs; with the arm64 node down, its platform goes to the amd64 node, with a warning", async () => {
+        set(project, "fleetFallback", "emulate");
+        const before = NODES.map(([, lab]) => runLog(lab).length);
+        const run = await project.engineOk("up", { timeoutSeconds: 600 });
+        timings.fallbackUp = run.seconds;
+        // Only the outputs change: no resource is created, replaced or deleted, and no step runs on a node.
+        expect(Object.keys(run.changes).filter(op => !["same", "update"].includes(op))).toEqual([]);
+        expect(NODES.map(([, lab]) => runLog(lab).length)).toEqual(before);
+        const script = attachScript();
+        expect(script).toContain("\nfallback=emulate\n");
+        arm64Ssh("stop");
+        try {
+            const attach = runAttachScript(script);
+            timings.scriptAttachFallback = attach.seconds;
+            expect(attach.status).toBe(0);
+            expect(attach.output).toContain("buildx-host: warning: node arm64");
+            expect(attach.output).toContain("buildx-host: warning: linux/arm64 goes to node amd64, emulated (slower), until every node answers");
+            const started = Date.now();
+            let arches: Record<string, string> = {};
+            const built = newHistory(() => { arches = client.build("alice", alice, "attach-fallback", []).arches; });
+            timings.fallbackBuild = (Date.now() - started) / 1000;
+            expect(arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
+            expect(sortedPlatformsBuilt(built)).toEqual({ amd64: ["linux/amd64", "linux/arm64"], arm64: [] });
+        } finally {
+            arm64Ssh("start");
+        }
+    });
+
+    test("emulate, a node whose sshd hangs: left out after the script's 5 s bound, not buildx's 20 s", () => {
+        // A paused host: the kernel still accepts the connection, nothing answers it.
+        localOk(`docker pause ${arm64Host.container}`);
+        try {
+            const run = runAttachScript(attachScript());
+            timings.scriptAttachNodeHung = run.seconds;
+            expect(run.status).toBe(0);
+            expect(run.output).toContain(`node arm64 (ssh://alice@${arm64Host.host}:${arm64Host.port}) did not answer: `);
+            expect(run.seconds).toBeGreaterThanOrEqual(NODE_CHECK_SECONDS);
+            expect(run.seconds).toBeLessThan(NODE_CHECK_SECONDS + 3);
+        } finally {
+            localOk(`docker unpause ${arm64Host.container}`);
+        }
+    });
+
+    test("the node back, the next attach restores native routing", () => {
+        const run = runAttachScript(attachScript());
+        expect([run.status, run.output.split("\n")[0]]).toEqual([0, "buildx-host: buildx-host-remote attached"]);
+        const built = newHistory(() => { client.build("alice", alice, "attach-node-back", []); });
+        expect(platformsBuilt(built)).toEqual({ amd64: ["linux/amd64"], arm64: ["linux/arm64"] });
+    });
+
+    test("the workflow with the arm64 node down: its check step warns and hands the amd64 node both platforms to the real setup-buildx-action", () => {
+        arm64Ssh("stop");
+        try {
+            const workflows = JSON.parse(project.ok(["stack", "output", "teamGithubActionsWorkflows", "--json"]).stdout) as Record<string, string>;
+            const workflow = adaptSteps(workflows.alice, {
+                "docker/login-action": () => undefined,
+                "docker/build-push-action": step => ({ ...step, with: { ...step.with, platforms: CLIENT_BUILD_PLATFORMS, push: false, outputs: "type=cacheonly" } }),
+            });
+            let run: ReturnType<typeof runWorkflowJob> | undefined;
+            const built = newHistory(() => {
+                run = runWorkflowJob(runner, path.join(amd64Host.stateDir, "fleet-runner-fallback"), workflow,
+                    {
+                        secrets: { BUILDX_HOST_SSH_KEY: readFileSync(alice, "utf8"), GITHUB_TOKEN: "lab-job-token" },
+                        github: { actor: "alice", repository: "lab/app", sha: "0".repeat(40) },
+                    },
+                    client.buildContext());
+            });
+            for (const step of [...run!.steps, ...run!.posts]) {
+                expect([step.name, step.outcome, step.outcome === "failure" ? tail(step.result!.stdout + step.result!.stderr, 60) : ""])
+                    .toEqual([step.name, "success", ""]);
+            }
+            const check = run!.steps.find(step => step.name === "Check the fleet's nodes")!;
+            expect(check.result!.stdout).toContain("::warning::linux/arm64 goes to node amd64, emulated (slower)");
+            expect(check.outputs).toEqual({ endpoint: `ssh://alice@${amd64Host.host}:${amd64Host.port}`, platforms: expect.stringMatching(/,linux\/arm64$/), append: "" });
+            expect(sortedPlatformsBuilt(built)).toEqual({ amd64: ["linux/amd64", "linux/arm64"], arm64: [] });
+        } finally {
+            arm64Ssh("start");
         }
     });
 

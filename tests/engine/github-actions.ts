@@ -8,7 +8,8 @@
  * action that ran gets its post step, last first, with the state it saved.
  * actions/checkout is stood in by the workspace, filled before the job starts. Expressions: only
  * `secrets.*`, `github.actor`, `github.repository`, `github.sha` (and `github.token`, which
- * action.yml defaults use); anything else is refused, as is an `if:` other than `always()`.
+ * action.yml defaults use) and `steps.<id>.outputs.<name>` of an earlier step (empty when it did not
+ * write it, as on GitHub); anything else is refused, as is an `if:` other than `always()`.
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as yaml from "js-yaml";
@@ -105,9 +106,16 @@ export function parseFileCommand(text: string): Record<string, string> {
     return values;
 }
 
-function expand(value: string, context: JobContext): string {
+/** The outputs of the job's earlier steps that have an `id`, by id. */
+type StepOutputs = Readonly<Record<string, Readonly<Record<string, string>>>>;
+
+function expand(value: string, context: JobContext, steps: StepOutputs = {}): string {
     const github: Record<string, string> = { ...context.github, token: context.secrets.GITHUB_TOKEN };
     return value.replace(/\$\{\{\s*(.*?)\s*\}\}/g, (_, expression: string) => {
+        const [, id, output] = /^steps\.([\w-]+)\.outputs\.([\w-]+)$/.exec(expression) ?? [];
+        if (id !== undefined && id in steps) {
+            return steps[id][output] ?? "";
+        }
         const [, scope, name] = /^(secrets|github)\.(\w+)$/.exec(expression) ?? [];
         const value = scope === "secrets" ? context.secrets[name] : scope === "github" ? github[name] : undefined;
         if (value === undefined) {
@@ -137,7 +145,7 @@ function vendoredAction(tools: RunnerTools, uses: string): [string, VendoredActi
 
 /** The runner's environment for an action step: INPUT_* from `with:` over action.yml's defaults (expressions expanded). */
 function actionInputs(action: string, metadata: ActionMetadata, given: Readonly<Record<string, string | boolean>>,
-                      context: JobContext): Record<string, string> {
+                      context: JobContext, steps: StepOutputs): Record<string, string> {
     const unknown = Object.keys(given).filter(name => !(name in metadata.inputs));
     if (unknown.length > 0) {
         throw new Error(`the workflow gives ${action} inputs it does not declare: ${unknown.join(", ")}`);
@@ -146,7 +154,7 @@ function actionInputs(action: string, metadata: ActionMetadata, given: Readonly<
     for (const [name, input] of Object.entries(metadata.inputs)) {
         const value = name in given ? String(given[name]) : input.default;
         if (value !== undefined) {
-            env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] = expand(value, context);
+            env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`] = expand(value, context, steps);
         }
     }
     return env;
@@ -225,6 +233,7 @@ export function runWorkflowJob(tools: RunnerTools, workDir: string, workflowYaml
     };
 
     const steps: StepRun[] = [];
+    const outputsById: Record<string, Record<string, string>> = {};
     const posts: { label: string; name: string; env: Record<string, string>; command: string }[] = [];
     workflow.jobs[jobId].steps.forEach((step, index) => {
         const label = `step-${index}`;
@@ -241,14 +250,14 @@ export function runWorkflowJob(tools: RunnerTools, workDir: string, workflowYaml
             steps.push({ name, outcome: "skipped", outputs: {} });
             return;
         }
-        const env = Object.fromEntries(Object.entries(step.env ?? {}).map(([key, value]) => [key, expand(String(value), context)]));
+        const env = Object.fromEntries(Object.entries(step.env ?? {}).map(([key, value]) => [key, expand(String(value), context, outputsById)]));
         if (step.run !== undefined) {
             // Like the runner: the step's script in a file, run by bash with -e and pipefail, its env: for that step only.
             writeFileSync(path.join(workDir, "temp", `${label}.sh`), expand(step.run, context));
             steps.push({ ...runStep(label, env, `bash --noprofile --norc -eo pipefail /runner/temp/${label}.sh`), name });
         } else if (step.uses !== undefined) {
             const [action, , metadata] = vendoredAction(tools, step.uses);
-            const inputs = actionInputs(action, metadata, step.with ?? {}, context);
+            const inputs = actionInputs(action, metadata, step.with ?? {}, context, outputsById);
             const run = runStep(label, { ...env, ...inputs }, `/opt/node24/node /actions/${action}/${metadata.runs.main}`);
             steps.push({ ...run, name });
             if (metadata.runs.post) {
@@ -257,6 +266,9 @@ export function runWorkflowJob(tools: RunnerTools, workDir: string, workflowYaml
             }
         } else {
             throw new Error(`a workflow step has neither run: nor uses: ${JSON.stringify(step)}`);
+        }
+        if (step.id !== undefined) {
+            outputsById[step.id] = steps[steps.length - 1].outputs;
         }
     });
     const postRuns = posts.map(({ label, name, env, command }) => {

@@ -5,7 +5,9 @@ const recorder = installMocks();
 // Imported after the mocks are installed, as a Pulumi program would be run under them.
 import { BuildFleet } from "../../components/build-fleet";
 import { parseConfig, RawConfig } from "../../components/config";
+import type { Workflow } from "../../components/endpoint";
 import { STEP_NAMES } from "../../components/steps";
+import * as yaml from "js-yaml";
 
 const CIDRS = JSON.stringify(["10.20.0.0/16"]);
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
@@ -49,6 +51,7 @@ describe("a fleet of an amd64 and a Graviton node", () => {
         deployed = await deploy("fleet", {
             allowedSshCidrs: CIDRS, team: JSON.stringify([ALICE]),
             nodes: JSON.stringify([{ name: "amd64", instanceType: "c7i.xlarge" }, { name: "graviton", instanceType: "c7g.xlarge" }]),
+            fleetFallback: "emulate",
         });
     });
 
@@ -111,8 +114,14 @@ describe("a fleet of an amd64 and a Graviton node", () => {
             "docker buildx create --name buildx-host-remote --append --node graviton --platform linux/arm64 " +
                 "ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com",
         ]);
-        expect((await valueOf(deployed.fleet.teamGithubActionsWorkflows!)).alice).toContain("            - name: graviton\n");
-        expect((await valueOf(deployed.fleet.teamHandOver!)).alice.split("\n").filter(line => line.startsWith("    echo "))).toHaveLength(2);
+        const script = (await valueOf(deployed.fleet.teamAttachScripts!)).alice;
+        expect(script).toContain("\nfallback=emulate\n");
+        expect(script).toContain("\ngraviton ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com linux/arm64'\n");
+        const workflow = yaml.load((await valueOf(deployed.fleet.teamGithubActionsWorkflows!)).alice) as Workflow;
+        expect(workflow.jobs.build.steps.find(step => step.id === "fleet")!.run).toBe(script);
+        const handOver = (await valueOf(deployed.fleet.teamHandOver!)).alice;
+        expect(handOver.split("\n").filter(line => line.startsWith("    echo ") && line.endsWith("known_hosts"))).toHaveLength(2);
+        expect(handOver).toContain("\n    cat > ~/buildx-host-remote-attach.sh <<'BUILDX_HOST_ATTACH'\n    #!/bin/sh\n");
     });
 
     test("the generated login keys are one secret output, by node", async () => {

@@ -1,6 +1,6 @@
 import {
     BUILD_PUSH_ACTION, buildkitContainerName, buildxCreateCommand, CHECKOUT_ACTION, dockerContextCommand, EndpointParts, fleetBuildxCreateCommand,
-    fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand, FleetNodeEndpoint, githubActionsWorkflow, githubRunner, handOverText, knownHostsLine,
+    attachScriptFile, fleetAttachScript, fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand, FleetNodeEndpoint, githubActionsWorkflow, githubRunner, handOverText, knownHostsLine,
     LOGIN_ACTION, memberBuildxCreateCommand, MINIMUM_CLIENT_VERSIONS, SETUP_BUILDX_ACTION, sshEndpoint, Workflow,
 } from "../../components/endpoint";
 import { execFileSync } from "child_process";
@@ -174,11 +174,27 @@ describe("a member's hand-over", () => {
         expect(text).toContain("BUILDX_HOST_SSH_KEY");
     });
 
-    test("for a fleet, trusts every node", () => {
+    describe("for a fleet", () => {
+        const script = fleetAttachScript(FLEET, "alice", "fail");
         const fleetText = handOverText("alice", FLEET.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(FLEET, "alice"),
-            FLEET.flatMap(node => node.platforms), fleetGithubActionsWorkflow(FLEET, "alice", "self-hosted"));
-        expect(fleetText.split("\n").filter(line => line.startsWith("    echo "))).toHaveLength(3);
-        expect(fleetText.split("\n").filter(line => line.includes("Add-Content"))).toHaveLength(3);
+            FLEET.flatMap(node => node.platforms), fleetGithubActionsWorkflow(FLEET, "alice", "self-hosted", "fail"),
+            { file: attachScriptFile("lab"), text: script });
+
+        test("trusts every node", () => {
+            expect(fleetText.split("\n").filter(line => line.startsWith("    echo ") && line.endsWith("known_hosts"))).toHaveLength(3);
+            expect(fleetText.split("\n").filter(line => line.includes("Add-Content"))).toHaveLength(3);
+        });
+
+        test("a POSIX shell saves the attach script, whole, and runs it; PowerShell gets the plain attach commands", () => {
+            const lines = fleetText.split("\n");
+            const start = lines.indexOf("    cat > ~/lab-remote-attach.sh <<'BUILDX_HOST_ATTACH'") + 1;
+            const end = lines.indexOf("    BUILDX_HOST_ATTACH");
+            expect(start).toBeGreaterThan(0);
+            expect(lines.slice(start, end).map(line => line.replace(/^ {4}/, "")).join("\n")).toBe(script.trimEnd());
+            expect(lines[end + 1]).toBe("    sh ~/lab-remote-attach.sh");
+            expect(fleetText).toContain(`PowerShell: these lines attach every node without checking them`);
+            expect(fleetText).toContain(`\n    ${fleetMemberBuildxCreateCommand(FLEET, "alice").split("\n").join("\n    ")}\n`);
+        });
     });
 });
 
@@ -206,34 +222,31 @@ describe("a fleet", () => {
         ]);
     });
 
-    test("the workflow trusts every node, appends every node after the first, and builds every node's platforms", () => {
-        const workflow = fleetGithubActionsWorkflow(FLEET, "ci", "self-hosted");
+    test("the workflow trusts every node, runs the attach script, gives its outputs to setup-buildx-action, and builds every node's platforms", () => {
+        const workflow = fleetGithubActionsWorkflow(FLEET, "ci", "self-hosted", "emulate");
         const steps = stepsOf(workflow);
-        expect(steps.map(step => step.uses ?? "run")).toEqual([CHECKOUT_ACTION, "run", SETUP_BUILDX_ACTION, LOGIN_ACTION, BUILD_PUSH_ACTION, "run"]);
+        expect(steps.map(step => step.uses ?? "run")).toEqual([CHECKOUT_ACTION, "run", "run", SETUP_BUILDX_ACTION, LOGIN_ACTION, BUILD_PUSH_ACTION, "run"]);
         const run = steps[1].run!.split("\n");
         expect(run.filter(line => line.includes("known_hosts"))).toHaveLength(3);
         // Two nodes share 127.0.0.1: one ssh config block for it.
         expect(run.filter(line => line.includes("~/.ssh/config"))).toHaveLength(2);
         expect(run.filter(line => line.includes("docker "))).toEqual([]);
-        expect(steps[2].with).toEqual({
+        expect(steps[2]).toEqual({ name: "Check the fleet's nodes", id: "fleet", run: fleetAttachScript(FLEET, "ci", "emulate") });
+        expect(steps[3].with).toEqual({
             driver: "remote",
-            endpoint: "ssh://ci@127.0.0.1:2222",
-            platforms: "linux/amd64,linux/riscv64",
-            append: expect.any(String),
+            endpoint: "${{ steps.fleet.outputs.endpoint }}",
+            platforms: "${{ steps.fleet.outputs.platforms }}",
+            append: "${{ steps.fleet.outputs.append }}",
         });
-        expect(yaml.load(String(steps[2].with!.append))).toEqual([
-            { name: "arm64", endpoint: "ssh://ci@127.0.0.1:2223", platforms: "linux/arm64" },
-            { name: "graviton", endpoint: "ssh://ci@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com", platforms: "linux/arm/v7" },
-        ]);
-        expect(steps[4].with!.platforms).toBe("linux/amd64,linux/riscv64,linux/arm64,linux/arm/v7");
-        expect(steps[5]).toEqual({ name: "Remove the SSH key", if: "always()", run: "rm -f ~/.ssh/lab.key\n" });
-        // The append list as a | block, no line folded.
+        expect(steps[5].with!.platforms).toBe("linux/amd64,linux/riscv64,linux/arm64,linux/arm/v7");
+        expect(steps[6]).toEqual({ name: "Remove the SSH key", if: "always()", run: "rm -f ~/.ssh/lab.key\n" });
+        // The script as a | block, no line folded.
         const lines = workflow.split("\n");
-        const start = lines.indexOf("          append: |") + 1;
-        expect(lines.slice(start, start + 6)).toEqual(String(steps[2].with!.append).trimEnd().split("\n").map(line => `            ${line}`));
+        const start = lines.indexOf("        run: |", lines.indexOf("        id: fleet")) + 1;
+        expect(lines.slice(start, start + 3)).toEqual(fleetAttachScript(FLEET, "ci", "emulate").split("\n").slice(0, 3).map(line => `          ${line}`));
     });
 
     test("a one-node fleet has no append", () => {
-        expect(fleetGithubActionsWorkflow(FLEET.slice(0, 1), "ci", "self-hosted")).not.toContain("append");
+        expect(fleetGithubActionsWorkflow(FLEET.slice(0, 1), "ci", "self-hosted", "fail")).not.toContain("append:");
     });
 });

@@ -145,6 +145,8 @@ describe("a bad fleet fails at preview, each problem naming its key with a --pat
         ["a second amd64 node with nothing to build", fleet([server("a", "amd64"), server("b", "amd64")]), "nodes[1]",
             "(b) serves no platform: linux/amd64 goes to nodes[0] (a)"],
         ["a team member named like a node's login user", fleet([server("a", "amd64", { user: "alice" })], { team: JSON.stringify([ALICE]) }), "team[0]", "login user"],
+        ["an unknown fleetFallback", fleet([server("a", "amd64")], { fleetFallback: "queue" }), "fleetFallback",
+            "must be one of \"fail\", \"emulate\", not \"queue\". Example: pulumi config set fleetFallback emulate"],
         ["ec2 nodes allowed in from a documentation range only", fleet([{ name: "a" }], { allowedSshCidrs: JSON.stringify(["198.51.100.0/24"]) }),
             "allowedSshCidrs[0]", "a documentation range (RFC 5737)"],
         ["existing nodes' member limited to a documentation range", fleet([server("a", "amd64")],
@@ -169,6 +171,13 @@ describe("a bad fleet fails at preview, each problem naming its key with a --pat
         const problems = configProblems(fleet([{ name: "A" }, server("b", "amd64", { port: "x" }), server("c", "amd64")]));
         expect(problems.length).toBeGreaterThanOrEqual(4);
     });
+});
+
+test("fleetFallback reaches the stack: fail unless set to emulate; emulate on a single host is refused, naming nodes", () => {
+    expect(parseConfig(fleet([server("a", "amd64")])).fleetFallback).toBe("fail");
+    expect(parseConfig(fleet([server("a", "amd64")], { fleetFallback: "emulate" })).fleetFallback).toBe("emulate");
+    const problems = configProblems({ allowedSshCidrs: CIDRS, fleetFallback: "emulate" });
+    expect(problems).toEqual([expect.stringMatching(/^buildx-host:fleetFallback is a setting of a fleet .*--path 'nodes\[0\]\.name' amd64 \(a fleet\)/)]);
 });
 
 test("the single-host helper refuses a fleet", () => {

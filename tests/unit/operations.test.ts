@@ -60,6 +60,7 @@ const CHANGES: Record<string, { readonly from: RawConfig; readonly to: RawConfig
     "existingHostAddress, existingHostPort": { from: EXISTING, to: { ...EXISTING, existingHostAddress: "build2.example.com" } },
     "existingHostUser": { from: EXISTING, to: { ...EXISTING, existingHostUser: "admin" } },
     "existingHostPrivateKey, existingHostPublicKey": { from: EXISTING, to: { ...EXISTING, existingHostPrivateKey: OTHER_PRIVATE_KEY } },
+    "fleetFallback": { from: FLEET, to: { ...FLEET, fleetFallback: "emulate" } },
     "nodes[N].name": { from: FLEET, to: { ...FLEET, nodes: FLEET.nodes!.replace("graviton", "arm64") } },
 };
 

@@ -34,9 +34,10 @@ disk_json() {
 
 # What BuildKit says, or {"error"} with its first line when it does not answer.
 buildkit_json() {
-  local workers usage histories
+  local workers usage histories error
   if ! workers="$(buildctl_json debug workers 2>&1)"; then
-    jq -nc --arg error "${workers%%$'\n'*}" '{error: $error}'
+    error="${workers%%$'\n'*}"
+    jq -nc --arg error "${error:-no answer within ${ANSWER_SECONDS}s}" '{error: $error}'
     return
   fi
   usage="$(buildctl_json du)"

@@ -100,6 +100,8 @@ describe("the status view of a node", () => {
             standInBin({ workers: "echo 'error: failed to dial: connection refused' >&2; exit 1" }));
         expect(silent.stdout).toContain("  BuildKit:  NOT ANSWERING: error: failed to dial: connection refused\n");
         expect(silent.status).toBe(0);
+        const stuck = run("bash", [NODE_STATUS_SCRIPT_PATH, "amd64", "lab"], standInBin({ workers: "exit 124" }));
+        expect(stuck.stdout).toContain("  BuildKit:  NOT ANSWERING: no answer within 20s\n");
     });
 
     test("passes shellcheck", () => {

@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 import { BuildFleet } from "./components/build-fleet";
 import { ConfigError, parseConfig, privateKeyValue, RawConfig, SECRET_KEYS } from "./components/config";
+import { statusCommand } from "./components/status";
 import { encryptedSettings } from "./components/stored-secrets";
 
 const PROJECT = "buildx-host";
@@ -53,6 +54,7 @@ function singleHostOutputs() {
         buildkitImageDigest: host.buildkitImageDigest,
         versions: host.versions,
         preflight: host.preflight,
+        statusCommand: host.endpointParts.apply(parts => statusCommand([{ name: parts.host, parts }])),
     };
 }
 
@@ -68,6 +70,7 @@ function fleetOutputs() {
         teamHandOver: fleet.teamHandOver,
         platformNodes: fleet.platformNodes,
         loginPrivateKeysOpenssh: fleet.loginPrivateKeys,
+        statusCommand: fleet.statusCommand,
     };
 }
 

@@ -6,6 +6,7 @@ import {
     attachScriptFile, dockerContextCommand, fleetAttachScript, fleetBuildxCreateCommand, fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand,
     FleetNodeEndpoint, githubRunner, handOverText, knownHostsLine, sshEndpoint,
 } from "./endpoint";
+import { statusCommand } from "./status";
 
 /** Arguments of the build fleet. */
 export interface BuildFleetArgs {
@@ -72,6 +73,8 @@ export class BuildFleet extends pulumi.ComponentResource {
     public readonly platformNodes?: pulumi.Output<Record<string, string>>;
     /** Fleet, mode "ec2" without loginPrivateKey: each node's generated login key (secret). */
     public readonly loginPrivateKeys?: pulumi.Output<Record<string, string>>;
+    /** Fleet: the administrators' status view, one `ssh` line per node (components/status.ts). */
+    public readonly statusCommand?: pulumi.Output<string>;
 
     /**
      * @param name the component's name; its hosts are named from it
@@ -145,6 +148,7 @@ export class BuildFleet extends pulumi.ComponentResource {
                 nodes.flatMap(node => node.platforms), workflows[member], {
                     file: attachScriptFile(nodes[0].parts.builderName), text: fleetAttachScript(nodes, member, stack.fleetFallback),
                 })])));
+        this.statusCommand = endpoints.apply(statusCommand);
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
             node.host.platforms.map(platform => [platform, node.name!]))));
         const generated = this.hosts.flatMap((h, index) =>
@@ -163,6 +167,7 @@ export class BuildFleet extends pulumi.ComponentResource {
             teamHandOver: this.teamHandOver,
             platformNodes: this.platformNodes,
             loginPrivateKeys: this.loginPrivateKeys,
+            statusCommand: this.statusCommand,
         });
     }
 }

@@ -21,13 +21,14 @@ import {
 } from "../../components/endpoint";
 import { emulatorOf, STEP_DEFAULTS } from "../../components/host-facts";
 import { shellQuote } from "../../components/shell";
+import { statusCommand } from "../../components/status";
 import { StepReport } from "../../components/step-reports";
 import { hostStepDefinitions, StepName } from "../../components/steps";
 import {
     binfmtFlags, expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, memberKey, readLabHost, reportOf, requiredEnv,
     RunResult, runStep, ssh, sshArgs, StepRun, stepNamed, sudoOk, tail, teamEntry,
 } from "./lab";
-import { cacheUse, LabClient, waitFor } from "./client";
+import { cacheUse, ClientBuildResult, LabClient, waitFor } from "./client";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const { dockerAptRepo, dockerAptKeyFingerprint } = labAptSettings();
@@ -61,6 +62,8 @@ const attachCommands = (user: string) => user === lab.user
     : [memberBuildxCreateCommand(endpoint, user)];
 /** Seconds of the first cached build through each door: the administrator's docker context, a member's ssh:// door. */
 const doorTimes: Record<string, number> = {};
+/** Seconds from each kind of restart until a member's build succeeds again. */
+const restartTimes: Record<string, number> = {};
 
 const runs: StepRun[] = [];
 const firstReports = new Map<StepName, StepReport>();
@@ -472,8 +475,26 @@ describe("a host provisioned by the program's steps", () => {
         sudoOk(lab, `for f in ${BINFMT}/qemu-*; do [ -e "$f" ] && echo -1 > "$f"; done; nft delete table inet buildx_host_metadata_guard; true`);
         expect(Object.keys(binfmtEntries())).toEqual([]);
 
+        const restartStarted = Date.now();
         localOk(`docker restart -t 60 ${lab.container}`);
-        waitFor("sshd after the reboot", 180, () => ssh(lab, "true", undefined, { timeoutSeconds: 15 }).status === 0);
+        restartTimes.hostShutdownAndStart = (Date.now() - restartStarted) / 1000;
+        // Boot to first build: from the container's start (systemd's boot) until a member's build, tried again every 2 s, succeeds.
+        const booted = Date.parse(localOk(`docker inspect -f '{{.State.StartedAt}}' ${lab.container}`).trim().replace(/(\.\d{3})\d*/, "$1"));
+        let firstBuild: ClientBuildResult | undefined;
+        waitFor("a member's first successful build after the reboot", 300, () => {
+            try {
+                firstBuild = client.build(MEMBER, aliceKey, "member-after-reboot", []);
+                return true;
+            } catch {
+                return false;
+            }
+        });
+        restartTimes.bootToFirstBuild = (Date.now() - booted) / 1000;
+        console.log(`host reboot: boot to the first successful member build ${restartTimes.bootToFirstBuild.toFixed(1)}s ` +
+            `(docker restart of the host took ${restartTimes.hostShutdownAndStart.toFixed(1)}s)`);
+        // The cache survived: the build was all cache hits, both platforms.
+        expect(cacheUse(firstBuild!.output)).toEqual({ runSteps: 2, allCached: true });
+        expect(firstBuild!.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
         ssh(lab, "systemctl is-system-running --wait", undefined, { timeoutSeconds: 300 });
 
         const entries = binfmtEntries();
@@ -491,19 +512,24 @@ describe("a host provisioned by the program's steps", () => {
         const inspect = ssh(lab, `docker buildx inspect ${config.builderName}`).stdout;
         expect(inspect).toMatch(/^Status:\s+running$/m);
         expect(inspect).toMatch(/^Platforms:.*linux\/arm64/m);
-        expect(cacheUse(client.build(MEMBER, aliceKey, "member-after-reboot", []).output)).toEqual({ runSteps: 2, allCached: true });
     });
 
     test("after Docker restarts, the guard's table is unchanged and a member builds", () => {
         requireFirstRun();
         const table = guardTable();
+        const restarted = Date.now();
         sudoOk(lab, "systemctl restart docker");
         expect(guardTable()).toBe(table);
         const node = buildkitContainerName(config.builderName);
         waitFor(`${node} running again`, 120, () =>
             ssh(lab, `docker inspect -f '{{.State.Running}}' ${node}`).stdout.trim() === "true");
         waitFor("the member door answering", 60, () => client.attach(MEMBER, aliceKey, attachCommands(MEMBER)).status === 0);
-        expect(cacheUse(client.build(MEMBER, aliceKey, "member-after-docker-restart", []).output)).toEqual({ runSteps: 2, allCached: true });
+        const build = client.build(MEMBER, aliceKey, "member-after-docker-restart", []);
+        restartTimes.dockerRestartToBuild = (Date.now() - restarted) / 1000;
+        console.log(`systemctl restart docker: to the first successful member build ${restartTimes.dockerRestartToBuild.toFixed(1)}s`);
+        expect(cacheUse(build.output)).toEqual({ runSteps: 2, allCached: true });
+        expect(build.arches).toEqual({ linux_amd64: "x86_64", linux_arm64: "aarch64" });
+        expect(runForeignBinary()).toEqual({ status: 0, output: "aarch64" });
     });
 
     test("an exact docker-ce version is installed and held; unpinned, only the holds the step placed are released", () => {
@@ -619,5 +645,98 @@ describe("a host provisioned by the program's steps", () => {
             "ls /etc/buildx-host/metadata-guard.nft /etc/systemd/system/buildx-host-metadata-guard.service 2>/dev/null; true").trim()).toBe("");
         expect(expectStepOk(record(runStep(lab, { ...guard, environment: guard.deleteEnvironment! }, "guard-delete-again"))))
             .toMatchObject({ changed: false, action: "absent" });
+    });
+
+    describe("the status view (statusCommand), run as printed from the administrator's client", () => {
+        /** The status command's output, from a client container with the administrator's key and known_hosts line. */
+        const status = () => {
+            const result = client.run(lab.user, statusCommand([{ name: "lab", parts: endpoint }]));
+            writeFileSync(path.join(logDirectory(lab), `status-${Date.now()}.txt`), result.stdout + result.stderr);
+            expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
+            return result.stdout;
+        };
+        /** The "last builds" lines of a status view: ref, platform, outcome, seconds, cached steps, total steps, share. */
+        const lastBuilds = (view: string) => [...view.matchAll(
+            /^ {4}(\S+) {2}(\S+) {2}(ok|FAILED) {2}started \S+ {2}took ([\d.]+)s {2}cached (?:(\d+)\/(\d+) steps \((\d+)%\)|-)$/gm)]
+            .map(m => ({ ref: m[1], platform: m[2], outcome: m[3], seconds: Number(m[4]), cached: Number(m[5]), total: Number(m[6]), share: Number(m[7]) }));
+        const longBuild = (marker: string, seconds: number) => ["FROM scratch", "COPY busybox /bin/busybox",
+            `RUN ["/bin/busybox", "sh", "-c", "echo ${marker}; /bin/busybox sleep ${seconds}"]`, ""].join("\n");
+
+        test("after three known builds it shows them newest first with plausible durations and cache-hit shares, and the node's state", () => {
+            requireFirstRun();
+            expect(client.attach(MEMBER, aliceKey, attachCommands(MEMBER)).status).toBe(0);
+            const slow = longBuild(`status-${Date.now()}`, 3);
+            expect(client.buildDockerfile(MEMBER, "status-first", slow).status).toBe(0);
+            expect(client.buildDockerfile(MEMBER, "status-again", slow).status).toBe(0);
+            const failing = ["FROM scratch", "COPY busybox /bin/busybox", `RUN ["/bin/busybox", "sh", "-c", "exit 3 # ${Date.now()}"]`, ""].join("\n");
+            expect(client.buildDockerfile(MEMBER, "status-failing", failing).status).not.toBe(0);
+
+            const view = status();
+            console.log(`status view after three known builds:\n${view}`);
+            const lines = view.split("\n");
+            expect(lines[0]).toMatch(new RegExp(`^node lab: builder ${config.builderName} \\(BuildKit container running since \\S+Z\\)$`));
+            expect(lines[1]).toBe(`  BuildKit:  ${config.buildkitImage.split(":")[1]}, answering`);
+            // The step's buildkitd.toml, as BuildKit runs it (the lab keeps the defaults).
+            const binary = (size: string) => size.replace(/B$/, "iB");
+            expect(lines[2]).toMatch(new RegExp(`^ {2}cache: {5}[\\d.]+[KMG]iB used; GC limits: maxUsedSpace ${binary(config.buildkitGc.maxUsedSpace)}, ` +
+                `reservedSpace ${binary(config.buildkitGc.reservedSpace)}, minFreeSpace ${binary(config.buildkitGc.minFreeSpace)}`));
+            const df = sudoOk(lab, `df -B1 --output=avail,target "$(docker volume inspect -f '{{.Mountpoint}}' ${buildkitContainerName(config.builderName)}_state)" | tail -n 1`)
+                .trim().split(/\s+/);
+            expect(lines[3]).toMatch(new RegExp(`^ {2}disk: {6}[\\d.]+[KMG]iB free of [\\d.]+[KMG]iB on ${df[1]}`));
+            expect(lines[4]).toBe("  running:   0 build(s)");
+            const [failed, again, first] = lastBuilds(view);
+            expect([failed, again, first].map(b => [b.platform, b.outcome]))
+                .toEqual([["linux/amd64", "FAILED"], ["linux/amd64", "ok"], ["linux/amd64", "ok"]]);
+            // The first ran its 3 s RUN step; the same build again took it from the cache, faster and with more steps cached.
+            expect(first.seconds).toBeGreaterThanOrEqual(3);
+            expect(again.seconds).toBeLessThan(first.seconds);
+            expect(again.share).toBeGreaterThan(first.share);
+            expect(again.cached).toBeGreaterThanOrEqual(2);
+            // A member sees the same builds through the door with buildx's own history (no disk, no GC limits).
+            const history = client.run(MEMBER, "docker buildx history ls --format json");
+            expect(history.status).toBe(0);
+            const refs = history.stdout.split("\n").filter(Boolean).map(line => (JSON.parse(line) as { ref: string }).ref.split("/").pop());
+            expect(refs).toEqual(expect.arrayContaining([failed.ref, again.ref, first.ref]));
+        });
+
+        test("a build in flight when BuildKit restarts is shown running, then fails with a clear error on the client; the next build succeeds", () => {
+            requireFirstRun();
+            const node = buildkitContainerName(config.builderName);
+            const marker = `in-flight-${Date.now()}`;
+            const context = path.join(lab.stateDir, "build-context-in-flight");
+            mkdirSync(context, { recursive: true });
+            copyFileSync(path.join(busyboxDir, "busybox-amd64"), path.join(context, "busybox"));
+            chmodSync(path.join(context, "busybox"), 0o755);
+            writeFileSync(path.join(context, "Dockerfile"), longBuild(marker, 120));
+            // A member's client, started in the background (its own home): the build's output and exit code go to files.
+            const home = client.home(MEMBER, aliceKey);
+            writeFileSync(path.join(home, "in-flight.sh"), ["set -euo pipefail", ...attachCommands(MEMBER),
+                "docker buildx build --progress=plain --platform linux/amd64 --output type=cacheonly /ctx", ""].join("\n"));
+            const log = path.join(logDirectory(lab), "build-in-flight.log");
+            localOk(`(docker run --rm --network host -v '${home}:/root' -v '${context}:/ctx:ro' ${client.image} bash /root/in-flight.sh; ` +
+                `echo "exit $?") > '${log}' 2>&1 < /dev/null &`);
+            // The bracket keeps pgrep from finding the shell that runs it.
+            waitFor("the long RUN step running on the host", 120, () => sudoOk(lab, "pgrep -f 'busybox slee[p] 120' || true").trim() !== "");
+            const view = status();
+            expect(view).toContain("  running:   1 build(s)\n");
+            expect(view).toMatch(/^ {4}\S+ {2}linux\/amd64 {2}started \S+, running for [\d.]+s$/m);
+
+            const restarted = Date.now();
+            sudoOk(lab, `docker restart ${node} </dev/null`);
+            waitFor("the client to finish", 120, () => /^exit \d+$/m.test(readFileSync(log, "utf8")));
+            const output = readFileSync(log, "utf8");
+            const error = output.split("\n").filter(line => /ERROR|error/.test(line)).join("\n");
+            console.log(`a build in flight when BuildKit restarted, ${((Date.now() - restarted) / 1000).toFixed(1)}s after the restart:\n${error}`);
+            expect(output).not.toMatch(/^exit 0$/m);
+            expect(output).toMatch(/^ERROR: .*(EOF|Unavailable|closing|canceled)/im);
+
+            waitFor("BuildKit answering again", 60, () => ssh(lab, `docker exec ${node} buildctl debug workers </dev/null`).status === 0);
+            expect(client.attach(MEMBER, aliceKey, attachCommands(MEMBER)).status).toBe(0);
+            expect(client.buildDockerfile(MEMBER, "after-buildkit-restart", longBuild(marker, 1)).status).toBe(0);
+            restartTimes.buildkitRestartToBuild = (Date.now() - restarted) / 1000;
+            console.log(`BuildKit restart to the next successful build ${restartTimes.buildkitRestartToBuild.toFixed(1)}s; ` +
+                `restart times, seconds: ${JSON.stringify(restartTimes)}`);
+            expect(status()).toContain("  running:   0 build(s)\n");
+        });
     });
 });

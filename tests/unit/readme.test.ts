@@ -279,3 +279,24 @@ describe("Reliability: disk pressure", () => {
         expect(disk).toContain(`on the default ${DEFAULTS.rootVolumeSizeGb} GiB volume leave ${Math.floor(DEFAULTS.rootVolumeSizeGb - used)} GiB for the system`);
     });
 });
+
+describe("Reliability: restarts and the status view", () => {
+    const reliability = section("Reliability");
+    const subsection = (title: string) => reliability.split(/^### /m).find(s => s.startsWith(`${title}\n`)) ?? "";
+
+    test("the restart policy the README names is the one the builder step runs BuildKit with", () => {
+        expect(subsection("Restarts")).toContain("`--restart unless-stopped`");
+        expect(readFileSync(path.join(ROOT, "components", "scripts", "buildx-builder.sh"), "utf8")).toContain("--restart unless-stopped");
+    });
+
+    test("the status view's example has every line the script prints, and names the output", () => {
+        const status = subsection("Status");
+        expect(status).toContain("`statusCommand`");
+        const example = /```\n(node [\s\S]*?)```/.exec(status)?.[1] ?? "";
+        const script = readFileSync(path.join(ROOT, "components", "status", "node-status.sh"), "utf8");
+        for (const label of ["  BuildKit:  ", "  cache:     ", "  disk:      ", "  running:   ", "  last "]) {
+            expect({ label, inScript: script.includes(`"${label}`), inExample: example.includes(`\n${label}`) })
+                .toEqual({ label, inScript: true, inExample: true });
+        }
+    });
+});

@@ -3,7 +3,7 @@
  * no StrictHostKeyChecking=no), running the program's host steps exactly as `pulumi up` renders
  * them, and timing them. tests/hostlab/run.sh prepares the lab and sets the environment read here.
  */
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
@@ -125,6 +125,21 @@ export function local(command: string, input?: string | Buffer, timeoutSeconds =
         stderr: (result.stderr ?? "") + (result.error ? `\n${result.error.message}` : ""),
         seconds: (Date.now() - start) / 1000,
     };
+}
+
+/** Like `local`, but runs alongside other commands: resolves when it ends, never rejects. */
+export function localAsync(command: string, input = "", timeoutSeconds = 1800): Promise<RunResult> {
+    const start = Date.now();
+    return new Promise(resolve => {
+        const child = spawn("bash", ["-c", command], { timeout: timeoutSeconds * 1000 });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (chunk: Buffer) => { stdout += chunk.toString(); });
+        child.stderr.on("data", (chunk: Buffer) => { stderr += chunk.toString(); });
+        child.on("error", error => { stderr += `\n${error.message}`; });
+        child.on("close", status => resolve({ status, stdout, stderr, seconds: (Date.now() - start) / 1000 }));
+        child.stdin.end(input);
+    });
 }
 
 /** Like `local`, but throws with the command's output when it fails. */

@@ -11,7 +11,7 @@ import { BuildHostConfig, RawConfig } from "../../components/config";
 import { hostConfig } from "../config-problems";
 import { shellQuote } from "../../components/shell";
 import { parseStepReport, StepReport } from "../../components/step-reports";
-import { HostStepDefinition, stepFingerprints, StepName, stepRunCommand } from "../../components/steps";
+import { HostStepDefinition, hostStepDefinitions, stepFingerprints, StepName, stepRunCommand } from "../../components/steps";
 
 /** What start-host.sh wrote about the lab host (host.env). */
 export interface LabHost {
@@ -279,6 +279,26 @@ export function expectStepOk<S extends StepName>(run: StepRun<S>): StepReport<S>
             tail(run.stderr) + "\n--- last stdout lines\n" + tail(run.stdout, 5) + (run.reportError ? `\n--- ${run.reportError}` : ""));
     }
     return run.report;
+}
+
+/**
+ * Runs the program's host steps for `config` on the lab host in order, as the lab's first run does,
+ * with the lab's BuildKit image loaded before the builder step (no registry is reachable; run.sh's
+ * HOSTLAB_BUILDKIT_IMAGE_TAR); `onStep` hears of each step done. Returns the steps' reports.
+ */
+export function provisionLabHost(lab: LabHost, config: BuildHostConfig, label: string,
+                                 onStep: (run: StepRun) => void = () => undefined): Map<StepName, StepReport> {
+    const reports = new Map<StepName, StepReport>();
+    for (const step of hostStepDefinitions(config, lab.user)) {
+        if (step.name === "buildx-builder") {
+            localOk(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' ` +
+                `< ${shellQuote(requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR"))}`);
+        }
+        const run = runStep(lab, step, label);
+        reports.set(step.name, expectStepOk(run));
+        onStep(run);
+    }
+    return reports;
 }
 
 /** The flags line of a binfmt_misc entry file ("flags: POCF" → "POCF"). */

@@ -8,7 +8,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as path from "path";
 
-import { LabHost, local, localOk, logDirectory, RunResult, tail } from "./lab";
+import { LabHost, local, localAsync, localOk, logDirectory, RunResult, tail } from "./lab";
 
 /** What a client build produced: its log and the architecture each platform's RUN step reported. */
 export interface ClientBuildResult {
@@ -31,9 +31,12 @@ export class LabClient {
     constructor(private readonly lab: LabHost, readonly image: string, private readonly busyboxDir: string,
                 private readonly knownHostsLine: string) {}
 
-    /** A fresh home directory for `user`: the private key, the known_hosts line, strict host key checking. */
-    home(user: string, key: string): string {
-        const home = path.join(this.lab.stateDir, `client-home-${user}`);
+    /**
+     * A fresh home directory for `user` (named `name`: one user may run several clients, as CI jobs
+     * do): the private key, the known_hosts line, strict host key checking.
+     */
+    home(user: string, key: string, name = user): string {
+        const home = path.join(this.lab.stateDir, `client-home-${name}`);
         rmSync(home, { recursive: true, force: true });
         mkdirSync(path.join(home, ".ssh"), { recursive: true, mode: 0o700 });
         copyFileSync(key, path.join(home, ".ssh", "id_ed25519"));
@@ -63,20 +66,42 @@ export class LabClient {
 
     /** Runs `script` in a client container with `home` as its home directory and `mounts` (`src:dest[:ro]`); never throws. */
     private inHome(home: string, script: string, mounts: readonly string[] = []): RunResult {
+        return local(this.clientCommand(home, mounts), script);
+    }
+
+    /** The command that runs a client container (its script on stdin) with `home` and `mounts`. */
+    private clientCommand(home: string, mounts: readonly string[]): string {
         const volumes = [`${home}:/root`, ...mounts].map(mount => `-v '${mount}'`).join(" ");
-        return local(`docker run --rm -i --network host ${volumes} ${this.image} bash -s`, script);
+        return `docker run --rm -i --network host ${volumes} ${this.image} bash -s`;
     }
 
     /**
      * Attaches a fresh home for `user` with `attachCommands` and asks the builder to answer
      * (`docker buildx inspect --bootstrap`); never throws. A later `build` or `run` as `user` uses that home.
      */
-    attach(user: string, key: string, attachCommands: readonly string[]): RunResult {
-        const home = this.home(user, key);
+    attach(user: string, key: string, attachCommands: readonly string[], name = user): RunResult {
+        const home = this.home(user, key, name);
         const result = this.inHome(home, ["set -euo pipefail", ...attachCommands, "docker buildx inspect --bootstrap"].join("\n"));
         if (result.status === 0) {
-            this.homes.set(user, home);
+            this.homes.set(name, home);
         }
+        return result;
+    }
+
+    /**
+     * Starts a build of `context` for both platforms into `out` (type=local) from the client attached
+     * as `name`, alongside whatever else runs; resolves with its result, logged as `label`.
+     */
+    async buildAlongside(name: string, label: string, context: string, out: string): Promise<RunResult> {
+        const home = this.homes.get(name);
+        if (home === undefined) {
+            throw new Error(`${name} has not attached yet: attach first`);
+        }
+        rmSync(out, { recursive: true, force: true });
+        mkdirSync(out, { recursive: true });
+        const result = await localAsync(this.clientCommand(home, [`${context}:/ctx:ro`, `${out}:/out`]),
+            `docker buildx build --progress=plain --platform ${CLIENT_BUILD_PLATFORMS} --output type=local,dest=/out /ctx`);
+        writeFileSync(path.join(logDirectory(this.lab), `build-${label}.log`), result.stdout + result.stderr);
         return result;
     }
 

@@ -29,6 +29,7 @@ import {
     RunResult, runStep, ssh, sshArgs, StepRun, stepNamed, sudoOk, tail, teamEntry,
 } from "./lab";
 import { cacheUse, ClientBuildResult, LabClient, waitFor } from "./client";
+import { baseStepRuns, buildAtOnce, LoadBuild, loadProject } from "./concurrent-load";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const { dockerAptRepo, dockerAptKeyFingerprint } = labAptSettings();
@@ -340,6 +341,50 @@ describe("a host provisioned by the program's steps", () => {
         expect(cacheUse(client.build(MEMBER, aliceKey, "member-cached", []).output)).toEqual({ runSteps: 2, allCached: true });
         doorTimes.memberDoor = (Date.now() - started) / 1000;
         console.log(`cached two-platform build on one host, seconds: ${JSON.stringify(doorTimes)}`);
+    });
+
+    test("concurrent load: four members and two CI jobs each start builds at once, eight, both platforms; all succeed, none lost", async () => {
+        requireFirstRun();
+        const started = Date.now();
+        const since = sudoOk(lab, "date +%s").trim();
+        const team = step("team-access");
+        // Two CI-style clients: a key each, and two jobs each, every job a client container with a fresh home.
+        const members = [MEMBER, SECOND_MEMBER, "carol", "dave"];
+        const ciJobs = ["ci-web", "ci-api"].flatMap(ci => [1, 2].map(job => ({ user: ci, name: `${ci}-job${job}` })));
+        const clients = [...members.map(user => ({ user, name: `load-${user}` })), ...ciJobs];
+        expectStepOk(record(runStep(lab, team, "load-team",
+            { TEAM_MEMBERS: [...new Set(clients.map(c => c.user))].map(user => teamEntry(lab, user)).join("\n") })));
+        try {
+            for (const { user, name } of clients) {
+                const attached = client.attach(user, memberKey(lab, user), attachCommands(user), name);
+                expect({ name, status: attached.status, output: attached.status === 0 ? "" : tail(attached.stdout + attached.stderr) })
+                    .toEqual({ name, status: 0, output: "" });
+            }
+            const builds: LoadBuild[] = clients.map(({ name }) =>
+                ({ client: name, project: loadProject(lab.stateDir, busyboxDir, "lab", name) }));
+            const once = await buildAtOnce(client, lab.stateDir, "load", builds);
+            const outcome = (results: typeof once) => results.map(r => ({ client: r.client, status: r.run.status,
+                eof: /error reading from server: EOF/.test(r.run.stdout + r.run.stderr), results: r.results }));
+            expect(outcome(once)).toEqual(builds.map(b => ({ client: b.client, status: 0, eof: false, results: b.project.expected })));
+            // Every project's own steps ran (nothing was taken from another project's cache) ...
+            expect(once.map(r => r.allCached)).toEqual(builds.map(() => false));
+            // ... while the base step all eight share ran once per platform, not once per build.
+            expect(await baseStepRuns(client, lab.stateDir, busyboxDir, "lab", clients[0].name)).toEqual({ linux_amd64: 1, linux_arm64: 1 });
+            // The same eight again at once: every result still its own.
+            const again = await buildAtOnce(client, lab.stateDir, "load-again", builds);
+            expect(outcome(again)).toEqual(builds.map(b => ({ client: b.client, status: 0, eof: false, results: b.project.expected })));
+            // sshd dropped no connection of the bursts (MaxStartups) and penalised no source (PerSourcePenalties).
+            expect(sudoOk(lab, `journalctl -q --no-pager --since @${since} -u ssh.service | ` +
+                "grep -Ei 'MaxStartups|penalt|drop connection' || true").trim()).toBe("");
+            // A project built again alone: every step a cache hit.
+            expect((await buildAtOnce(client, lab.stateDir, "load-alone", [builds[0]]))[0].allCached).toBe(true);
+            console.log(`concurrent load, second round: ${again.filter(r => r.allCached).length} of ${again.length} logs mark every step CACHED`);
+            const slowest = (results: typeof once) => Math.max(...results.map(r => r.run.seconds)).toFixed(1);
+            console.log(`concurrent load: ${builds.length} two-platform builds at once, slowest ${slowest(once)}s; ` +
+                `cached again, slowest ${slowest(again)}s; the whole test ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        } finally {
+            expectStepOk(record(runStep(lab, team, "load-team-back")));
+        }
     });
 
     describe("with a member's key, everything but BuildKit is refused", () => {

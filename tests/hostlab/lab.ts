@@ -3,7 +3,7 @@
  * no StrictHostKeyChecking=no), running the program's host steps exactly as `pulumi up` renders
  * them, and timing them. tests/hostlab/run.sh prepares the lab and sets the environment read here.
  */
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "fs";
 import * as path from "path";
 
@@ -11,7 +11,7 @@ import { BuildHostConfig, RawConfig } from "../../components/config";
 import { hostConfig } from "../config-problems";
 import { shellQuote } from "../../components/shell";
 import { parseStepReport, StepReport } from "../../components/step-reports";
-import { HostStepDefinition, stepFingerprints, StepName, stepRunCommand } from "../../components/steps";
+import { HostStepDefinition, hostStepDefinitions, stepFingerprints, StepName, stepRunCommand } from "../../components/steps";
 
 /** What start-host.sh wrote about the lab host (host.env). */
 export interface LabHost {
@@ -125,6 +125,21 @@ export function local(command: string, input?: string | Buffer, timeoutSeconds =
         stderr: (result.stderr ?? "") + (result.error ? `\n${result.error.message}` : ""),
         seconds: (Date.now() - start) / 1000,
     };
+}
+
+/** Like `local`, but runs alongside other commands: resolves when it ends, never rejects. */
+export function localAsync(command: string, input = "", timeoutSeconds = 1800): Promise<RunResult> {
+    const start = Date.now();
+    return new Promise(resolve => {
+        const child = spawn("bash", ["-c", command], { timeout: timeoutSeconds * 1000 });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (chunk: Buffer) => { stdout += chunk.toString(); });
+        child.stderr.on("data", (chunk: Buffer) => { stderr += chunk.toString(); });
+        child.on("error", error => { stderr += `\n${error.message}`; });
+        child.on("close", status => resolve({ status, stdout, stderr, seconds: (Date.now() - start) / 1000 }));
+        child.stdin.end(input);
+    });
 }
 
 /** Like `local`, but throws with the command's output when it fails. */
@@ -264,6 +279,26 @@ export function expectStepOk<S extends StepName>(run: StepRun<S>): StepReport<S>
             tail(run.stderr) + "\n--- last stdout lines\n" + tail(run.stdout, 5) + (run.reportError ? `\n--- ${run.reportError}` : ""));
     }
     return run.report;
+}
+
+/**
+ * Runs the program's host steps for `config` on the lab host in order, as the lab's first run does,
+ * with the lab's BuildKit image loaded before the builder step (no registry is reachable; run.sh's
+ * HOSTLAB_BUILDKIT_IMAGE_TAR); `onStep` hears of each step done. Returns the steps' reports.
+ */
+export function provisionLabHost(lab: LabHost, config: BuildHostConfig, label: string,
+                                 onStep: (run: StepRun) => void = () => undefined): Map<StepName, StepReport> {
+    const reports = new Map<StepName, StepReport>();
+    for (const step of hostStepDefinitions(config, lab.user)) {
+        if (step.name === "buildx-builder") {
+            localOk(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' ` +
+                `< ${shellQuote(requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR"))}`);
+        }
+        const run = runStep(lab, step, label);
+        reports.set(step.name, expectStepOk(run));
+        onStep(run);
+    }
+    return reports;
 }
 
 /** The flags line of a binfmt_misc entry file ("flags: POCF" → "POCF"). */

@@ -176,7 +176,7 @@ export function cacheUse(output: string): { runSteps: number; allCached: boolean
     const runIds = new Set<string>();
     const cached = new Set<string>();
     for (const line of output.split("\n")) {
-        const named = /^#(\d+) \[(?:linux\/\w+ )?\d+\/\d+\] (COPY|RUN) /.exec(line);
+        const named = /^#(\d+) \[(?:linux\/\w+ )?(?:[\w.-]+ )?\d+\/\d+\] (COPY|RUN) /.exec(line);
         if (named) {
             stepIds.add(named[1]);
             if (named[2] === "RUN") {

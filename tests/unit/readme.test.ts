@@ -300,3 +300,20 @@ describe("Reliability: restarts and the status view", () => {
         }
     });
 });
+
+describe("Performance: builds at once", () => {
+    const table = section("Performance").split("\n").filter(line => /^\| (unset|\d+ \(CPUs\)) \|/.test(line))
+        .map(line => line.split("|").slice(1, -1).map(cell => cell.trim()));
+
+    test("every row's builds a minute follow from its wall time for the 8 builds", () => {
+        expect(table.length).toBe(6);
+        for (const [setting, concurrent, wall, perMinute] of table) {
+            expect({ setting, concurrent, perMinute }).toEqual({ setting, concurrent, perMinute: (8 * 60 / Number(wall)).toFixed(1) });
+        }
+    });
+
+    test("max-parallelism stays BuildKit's default, as the table's conclusion says", () => {
+        expect(section("Performance")).toContain("So the program leaves it unset, BuildKit's default.");
+        expect(readFileSync(path.join(ROOT, "components", "scripts", "buildx-builder.sh"), "utf8")).not.toContain("max-parallelism");
+    });
+});

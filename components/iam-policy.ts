@@ -30,8 +30,8 @@ export const AWS_CALLS: Readonly<Record<string, ProviderCalls>> = {
         // instanceType: stop, modify, start; rootVolumeSizeGb: ModifyVolume, then its progress.
         update: ["StopInstances", "ModifyInstanceAttribute", "StartInstances", "ModifyVolume", "DescribeVolumesModifications",
             "ModifyInstanceMetadataOptions", "CreateTags", "DeleteTags"],
-        // The provider turns termination protection off before it terminates, and cancels a spot instance's
-        // persistent request first (which would otherwise launch a new instance).
+        // The provider turns termination protection off before it terminates, and is meant to cancel a spot
+        // instance's persistent request first (hashicorp/terraform-provider-aws#38142: README "Spot").
         delete: ["ModifyInstanceAttribute", "CancelSpotInstanceRequests", "TerminateInstances", "DescribeInstances"],
     },
     "aws:ec2/securityGroup:SecurityGroup": {

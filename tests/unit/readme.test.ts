@@ -308,6 +308,25 @@ describe("Cost and durability: spot and the cost table", () => {
     const subsection = (title: string) => section("Cost and durability").split(/^### /m).find(s => s.startsWith(`${title}\n`)) ?? "";
     const costs = subsection("What it costs");
 
+    test.each([["two spot nodes", "sir-0aaa\tsir-0bbb"], ["no spot node", ""]])(
+        "the recipe that cancels the spot requests before destroy, run by sh, cancels those of the stack's instances: %s", (_, requests) => {
+            const recipe = /<!-- spot-cancel -->\n```sh\n([\s\S]*?)```/.exec(subsection("Spot"))![1];
+            const dir = mkdtempSync(path.join(tmpdir(), "spot-cancel-"));
+            const nodes: Record<string, Pick<FleetNodeOutputs, "address" | "instanceId">> = {
+                amd64: { address: "ec2-198-51-100-7.example", instanceId: "i-0aaa" }, pi: { address: "pi.example" },
+                graviton: { address: "ec2-198-51-100-8.example", instanceId: "i-0bbb" },
+            };
+            writeFileSync(path.join(dir, "nodes.json"), JSON.stringify(nodes));
+            writeFileSync(path.join(dir, "pulumi"), `#!/bin/sh\n[ "$*" = "stack output nodes --json" ] && cat '${dir}/nodes.json'\n`, { mode: 0o755 });
+            writeFileSync(path.join(dir, "aws"), `#!/bin/sh\necho "$*" >> '${dir}/calls'\n` +
+                `case "$2" in describe-instances) printf '%s\\n' '${requests}' ;; esac\n`, { mode: 0o755 });
+            execFileSync("sh", ["-eu", "-c", recipe], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+            const describe = "ec2 describe-instances --instance-ids i-0aaa i-0bbb --query Reservations[].Instances[].SpotInstanceRequestId --output text";
+            expect(readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n")).toEqual(requests === "" ? [describe]
+                : [describe, "ec2 cancel-spot-instance-requests --spot-instance-request-ids sir-0aaa sir-0bbb"]);
+            rmSync(dir, { recursive: true });
+        });
+
     test("Spot names the request the program makes, and the permissions it needs beyond iam-policy.json", () => {
         const spot = subsection("Spot").replace(/\s+/g, " ");
         const { spotInstanceType, instanceInterruptionBehavior } = SPOT_MARKET_OPTIONS.spotOptions;

@@ -39,6 +39,16 @@ export function cloudInitUserData(hostPrivateKeyOpenssh: string, hostPublicKeyOp
     return `#cloud-config\n${toYaml(cloudConfig)}`;
 }
 
+/**
+ * A spot instance as `spot` asks for it: a persistent request (so it is not closed by the first
+ * interruption) that stops the instance when EC2 interrupts it, keeping its volumes, and starts it
+ * again when capacity returns; no maximum price, so it pays the spot price, at most the on-demand one.
+ */
+export const SPOT_MARKET_OPTIONS = {
+    marketType: "spot",
+    spotOptions: { spotInstanceType: "persistent", instanceInterruptionBehavior: "stop" },
+} as const;
+
 /** Arguments of the EC2 build host. */
 export interface Ec2HostArgs {
     /** Instance type, release, volume, network settings (validated by `parseConfig`). */
@@ -52,7 +62,7 @@ export interface Ec2HostArgs {
 /**
  * An Ubuntu EC2 instance ready for the host steps: Canonical AMI for the release and architecture,
  * SSH only from the allowed networks, IMDSv2 required, encrypted gp3 root volume, a pinned host key
- * and an Elastic IP.
+ * and an Elastic IP; on demand, or a spot instance that stops on an interruption.
  */
 export class Ec2Host extends pulumi.ComponentResource {
     /** The instance's id. */
@@ -160,11 +170,16 @@ export class Ec2Host extends pulumi.ComponentResource {
             userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
                 .apply(([privateKey, publicKey]) => cloudInitUserData(privateKey, publicKey))),
             userDataReplaceOnChange: true,
+            // A power-off from the host stops the instance, keeping its volumes; never terminates it.
+            instanceInitiatedShutdownBehavior: "stop",
+            instanceMarketOptions: settings.spot ? SPOT_MARKET_OPTIONS : undefined,
             tags: { ...tags, Name: name },
         }, {
             parent: this,
             // Without a pinned serial the newest image is taken at creation; a newer one later must not replace the host.
             ignoreChanges: settings.ubuntuAmiSerial ? [] : ["ami"],
+            // EC2 cannot change a spot instance's type, not even stopped: a new type is a new instance.
+            replaceOnChanges: settings.spot ? ["instanceType"] : [],
         });
 
         // A fixed address: the endpoint, the known_hosts line and CI settings survive a stop/start.

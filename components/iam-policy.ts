@@ -24,13 +24,15 @@ export const AWS_CALLS: Readonly<Record<string, ProviderCalls>> = {
         create: ["RunInstances", "CreateTags", "DescribeImages", "DescribeInstances"],
         // Attributes: userData, disableApiStop/-Termination, shutdown behaviour; DescribeTags: the
         // launch-template tag; credit specifications: burstable types (t4g, t3).
+        // DescribeSpotInstanceRequests: a spot instance's request, for instanceMarketOptions.
         read: ["DescribeInstances", "DescribeInstanceTypes", "DescribeInstanceAttribute", "DescribeVolumes", "DescribeTags",
-            "DescribeInstanceCreditSpecifications"],
+            "DescribeInstanceCreditSpecifications", "DescribeSpotInstanceRequests"],
         // instanceType: stop, modify, start; rootVolumeSizeGb: ModifyVolume, then its progress.
         update: ["StopInstances", "ModifyInstanceAttribute", "StartInstances", "ModifyVolume", "DescribeVolumesModifications",
             "ModifyInstanceMetadataOptions", "CreateTags", "DeleteTags"],
-        // The provider turns termination protection off before it terminates.
-        delete: ["ModifyInstanceAttribute", "TerminateInstances", "DescribeInstances"],
+        // The provider turns termination protection off before it terminates, and is meant to cancel a spot
+        // instance's persistent request first (hashicorp/terraform-provider-aws#38142: README "Spot").
+        delete: ["ModifyInstanceAttribute", "CancelSpotInstanceRequests", "TerminateInstances", "DescribeInstances"],
     },
     "aws:ec2/securityGroup:SecurityGroup": {
         // RevokeSecurityGroupEgress: AWS's default allow-all egress rule goes before the declared rules are added.

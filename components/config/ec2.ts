@@ -14,12 +14,30 @@ export function architectureOfInstanceType(instanceType: string): CpuArchitectur
 }
 
 /** The `instanceType` setting; `fallback` when it is unset or invalid. */
-export function readInstanceType(r: Reader, fallback: string): string {
+function readInstanceType(r: Reader, fallback: string): string {
     return r.matching("instanceType", INSTANCE_TYPE, "must be an EC2 instance type", "instanceType c7i.xlarge", fallback)!;
 }
 
+/** What each EC2 host has of its own: a fleet node's `nodes[i].<key>`, which defaults to the stack's `<key>`. */
+export type Ec2NodeSettings = Pick<Ec2Settings, "instanceType" | "architecture" | "spot">;
+
+/** The stack's values a fleet's EC2 nodes take when they do not set their own (the architecture follows the type). */
+export type Ec2NodeDefaults = Omit<Ec2NodeSettings, "architecture">;
+
+const SPOT_EXAMPLE = "spot true";
+
+/** The defaults a fleet's EC2 nodes take from the stack's keys. */
+export function readEc2NodeDefaults(r: Reader): Ec2NodeDefaults {
+    return { instanceType: readInstanceType(r, DEFAULTS.instanceType), spot: r.boolean("spot", DEFAULTS.spot, SPOT_EXAMPLE) };
+}
+
+/** An EC2 host's own settings (the single host's, or a fleet node's), each `defaults`' value when unset. */
+export function readEc2Node(r: Reader, defaults: Ec2NodeDefaults): Ec2NodeSettings {
+    return { ...readInstance(r, defaults.instanceType), spot: r.boolean("spot", defaults.spot, SPOT_EXAMPLE) };
+}
+
 /** An EC2 host's instance type and the architecture it implies; `fallback`: the instance type when none is set. */
-export function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "instanceType" | "architecture"> {
+function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "instanceType" | "architecture"> {
     const instanceType = readInstanceType(r, fallback);
     const impliedArchitecture = architectureOfInstanceType(instanceType);
     const architecture = r.oneOf<CpuArchitecture>("architecture", CPU_ARCHITECTURES, impliedArchitecture, "architecture arm64");
@@ -31,7 +49,7 @@ export function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "in
 }
 
 /** The EC2 settings every EC2 host of the stack shares: release, disk, network, login key. */
-export function readEc2Shared(r: Reader): Omit<Ec2Settings, "instanceType" | "architecture"> {
+export function readEc2Shared(r: Reader): Omit<Ec2Settings, keyof Ec2NodeSettings> {
     const allowOpenSsh = r.boolean("allowOpenSsh", DEFAULTS.allowOpenSsh, "allowOpenSsh true");
     const cidrExample = (index: number) => `--path 'allowedSshCidrs[${index}]' "$(${PUBLIC_ADDRESS_COMMAND})/32"`;
     const allowedSshCidrs = r.stringList("allowedSshCidrs", [], cidrExample(0));

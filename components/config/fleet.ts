@@ -6,15 +6,15 @@ import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { routePlatforms } from "../routing";
 import { checkGcFitsDisk } from "./buildkit-gc";
 import { readCommonSettings, readPlatforms } from "./common";
-import { readEc2Shared, readInstance, readInstanceType } from "./ec2";
+import { Ec2NodeDefaults, Ec2NodeSettings, readEc2Node, readEc2NodeDefaults, readEc2Shared } from "./ec2";
 import { ExistingHostKeys, NODE_HOST_KEYS, readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
 import { Reader } from "./reader";
-import { BuildNode, DEFAULTS, EC2_ONLY_KEYS, Ec2Settings, ExistingHostSettings, HostMode, RawConfig } from "./settings";
+import { BuildNode, DEFAULTS, EC2_ONLY_KEYS, ExistingHostSettings, HostMode, RawConfig } from "./settings";
 
 /** The settings of a `nodes` entry, by the mode they belong to. */
 const NODE_KEYS = {
     both: ["name", "mode", "architecture", "platforms"],
-    ec2: ["instanceType"],
+    ec2: ["instanceType", "spot"],
     existing: Object.values(NODE_HOST_KEYS),
 } as const satisfies Readonly<Record<string, readonly string[]>>;
 
@@ -84,13 +84,13 @@ function nodeReaders(r: Reader): NodeReader[] {
 /** A fleet node as read, before routing gives it its platforms. */
 interface ReadNode {
     readonly name: string;
-    readonly target: { readonly mode: "ec2"; readonly ec2: Pick<Ec2Settings, "instanceType" | "architecture"> }
+    readonly target: { readonly mode: "ec2"; readonly ec2: Ec2NodeSettings }
         | { readonly mode: "existing"; readonly existingHost: ExistingHostSettings };
     readonly architecture: CpuArchitecture;
     readonly platforms?: readonly string[];
 }
 
-function readNode(n: NodeReader, defaultMode: HostMode, defaultInstanceType: string, names: Set<string>): ReadNode {
+function readNode(n: NodeReader, defaultMode: HostMode, ec2Defaults: Ec2NodeDefaults, names: Set<string>): ReadNode {
     for (const key of n.keys()) {
         if (!NODE_SETTINGS.includes(key)) {
             n.problem(key, `is not a setting of a node; a node has ${NODE_SETTINGS.join(", ")}`, "name amd64");
@@ -111,7 +111,7 @@ function readNode(n: NodeReader, defaultMode: HostMode, defaultInstanceType: str
     }
     const platforms = n.has("platforms") ? readPlatforms(n, []) : undefined;
     if (mode === "ec2") {
-        const ec2 = readInstance(n, defaultInstanceType);
+        const ec2 = readEc2Node(n, ec2Defaults);
         return { name, target: { mode, ec2 }, architecture: ec2.architecture, platforms };
     }
     if (!n.has("architecture")) {
@@ -129,9 +129,9 @@ export function readFleet(r: Reader, defaultMode: HostMode): BuildNode[] {
         r.problem(key, `is a setting of a single host; with nodes, each node has its own: nodes[N].${nodeKey}`,
             `${setNode}; pulumi config rm ${key}`);
     }
-    const defaultInstanceType = readInstanceType(r, DEFAULTS.instanceType);
+    const ec2Defaults = readEc2NodeDefaults(r);
     const names = new Set<string>();
-    const nodes = nodeReaders(r).map(n => ({ index: n.index, ...readNode(n, defaultMode, defaultInstanceType, names) }));
+    const nodes = nodeReaders(r).map(n => ({ index: n.index, ...readNode(n, defaultMode, ec2Defaults, names) }));
 
     const ec2Nodes = nodes.some(node => node.target.mode === "ec2");
     const ec2Shared = ec2Nodes ? readEc2Shared(r) : undefined;

@@ -8,7 +8,7 @@
  */
 import { checkGcFitsDisk } from "./buildkit-gc";
 import { readCommonSettings, readPlatforms } from "./common";
-import { readEc2Shared, readInstance } from "./ec2";
+import { readEc2Node, readEc2Shared } from "./ec2";
 import { readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
 import { readFleet } from "./fleet";
 import { ConfigError, Reader } from "./reader";
@@ -61,7 +61,7 @@ function readSingleHost(r: Reader, mode: HostMode): BuildNode {
         checkGcFitsDisk(r, common.buildkitGc);
         return { host: { ...common, mode, existingHost }, privateKey: "existingHostPrivateKey" };
     }
-    const ec2 = { ...readInstance(r, DEFAULTS.instanceType), ...readEc2Shared(r) };
+    const ec2 = { ...readEc2Node(r, DEFAULTS), ...readEc2Shared(r) };
     const common = { ...readCommonSettings(r, []), platforms: readPlatforms(r) };
     checkGcFitsDisk(r, common.buildkitGc, ec2.rootVolumeSizeGb);
     return { host: { ...common, mode, ec2 }, privateKey: ec2.loginKeyProvided ? "loginPrivateKey" : undefined };

@@ -53,6 +53,8 @@ export interface Ec2Settings {
     readonly subnetId?: string;
     /** True when `loginPrivateKey` is set, so no key is generated. */
     readonly loginKeyProvided: boolean;
+    /** A spot instance: a persistent request that stops the instance on an interruption (README "Spot"). */
+    readonly spot: boolean;
 }
 
 /** Settings of mode "existing": a server reached over SSH. The private key is read as a secret elsewhere. */
@@ -122,7 +124,7 @@ export const SECRET_KEYS = ["loginPrivateKey", "existingHostPrivateKey"] as cons
 
 /** Settings of one mode only; set in the other mode they are a mistake (Pulumi.yaml gives each its default). */
 export const EC2_ONLY_KEYS = ["instanceType", "architecture", "ubuntuRelease", "ubuntuAmiSerial", "rootVolumeSizeGb",
-    "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey"] as const;
+    "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey", "spot"] as const;
 
 export const EXISTING_ONLY_KEYS = ["existingHostAddress", "existingHostPort", "existingHostUser", "existingHostPrivateKey",
     "existingHostPublicKey"] as const;
@@ -134,6 +136,7 @@ export const DEFAULTS = {
     ubuntuRelease: "24.04",
     rootVolumeSizeGb: 100,
     allowOpenSsh: false,
+    spot: false,
     ...STEP_DEFAULTS,
     platforms: DEFAULT_PLATFORMS,
     allowInsecureEntitlements: [] as readonly InsecureEntitlement[],
@@ -148,4 +151,5 @@ export const KNOWN_KEYS = [
     "dockerAptKeyFingerprint", "dockerCeVersion", "platforms", "builderName", "buildkitImage", "allowInsecureEntitlements", "buildkitGcReservedSpace",
     "buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "existingHostAddress", "existingHostPort",
     "existingHostUser", "existingHostPrivateKey", "existingHostPublicKey", "hostReadyTimeoutMinutes", "nodes", "fleetFallback",
+    "spot",
 ] as const;

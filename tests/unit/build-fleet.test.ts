@@ -131,6 +131,33 @@ describe("a fleet of an amd64 and a Graviton node", () => {
     });
 });
 
+describe("a fleet with a spot node and an on-demand one", () => {
+    let deployed: Awaited<ReturnType<typeof deploy>>;
+    beforeAll(async () => {
+        deployed = await deploy("spotfleet", {
+            allowedSshCidrs: CIDRS,
+            nodes: JSON.stringify([{ name: "amd64" }, { name: "graviton", instanceType: "c7g.xlarge", spot: true }]),
+        });
+    });
+    const instance = (node: string) => deployed.named(`spotfleet-${node}-ec2-instance`);
+
+    test("only the spot node's instance is a persistent spot request that stops on an interruption", () => {
+        expect(instance("graviton").inputs.instanceMarketOptions).toEqual({
+            marketType: "spot", spotOptions: { spotInstanceType: "persistent", instanceInterruptionBehavior: "stop" },
+        });
+        expect(instance("amd64").inputs.instanceMarketOptions).toBeUndefined();
+    });
+
+    test("both stop, never terminate, when powered off from the host", () => {
+        expect(["amd64", "graviton"].map(node => instance(node).inputs.instanceInitiatedShutdownBehavior)).toEqual(["stop", "stop"]);
+    });
+
+    test("a new instance type replaces the spot node's instance (EC2 cannot change it) and stops and starts the other", () => {
+        expect(instance("graviton").replaceOnChanges).toEqual(["instanceType"]);
+        expect(instance("amd64").replaceOnChanges).toEqual([]);
+    });
+});
+
 /** A single-host stack, then the same stack with `nodes`: the first node is that host, as the README tells. */
 const GROWTH = {
     ec2: {

@@ -52,7 +52,7 @@ describe("parseConfig defaults", () => {
         expect(config.mode).toBe("ec2");
         expect(ec2Settings(config)).toEqual({
             instanceType: "c7i.xlarge", architecture: "amd64", ubuntuRelease: "24.04", ubuntuAmiSerial: undefined,
-            rootVolumeSizeGb: 100, allowedSshCidrs: ["10.20.0.0/16"], subnetId: undefined, loginKeyProvided: false,
+            rootVolumeSizeGb: 100, allowedSshCidrs: ["10.20.0.0/16"], subnetId: undefined, loginKeyProvided: false, spot: false,
         });
         expect("existingHost" in config).toBe(false);
         expect(config.platforms).toEqual(["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x", "linux/riscv64"]);
@@ -144,6 +144,8 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["bad AMI serial", { ...EC2, ubuntuAmiSerial: "latest" }, "ubuntuAmiSerial"],
         ["root volume not a number", { ...EC2, rootVolumeSizeGb: "big" }, "rootVolumeSizeGb"],
         ["root volume too small", { ...EC2, rootVolumeSizeGb: "8" }, "rootVolumeSizeGb"],
+        ["spot not a boolean", { ...EC2, spot: "yes" }, "spot", "Example: pulumi config set spot true"],
+        ["spot on an existing server", { ...EXISTING, spot: "true" }, "spot", "is a setting of ec2 mode"],
         ["no allowedSshCidrs in ec2 mode", {}, "allowedSshCidrs"],
         ["empty allowedSshCidrs", { allowedSshCidrs: "[]" }, "allowedSshCidrs"],
         ["allowedSshCidrs not a list", { allowedSshCidrs: "10.20.0.0/16" }, "allowedSshCidrs"],

@@ -100,6 +100,15 @@ describe("node settings", () => {
         expect(stack.nodes.map(n => n.host.mode === "ec2" && n.host.ec2.instanceType)).toEqual(["c7a.large", "m7g.large"]);
     });
 
+    test("spot is each ec2 node's own, defaulting to the stack's spot; a single host takes the stack's", () => {
+        const spotOf = (stack: StackConfig) => stack.nodes.map(n => n.host.mode === "ec2" && n.host.ec2.spot);
+        const nodes = [{ name: "amd64" }, { name: "graviton", instanceType: "c7g.xlarge", spot: true }];
+        expect(spotOf(parseConfig(fleet(nodes, { allowedSshCidrs: CIDRS })))).toEqual([false, true]);
+        expect(spotOf(parseConfig(fleet([{ name: "amd64", spot: false }, nodes[1]], { allowedSshCidrs: CIDRS, spot: "true" })))).toEqual([false, true]);
+        expect(spotOf(parseConfig(fleet(nodes, { allowedSshCidrs: CIDRS, spot: "true" })))).toEqual([true, true]);
+        expect(spotOf(parseConfig({ allowedSshCidrs: CIDRS, spot: "true" }))).toEqual([true]);
+    });
+
     test("the stack's team and builder settings reach every node", () => {
         const stack = parseConfig(fleet([server("a", "amd64"), server("b", "arm64")], { team: JSON.stringify([ALICE]), builderName: "team" }));
         for (const node of stack.nodes) {
@@ -131,6 +140,11 @@ describe("a bad fleet fails at preview, each problem naming its key with a --pat
         ["an ec2 node with an existing node's setting", fleet([{ name: "a", address: "a.example.com" }], { allowedSshCidrs: CIDRS }), "nodes[0].address",
             "is a setting of an existing node"],
         ["an existing node with an instance type", fleet([server("a", "amd64", { instanceType: "c7i.large" })]), "nodes[0].instanceType", "is a setting of an ec2 node"],
+        ["an existing node asking for spot", fleet([server("a", "amd64", { spot: true })]), "nodes[0].spot", "is a setting of an ec2 node"],
+        ["a node's spot not a boolean", fleet([{ name: "a", spot: "yes" }], { allowedSshCidrs: CIDRS }), "nodes[0].spot",
+            "must be true or false, not \"yes\". Example: pulumi config set --path 'nodes[0].spot' true"],
+        ["the stack's spot not a boolean", fleet([{ name: "a" }], { allowedSshCidrs: CIDRS, spot: "1" }), "spot", "Example: pulumi config set spot true"],
+        ["spot with no ec2 node", fleet([server("a", "amd64")], { spot: "true" }), "spot", "no node is in ec2 mode"],
         ["ec2 nodes without allowedSshCidrs", fleet([{ name: "a" }]), "allowedSshCidrs", "is required in ec2 mode"],
         ["a single-host setting beside nodes", fleet([server("a", "amd64")], { existingHostAddress: "b.example.com", hostMode: "existing" }),
             "existingHostAddress", "with nodes, each node has its own: nodes[N].address"],

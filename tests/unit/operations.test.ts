@@ -45,6 +45,8 @@ const CHANGES: Record<string, { readonly from: RawConfig; readonly to: RawConfig
     "loginPrivateKey": { from: EC2, to: { ...EC2, loginPrivateKey: PRIVATE_KEY } },
     "instanceType, same architecture": { from: EC2, to: { ...EC2, instanceType: "c7i.2xlarge" } },
     "instanceType, other architecture; architecture": { from: EC2, to: { ...EC2, instanceType: "c7g.xlarge" } },
+    "spot": { from: EC2, to: { ...EC2, spot: "true" } },
+    "instanceType of a spot node": { from: { ...EC2, spot: "true" }, to: { ...EC2, spot: "true", instanceType: "c7i.2xlarge" } },
     "ubuntuRelease": { from: EC2, to: { ...EC2, ubuntuRelease: "22.04" } },
     "rootVolumeSizeGb": { from: EC2, to: { ...EC2, rootVolumeSizeGb: "200" } },
     "allowedSshCidrs, allowOpenSsh": { from: EC2, to: { ...EC2, allowedSshCidrs: JSON.stringify(["0.0.0.0/0"]), allowOpenSsh: "true" } },
@@ -67,13 +69,14 @@ const CHANGES: Record<string, { readonly from: RawConfig; readonly to: RawConfig
 /**
  * Inputs whose change makes the provider replace the resource instead of updating it: ForceNew in
  * terraform-provider-aws v6's schemas (internal/service/ec2/ec2_instance.go: ami, subnet_id,
- * key_name, associate_public_ip_address, availability_zone, root_block_device.encrypted/kms_key_id;
+ * key_name, associate_public_ip_address, availability_zone, instance_market_options,
+ * root_block_device.encrypted/kms_key_id;
  * instance_type, root volume size and metadata options are updated in place, the type with a
  * stop and start), and in terraform-provider-tls's private key. userData replaces only with
  * userDataReplaceOnChange; a resource's own `replaceOnChanges` (the command's `triggers`) adds to these.
  */
 const REPLACED_ON_CHANGE: Readonly<Record<string, readonly string[]>> = {
-    "aws:ec2/instance:Instance": ["ami", "subnetId", "keyName", "associatePublicIpAddress", "availabilityZone",
+    "aws:ec2/instance:Instance": ["ami", "subnetId", "keyName", "associatePublicIpAddress", "availabilityZone", "instanceMarketOptions",
         "rootBlockDevice.encrypted", "rootBlockDevice.kmsKeyId"],
     "aws:ec2/securityGroup:SecurityGroup": ["name", "description", "vpcId"],
     "aws:ec2/keyPair:KeyPair": ["keyName", "publicKey"],

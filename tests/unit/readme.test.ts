@@ -16,6 +16,7 @@ import {
 } from "../../components/endpoint";
 import { gcLimitBytes, ROOT_VOLUME_ROOM_GIB } from "../../components/config/buildkit-gc";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
+import { SPOT_MARKET_OPTIONS } from "../../components/ec2-host";
 import { BUILDKIT_IMAGE } from "../../components/host-facts";
 import { STEP_NAMES } from "../../components/steps";
 
@@ -315,5 +316,101 @@ describe("Performance: builds at once", () => {
     test("max-parallelism stays BuildKit's default, as the table's conclusion says", () => {
         expect(section("Performance")).toContain("So the program leaves it unset, BuildKit's default.");
         expect(readFileSync(path.join(ROOT, "components", "scripts", "buildx-builder.sh"), "utf8")).not.toContain("max-parallelism");
+    });
+});
+
+describe("Cost and durability: spot and the cost table", () => {
+    const subsection = (title: string) => section("Cost and durability").split(/^### /m).find(s => s.startsWith(`${title}\n`)) ?? "";
+    const costs = subsection("What it costs");
+
+    test.each([["two spot nodes", "sir-0aaa\tsir-0bbb"], ["no spot node", ""]])(
+        "the recipe that cancels the spot requests before destroy, run by sh, cancels those of the stack's instances: %s", (_, requests) => {
+            const recipe = /<!-- spot-cancel -->\n```sh\n([\s\S]*?)```/.exec(subsection("Spot"))![1];
+            const dir = mkdtempSync(path.join(tmpdir(), "spot-cancel-"));
+            const nodes: Record<string, Pick<FleetNodeOutputs, "address" | "instanceId">> = {
+                amd64: { address: "ec2-198-51-100-7.example", instanceId: "i-0aaa" }, pi: { address: "pi.example" },
+                graviton: { address: "ec2-198-51-100-8.example", instanceId: "i-0bbb" },
+            };
+            writeFileSync(path.join(dir, "nodes.json"), JSON.stringify(nodes));
+            writeFileSync(path.join(dir, "pulumi"), `#!/bin/sh\n[ "$*" = "stack output nodes --json" ] && cat '${dir}/nodes.json'\n`, { mode: 0o755 });
+            writeFileSync(path.join(dir, "aws"), `#!/bin/sh\necho "$*" >> '${dir}/calls'\n` +
+                `case "$2" in describe-instances) printf '%s\\n' '${requests}' ;; esac\n`, { mode: 0o755 });
+            execFileSync("sh", ["-eu", "-c", recipe], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+            const describe = "ec2 describe-instances --instance-ids i-0aaa i-0bbb --query Reservations[].Instances[].SpotInstanceRequestId --output text";
+            expect(readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n")).toEqual(requests === "" ? [describe]
+                : [describe, "ec2 cancel-spot-instance-requests --spot-instance-request-ids sir-0aaa sir-0bbb"]);
+            rmSync(dir, { recursive: true });
+        });
+
+    test("Spot names the request the program makes, and the permissions it needs beyond iam-policy.json", () => {
+        const spot = subsection("Spot").replace(/\s+/g, " ");
+        const { spotInstanceType, instanceInterruptionBehavior } = SPOT_MARKET_OPTIONS.spotOptions;
+        expect(spot).toContain(`The request is ${spotInstanceType} and its interruption behaviour is "${instanceInterruptionBehavior}"`);
+        expect(spot).toContain("pulumi config set --path 'nodes[1].spot' true");
+        expect(spot).toContain("aws iam create-service-linked-role --aws-service-name spot.amazonaws.com");
+        const policy = readFileSync(path.join(ROOT, "iam-policy.json"), "utf8");
+        expect([policy.includes("ec2:DescribeSpotInstanceRequests"), policy.includes("ec2:CancelSpotInstanceRequests"), policy.includes("iam:")])
+            .toEqual([true, true, false]);
+    });
+
+    const priceList = (/<!-- cost-prices -->\n([\s\S]*?)\n\n/.exec(costs)?.[1] ?? "").split(/^- /m).slice(1).map(item => item.replace(/\s+/g, " "));
+    const prices = priceList.join(" ");
+    const price = (what: string, type = "") => Number(new RegExp(`${what}[^:]*:[^;]*?${type && `\`${type}\` `}([\\d.]+)`).exec(prices)?.[1]);
+    const rows = (/<!-- cost-table -->\n([\s\S]*?)\n\n/.exec(costs)?.[1] ?? "").split("\n").slice(2)
+        .map(line => line.replace(/^\| | \|$/g, "").split(" | "));
+    /** A cell's product, "[N ×] Q unit × (P1 + P2)", its factors and the amount it states. */
+    const cell = (text: string) => {
+        const m = /^(?:(\d+) × )?(\d+) (h|GiB) × (?:\(([\d.]+) \+ ([\d.]+)\)|([\d.]+)) = (\d+\.\d\d)$/.exec(text);
+        if (m === null) {
+            throw new Error(`not a cost cell: ${text}`);
+        }
+        const rates = m[6] === undefined ? [Number(m[4]), Number(m[5])] : [Number(m[6])];
+        return { count: Number(m[1] ?? 1), quantity: Number(m[2]), unit: m[3], rates, stated: Number(m[7]) };
+    };
+    const fleetTypes = [...section("Fleet: native nodes in one builder").matchAll(/--path 'nodes\[\d\]\.instanceType' (\S+)/g)].map(m => m[1]);
+
+    test("compares one host of the default type with the default two-node fleet, at the prices it lists with their sources", () => {
+        expect(fleetTypes).toEqual([DEFAULTS.instanceType, "c7g.xlarge"]);
+        expect(costs).toContain(`| How it runs | Hours a month | One host: \`${fleetTypes[0]}\` | Fleet: \`${fleetTypes[0]}\` + \`${fleetTypes[1]}\` |`);
+        for (const type of fleetTypes) {
+            expect([type, price("on demand", type), price("spot", type)]).toEqual([type, expect.any(Number), expect.any(Number)]);
+            expect(price("spot", type)).toBeLessThan(price("on demand", type));
+        }
+        expect(costs).toMatch(/dated [A-Z][a-z]+ \d{4}, for us-east-1/);
+        expect(priceList.map(item => /\(.*AWS's [^)]*(pricing page|price history)/.test(item))).toEqual([true, true, true, true]);
+    });
+
+    test("each amount is hours (or GiB) × the listed price, rounded to the cent; the months have the hours it says", () => {
+        expect(rows).toHaveLength(7);
+        expect(Math.round(365 * 24 / 12)).toBe(730);
+        expect(Math.round(8 * 5 * 52 / 12)).toBe(173);
+        for (const [what, hours, ...amounts] of rows) {
+            const market = / spot$/.test(what) ? "spot" : "on demand";
+            amounts.forEach((text, column) => {
+                const { count, quantity, unit, rates, stated } = cell(text);
+                const off = Math.abs(count * quantity * rates.reduce((a, b) => a + b, 0) - stated);
+                expect([what, column, off <= 0.005 + 1e-9]).toEqual([what, column, true]);
+                // The fleet column counts both nodes: two instance prices, or twice the one-host quantity.
+                expect([what, column === 0 ? count * rates.length : Math.max(count, rates.length)]).toEqual([what, column + 1]);
+                if (unit === "h") {
+                    expect([what, quantity]).toEqual([what, Number(hours)]);
+                }
+                if (what.startsWith("Always on") || what.startsWith("Idle power-off")) {
+                    const types = column === 0 ? fleetTypes.slice(0, 1) : fleetTypes;
+                    expect([what, rates]).toEqual([what, types.map(type => price(market, type))]);
+                } else if (unit === "GiB") {
+                    expect([what, rates]).toEqual([what, [price("gp3 volume")]]);
+                } else {
+                    expect([what, rates]).toEqual([what, [price("public IPv4 address")]]);
+                }
+            });
+        }
+        const root = rows.find(([what]) => what.startsWith("Root volume"))!;
+        expect(root[0]).toContain(`${DEFAULTS.rootVolumeSizeGb} GiB gp3 (\`rootVolumeSizeGb\`)`);
+        expect(cell(root[2]).quantity).toBe(DEFAULTS.rootVolumeSizeGb);
+    });
+
+    test("points to the wake time Idle power-off measures", () => {
+        expect(costs.replace(/\s+/g, " ")).toContain("measured in the lab: see Idle power-off");
     });
 });

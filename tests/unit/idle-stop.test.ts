@@ -19,7 +19,7 @@ import { parseConfig, RawConfig } from "../../components/config";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
 import { AWS_CREDENTIALS_ACTION, Workflow, WAKE_ROLE_VARIABLE } from "../../components/endpoint";
 import { iamPolicy, PROGRAM_POLICIES_ARN } from "../../components/iam-policy";
-import { COMMON_LIBRARY_PATH, HOST_FACTS_PATH, hostStepDefinitions, SCRIPTS_DIR, stepFingerprints } from "../../components/steps";
+import { COMMON_LIBRARY_PATH, HOST_FACTS_PATH, hostStepDefinitions, SCRIPTS_DIR, sha256, stepFingerprints } from "../../components/steps";
 import { stoppedHostMessage, wakeCommand, wakePolicyDocument } from "../../components/wake";
 import { configProblems, hostConfig } from "../config-problems";
 import * as yaml from "js-yaml";
@@ -126,7 +126,8 @@ describe("the installed idle check", () => {
                 return "";
             }
         })();
-        return { status: result.status, decision: result.stdout.trim(), stderr: result.stderr, lastBusy: Number(readFileSync(stateFile, "utf8")), ran };
+        return { status: result.status, decision: result.stdout.trim(), stderr: result.stderr,
+            lastBusy: Number(readFileSync(stateFile, "utf8")), ran };
     }
     const record = (ref: string, completed?: number) =>
         JSON.stringify({ type: completed === undefined ? undefined : 1, record: { Ref: ref, CreatedAt: { seconds: NOW - 500 },
@@ -139,7 +140,8 @@ describe("the installed idle check", () => {
     });
 
     test("a first check starts the clock: idle 0 s, staying on", () => {
-        expect(check({})).toMatchObject({ status: 0, decision: "stay on: idle 0s of 60s: no running build, no open SSH session", lastBusy: NOW, ran: "" });
+        expect(check({})).toMatchObject({
+            status: 0, decision: "stay on: idle 0s of 60s: no running build, no open SSH session", lastBusy: NOW, ran: "" });
     });
 
     test("open SSH sessions, counted per user from sshd's session processes, keep the host on and reset the clock", () => {
@@ -156,12 +158,14 @@ describe("the installed idle check", () => {
 
     test("idle time counts from the latest build's completion when it is later than the last busy check", () => {
         const records = [record("done1", NOW - 400), record("done2", NOW - 30)].join("\n");
-        expect(check({ STUB_RECORDS: records }, 600)).toMatchObject({ decision: "stay on: idle 30s of 60s: no running build, no open SSH session", ran: "" });
+        expect(check({ STUB_RECORDS: records }, 600)).toMatchObject({
+            decision: "stay on: idle 30s of 60s: no running build, no open SSH session", ran: "" });
     });
 
     test("idle for the threshold, it says so with the time since when, and powers off", () => {
         const { decision, ran } = check({ STUB_RECORDS: record("done1", NOW - 400) }, 61);
-        expect(decision).toBe(`power off: idle 61s of 60s: no running build, no open SSH session since ${new Date((NOW - 61) * 1000).toISOString().replace(".000", "")}`);
+        const since = new Date((NOW - 61) * 1000).toISOString().replace(".000", "");
+        expect(decision).toBe(`power off: idle 61s of 60s: no running build, no open SSH session since ${since}`);
         expect(ran).toBe("systemctl --no-block poweroff\n");
     });
 
@@ -278,8 +282,14 @@ describe("pulumi up against a stopped host", () => {
         const target = { instanceId: "sleep-ec2-instance-id", instanceArn: "arn:aws:ec2:eu-west-1:123456789012:instance/sleep-ec2-instance-id" };
         expect(running.PROBE_HOST_STOPPED).toBe("");
         expect(stopped.PROBE_HOST_STOPPED).toBe(stoppedHostMessage(target));
+        // The state is in what makes the check run: it runs now, and again once the host is awake.
+        const first = stepFingerprints(hostStepDefinitions(hostConfig(EC2), "ubuntu"))[0];
+        expect(running.PROBE_RUN_WITH).toBe(sha256(JSON.stringify({ fingerprint: first, hostId: "awake-ec2-instance-id" })));
+        expect(stopped.PROBE_RUN_WITH)
+            .toBe(sha256(JSON.stringify({ fingerprint: first, hostId: target.instanceId, stopped: stoppedHostMessage(target) })));
         const lookup = recorder.invokes.filter(i => i.token === "aws:ec2/getInstances:getInstances").pop()!;
-        expect(lookup.inputs).toEqual({ filters: [{ name: "instance-id", values: [target.instanceId] }], instanceStateNames: ["stopping", "stopped"] });
+        expect(lookup.inputs).toEqual({
+            filters: [{ name: "instance-id", values: [target.instanceId] }], instanceStateNames: ["stopping", "stopped"] });
 
         // The probe, given an address that would never answer, ends at once with the message.
         const started = Date.now();

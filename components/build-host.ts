@@ -170,11 +170,11 @@ export class BuildHost extends pulumi.ComponentResource {
         const fingerprints = stepFingerprints(definitions);
         // Runs whenever the first step will, and whenever EC2 reports the instance stopped: a booting host is
         // waited for there, a wrong key or a stopped instance fails at once, before any step dials it.
-        const stoppedMessage = target.ec2Host?.stoppedMessage ?? pulumi.output("");
+        const stoppedMessage = target.ec2Host?.stoppedMessage;
         const hostKeyCheck = new HostKeyCheck(`${name}-host-key`, {
             host, port, hostPublicKey, pinnedKeySource, hostMode: config.mode, timeoutMinutes: config.hostReadyTimeoutMinutes,
             stoppedMessage,
-            runWith: pulumi.all([hostId, stoppedMessage]).apply(([id, stopped]) =>
+            runWith: pulumi.all([hostId, stoppedMessage ?? ""]).apply(([id, stopped]) =>
                 sha256(JSON.stringify({ fingerprint: fingerprints[0], hostId: id, ...stopped ? { stopped } : {} }))),
         }, { parent: this });
         const steps: Partial<Record<StepName, HostStep>> = {};

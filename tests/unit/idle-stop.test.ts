@@ -30,10 +30,11 @@ const EC2: RawConfig = { allowedSshCidrs: CIDRS, team: JSON.stringify([ALICE]) }
 const NODES = [{ name: "amd64", instanceType: "c7i.xlarge" }, { name: "graviton", instanceType: "c7g.xlarge", idleStopMinutes: 0 }];
 const TARGET = { instanceId: "i-0123456789abcdef0", instanceArn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0" };
 
-async function deploy(name: string, raw: RawConfig) {
+/** Registers a BuildFleet; `privateKey` is every node's (required in existing mode). */
+async function deploy(name: string, raw: RawConfig, privateKey?: string) {
     const registeredBefore = recorder.resources.length;
     const stack = parseConfig(raw);
-    const fleet = new BuildFleet(name, { stack, privateKeys: stack.nodes.map(() => undefined), tags: { Project: "buildx-host" } });
+    const fleet = new BuildFleet(name, { stack, privateKeys: stack.nodes.map(() => privateKey), tags: { Project: "buildx-host" } });
     await Promise.all(fleet.hosts.map(host => valueOf(host.versions)));
     await settle();
     const mine = recorder.resources.slice(registeredBefore).filter(r => r.name.startsWith(name));
@@ -298,5 +299,16 @@ describe("pulumi up against a stopped host", () => {
         expect({ status: probe.status, stderr: probe.stderr }).toEqual({ status: 1, stderr: `${stoppedHostMessage(target)}\n` });
         expect(Date.now() - started).toBeLessThan(5_000);
         expect(stoppedHostMessage(target)).toContain(`Wake it, then run pulumi up again:\n    ${wakeCommand([target])}`);
+    });
+
+    test("an existing host powers off too, but has no instance to read or wake: its check's inputs are as before", async () => {
+        const existing = await deploy("exist", {
+            hostMode: "existing", existingHostAddress: "build1.example.com", existingHostUser: "builder", idleStopMinutes: "30",
+            existingHostPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nbG9naW4ta2V5\n-----END OPENSSH PRIVATE KEY-----\n",
+            existingHostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF",
+        }, "-----BEGIN OPENSSH PRIVATE KEY-----\nbG9naW4ta2V5\n-----END OPENSSH PRIVATE KEY-----\n");
+        expect(Object.keys(probeOf(existing).environment)).not.toContain("PROBE_HOST_STOPPED");
+        expect(existing.ofType("command:remote:Command").map(r => r.name)).toContain("exist-idle-stop-run");
+        expect(existing.fleet.wakePolicyArn).toBeUndefined();
     });
 });

@@ -39,6 +39,8 @@ function singleHostOutputs() {
     const [host] = fleet.hosts;
     return {
         instanceId: host.instanceId,
+        wakeCommand: host.wakeCommand,
+        wakePolicyArn: fleet.wakePolicyArn,
         publicIp: host.publicIp,
         publicDns: host.publicDns,
         address: host.address,
@@ -71,6 +73,8 @@ function fleetOutputs() {
         platformNodes: fleet.platformNodes,
         loginPrivateKeysOpenssh: fleet.loginPrivateKeys,
         statusCommand: fleet.statusCommand,
+        wakeCommands: fleet.wakeCommands,
+        wakePolicyArn: fleet.wakePolicyArn,
     };
 }
 

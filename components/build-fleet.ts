@@ -4,9 +4,10 @@ import { acceptsSshFromAnywhere, BuildHost, BuildHostArgs, HostVersions } from "
 import { BuildHostConfig, StackConfig } from "./config";
 import {
     attachScriptFile, dockerContextCommand, fleetAttachScript, fleetBuildxCreateCommand, fleetGithubActionsWorkflow, fleetMemberBuildxCreateCommand,
-    FleetNodeEndpoint, githubRunner, handOverText, knownHostsLine, sshEndpoint,
+    FleetNodeEndpoint, githubRunner, handOverText, knownHostsLine, sshEndpoint, WakeHosts,
 } from "./endpoint";
 import { statusCommand } from "./status";
+import { regionOf, wakePolicyDocument, WakeTarget } from "./wake";
 
 /** Arguments of the build fleet. */
 export interface BuildFleetArgs {
@@ -45,6 +46,12 @@ function privateKeyArgs(host: BuildHostConfig, key: pulumi.Input<string> | undef
     return host.mode === "ec2" ? { loginPrivateKey: key } : { existingHostPrivateKey: key };
 }
 
+/** The hosts that power themselves off when idle (ec2 mode, idleStopMinutes above 0), with their instances. */
+function idleStoppingHosts(stack: StackConfig, hosts: readonly BuildHost[]): { index: number; target: pulumi.Output<WakeTarget> }[] {
+    return hosts.flatMap((host, index) => host.wakeTarget !== undefined && stack.nodes[index].host.idleStopMinutes > 0
+        ? [{ index, target: host.wakeTarget }] : []);
+}
+
 /**
  * The stack's build hosts: the one host of a single-host stack, or one host per node of a fleet,
  * provisioned in parallel (each host's steps in order) and joined into one client builder with a
@@ -75,6 +82,13 @@ export class BuildFleet extends pulumi.ComponentResource {
     public readonly loginPrivateKeys?: pulumi.Output<Record<string, string>>;
     /** Fleet: the administrators' status view, one `ssh` line per node (components/status.ts). */
     public readonly statusCommand?: pulumi.Output<string>;
+    /** Fleet: each ec2 node's wake command (`aws ec2 start-instances …` then `aws ec2 wait instance-status-ok …`), by node name. */
+    public readonly wakeCommands?: pulumi.Output<Record<string, string>>;
+    /**
+     * The ARN of an IAM policy that allows starting the hosts that power themselves off (idleStopMinutes) and
+     * nothing else, for an operator or a CI job's role; undefined when no ec2 host does.
+     */
+    public readonly wakePolicyArn?: pulumi.Output<string>;
 
     /**
      * @param name the component's name; its hosts are named from it
@@ -95,7 +109,8 @@ export class BuildFleet extends pulumi.ComponentResource {
                 ...privateKeyArgs(host, args.privateKeys[0]),
                 tags: args.tags,
             }, { parent: this, aliases: [preFleetSingleHost] })];
-            this.registerOutputs({});
+            this.wakePolicyArn = this.wakePolicy(name, idleStoppingHosts(stack, this.hosts), args.tags);
+            this.registerOutputs({ wakePolicyArn: this.wakePolicyArn });
             return;
         }
 
@@ -140,8 +155,15 @@ export class BuildFleet extends pulumi.ComponentResource {
         this.teamAttachScripts = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
             [member.name, fleetAttachScript(nodes, member.name, stack.fleetFallback)])));
         const runner = githubRunner(stack.nodes.map(node => acceptsSshFromAnywhere(node.host)));
-        this.teamGithubActionsWorkflows = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
-            [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner, stack.fleetFallback)])));
+        const idleStopping = idleStoppingHosts(stack, this.hosts);
+        // The nodes that power themselves off are woken by the workflow before it checks the fleet.
+        const wake: pulumi.Output<WakeHosts | undefined> = pulumi.all([endpoints, pulumi.all(idleStopping.map(h => h.target))])
+            .apply(([nodes, targets]) => targets.length === 0 ? undefined : {
+                region: regionOf(targets[0].instanceArn),
+                hosts: targets.map((target, i) => ({ instanceId: target.instanceId, parts: nodes[idleStopping[i].index].parts })),
+            });
+        this.teamGithubActionsWorkflows = pulumi.all([endpoints, wake]).apply(([nodes, w]) => Object.fromEntries(team.map(member =>
+            [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner, stack.fleetFallback, w)])));
         this.teamHandOver = pulumi.all([endpoints, this.teamGithubActionsWorkflows]).apply(([nodes, workflows]) =>
             Object.fromEntries(team.map(({ name: member }) => [member, handOverText(member,
                 nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member),
@@ -149,6 +171,11 @@ export class BuildFleet extends pulumi.ComponentResource {
                     file: attachScriptFile(nodes[0].parts.builderName), text: fleetAttachScript(nodes, member, stack.fleetFallback),
                 })])));
         this.statusCommand = endpoints.apply(statusCommand);
+        const ec2Hosts = this.hosts.flatMap((host, index) =>
+            host.wakeCommand === undefined ? [] : [{ node: nodeNames[index], command: host.wakeCommand }]);
+        this.wakeCommands = ec2Hosts.length === 0 ? undefined : pulumi.all(ec2Hosts.map(h => h.command))
+            .apply(commands => Object.fromEntries(commands.map((command, index) => [ec2Hosts[index].node, command])));
+        this.wakePolicyArn = this.wakePolicy(name, idleStopping, args.tags);
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
             node.host.platforms.map(platform => [platform, node.name!]))));
         const generated = this.hosts.flatMap((h, index) =>
@@ -168,6 +195,24 @@ export class BuildFleet extends pulumi.ComponentResource {
             platformNodes: this.platformNodes,
             loginPrivateKeys: this.loginPrivateKeys,
             statusCommand: this.statusCommand,
+            wakeCommands: this.wakeCommands,
+            wakePolicyArn: this.wakePolicyArn,
         });
+    }
+
+    /** The wake policy of `hosts` (see wakePolicyArn), a child of this fleet; none for no hosts. */
+    private wakePolicy(name: string, hosts: readonly { target: pulumi.Output<WakeTarget> }[],
+                       tags: Readonly<Record<string, string>> | undefined): pulumi.Output<string> | undefined {
+        if (hosts.length === 0) {
+            return undefined;
+        }
+        // Required here: only ec2 hosts have instances to start (see build-host.ts on @pulumi/aws's load time).
+        const aws = require("@pulumi/aws") as typeof import("@pulumi/aws");
+        const policy = new aws.iam.Policy(`${name}-wake`, {
+            description: "buildx-host: start the build hosts that power themselves off when idle, and watch them wake",
+            policy: pulumi.all(hosts.map(h => h.target)).apply(targets => JSON.stringify(wakePolicyDocument(targets.map(t => t.instanceArn)))),
+            tags,
+        }, { parent: this });
+        return policy.arn;
     }
 }

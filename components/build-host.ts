@@ -4,12 +4,13 @@ import { BuildHostConfig, isOpenToWorld } from "./config";
 import type { Ec2Host } from "./ec2-host";
 import {
     buildxCreateCommand, dockerContextCommand, EndpointParts, githubActionsWorkflow, githubRunner, handOverText, knownHostsLine,
-    memberBuildxCreateCommand, sshEndpoint,
+    memberBuildxCreateCommand, sshEndpoint, WakeHosts,
 } from "./endpoint";
 import { HostKeyCheck } from "./host-key-check";
 import { HostStep } from "./host-step";
 import { StepReport } from "./step-reports";
-import { hostStepDefinitions, sha256, StepName, stepFingerprints } from "./steps";
+import { hostStepDefinitions, OptionalStepName, sha256, StepName, stepFingerprints } from "./steps";
+import { regionOf, wakeCommand, WakeTarget } from "./wake";
 
 /** Arguments of the build host. */
 export interface BuildHostArgs {
@@ -43,6 +44,10 @@ export interface QemuPreflight {
     /** Per configured platform: the emulator, and what a foreign binary printed in a container. */
     readonly emulationProofs: StepReport<"qemu-binfmt">["platforms"];
 }
+
+/** The host steps, by name: every step, and the optional ones the configuration turns on. */
+export type HostSteps = { readonly [S in Exclude<StepName, OptionalStepName>]: HostStep<S> } &
+    { readonly [S in OptionalStepName]?: HostStep<S> };
 
 /** Whether GitHub's own runners can reach the host: an EC2 host whose SSH is open to the whole internet (`allowOpenSsh`). */
 export function acceptsSshFromAnywhere(config: BuildHostConfig): boolean {
@@ -100,6 +105,10 @@ function connectionTarget(name: string, args: BuildHostArgs, parent: pulumi.Reso
 export class BuildHost extends pulumi.ComponentResource {
     /** Mode "ec2": the instance id, for `aws ec2 stop-instances --instance-ids …`. */
     public readonly instanceId?: pulumi.Output<string>;
+    /** Mode "ec2": the instance, for the wake command and the wake policy. */
+    public readonly wakeTarget?: pulumi.Output<WakeTarget>;
+    /** Mode "ec2": `aws ec2 start-instances …` then `aws ec2 wait instance-status-ok …`, for a host the idle power-off (or anyone) stopped. */
+    public readonly wakeCommand?: pulumi.Output<string>;
     /** Mode "ec2": the Elastic IP. */
     public readonly publicIp?: pulumi.Output<string>;
     /** Mode "ec2": the Elastic IP's public DNS name. */
@@ -134,8 +143,8 @@ export class BuildHost extends pulumi.ComponentResource {
     public readonly endpointParts: pulumi.Output<EndpointParts>;
     /** The host's CPU architecture as it reports it (`dpkg --print-architecture`). */
     public readonly hostArchitecture: pulumi.Output<string>;
-    /** The host steps, by name. */
-    public readonly steps: { readonly [S in StepName]: HostStep<S> };
+    /** The host steps, by name; an optional step only when the configuration turns it on. */
+    public readonly steps: HostSteps;
 
     /**
      * @param name the component's name; its children are named from it
@@ -149,6 +158,8 @@ export class BuildHost extends pulumi.ComponentResource {
         const target = connectionTarget(name, args, this);
         const { host, port, user, privateKey, hostPublicKey, hostId, pinnedKeySource } = target;
         this.instanceId = target.ec2Host?.instanceId;
+        this.wakeTarget = target.ec2Host?.wakeTarget;
+        this.wakeCommand = this.wakeTarget?.apply(wakeTarget => wakeCommand([wakeTarget]));
         this.publicIp = target.ec2Host?.publicIp;
         this.publicDns = target.ec2Host?.publicDns;
         this.loginPrivateKey = target.ec2Host?.loginPrivateKey;
@@ -157,10 +168,14 @@ export class BuildHost extends pulumi.ComponentResource {
         const connection = { host, port, user, privateKey, hostKey: hostPublicKey };
         const definitions = hostStepDefinitions(config, user);
         const fingerprints = stepFingerprints(definitions);
-        // Runs whenever the first step will: a booting host is waited for there, a wrong key fails at once.
+        // Runs whenever the first step will, and whenever EC2 reports the instance stopped: a booting host is
+        // waited for there, a wrong key or a stopped instance fails at once, before any step dials it.
+        const stoppedMessage = target.ec2Host?.stoppedMessage;
         const hostKeyCheck = new HostKeyCheck(`${name}-host-key`, {
             host, port, hostPublicKey, pinnedKeySource, hostMode: config.mode, timeoutMinutes: config.hostReadyTimeoutMinutes,
-            runWith: hostId.apply(id => sha256(JSON.stringify({ fingerprint: fingerprints[0], hostId: id }))),
+            stoppedMessage,
+            runWith: pulumi.all([hostId, stoppedMessage ?? ""]).apply(([id, stopped]) =>
+                sha256(JSON.stringify({ fingerprint: fingerprints[0], hostId: id, ...stopped ? { stopped } : {} }))),
         }, { parent: this });
         const steps: Partial<Record<StepName, HostStep>> = {};
         let previous: pulumi.Resource = hostKeyCheck;
@@ -176,8 +191,8 @@ export class BuildHost extends pulumi.ComponentResource {
             steps[definition.name] = step;
             previous = step;
         });
-        // Each step was made from the definition of its name, so its report is that step's.
-        this.steps = steps as { [S in StepName]: HostStep<S> };
+        // Each step was made from the definition of its name, so its report is that step's; every step but an optional one is made.
+        this.steps = steps as HostSteps;
 
         const parts: pulumi.Output<EndpointParts> = pulumi.all([host, hostPublicKey]).apply(([address, key]) => ({
             host: address, port, user, hostPublicKey: key, builderName: config.builderName, contextName: args.contextName,
@@ -191,7 +206,13 @@ export class BuildHost extends pulumi.ComponentResource {
             Object.fromEntries(config.team.map(member => [member.name, format(p, member.name)])));
         this.teamBuildxCreateCommands = perMember(memberBuildxCreateCommand);
         const runner = githubRunner([acceptsSshFromAnywhere(config)]);
-        this.teamGithubActionsWorkflows = perMember((p, member) => githubActionsWorkflow(p, member, config.platforms, runner));
+        // A host that powers itself off is woken by the workflow before it attaches.
+        const wake: pulumi.Output<WakeHosts | undefined> = this.wakeTarget && config.idleStopMinutes > 0
+            ? pulumi.all([this.wakeTarget, parts]).apply(([{ instanceId, instanceArn }, p]) =>
+                ({ region: regionOf(instanceArn), hosts: [{ instanceId, parts: p }] }))
+            : pulumi.output(undefined);
+        this.teamGithubActionsWorkflows = pulumi.all([parts, wake]).apply(([p, w]) => Object.fromEntries(config.team.map(member =>
+            [member.name, githubActionsWorkflow(p, member.name, config.platforms, runner, w)])));
         this.teamHandOver = pulumi.all([parts, this.teamGithubActionsWorkflows]).apply(([p, workflows]) =>
             Object.fromEntries(config.team.map(({ name: member }) => [member,
                 handOverText(member, [knownHostsLine(p)], memberBuildxCreateCommand(p, member), config.platforms, workflows[member])])));
@@ -215,6 +236,7 @@ export class BuildHost extends pulumi.ComponentResource {
 
         this.registerOutputs({
             instanceId: this.instanceId,
+            wakeCommand: this.wakeCommand,
             publicIp: this.publicIp,
             publicDns: this.publicDns,
             address: this.address,

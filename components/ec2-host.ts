@@ -4,6 +4,7 @@ import * as tls from "@pulumi/tls";
 
 import { Ec2Settings } from "./config";
 import { SUPPORTED_RELEASES } from "./host-facts";
+import { stoppedHostMessage, WakeTarget } from "./wake";
 import { toYaml } from "./yaml";
 
 /** Canonical's AWS account, the only owner whose Ubuntu images are accepted. */
@@ -67,6 +68,14 @@ export interface Ec2HostArgs {
 export class Ec2Host extends pulumi.ComponentResource {
     /** The instance's id. */
     public readonly instanceId: pulumi.Output<string>;
+    /** The instance, for its wake command and the wake policy. */
+    public readonly wakeTarget: pulumi.Output<WakeTarget>;
+    /**
+     * Empty while the instance runs; when EC2 reports it stopping or stopped (read at every preview
+     * and up), why no step can reach it and how to wake it: the host key check then fails at once
+     * with it, where the steps would otherwise wait out their SSH timeouts.
+     */
+    public readonly stoppedMessage: pulumi.Output<string>;
     /** The Elastic IP: the address survives a stop/start. */
     public readonly publicIp: pulumi.Output<string>;
     /** The Elastic IP's public DNS name. */
@@ -170,7 +179,7 @@ export class Ec2Host extends pulumi.ComponentResource {
             userData: pulumi.secret(pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
                 .apply(([privateKey, publicKey]) => cloudInitUserData(privateKey, publicKey))),
             userDataReplaceOnChange: true,
-            // A power-off from the host stops the instance, keeping its volumes; never terminates it.
+            // A power-off from the host (the idle power-off, or a spot interruption) stops the instance, keeping its volumes; never terminates it.
             instanceInitiatedShutdownBehavior: "stop",
             instanceMarketOptions: settings.spot ? SPOT_MARKET_OPTIONS : undefined,
             tags: { ...tags, Name: name },
@@ -190,6 +199,19 @@ export class Ec2Host extends pulumi.ComponentResource {
         }, { parent: this });
 
         this.instanceId = instance.id;
+        this.wakeTarget = pulumi.all([instance.id, instance.arn]).apply(([instanceId, instanceArn]) => ({ instanceId, instanceArn }));
+        const stopped = aws.ec2.getInstancesOutput({
+            filters: [{ name: "instance-id", values: [instance.id] }],
+            instanceStateNames: ["stopping", "stopped"],
+        }, { parent: this });
+        this.stoppedMessage = pulumi.all([this.wakeTarget, stopped.ids]).apply(([target, stoppedIds]) => {
+            if (stoppedIds.length === 0) {
+                return "";
+            }
+            const message = stoppedHostMessage(target);
+            pulumi.log.warn(message, this);
+            return message;
+        });
         this.publicIp = elasticIp.publicIp;
         this.publicDns = elasticIp.publicDns;
         this.address = pulumi.all([elasticIp.publicDns, elasticIp.publicIp]).apply(([dns, ip]) => dns || ip);
@@ -197,6 +219,7 @@ export class Ec2Host extends pulumi.ComponentResource {
         this.amiName = ami.name;
         this.registerOutputs({
             instanceId: this.instanceId,
+            wakeTarget: this.wakeTarget,
             publicIp: this.publicIp,
             publicDns: this.publicDns,
             address: this.address,

@@ -204,6 +204,13 @@ export const CHECKOUT_ACTION = "actions/checkout@v5";
 export const SETUP_BUILDX_ACTION = "docker/setup-buildx-action@v4";
 export const LOGIN_ACTION = "docker/login-action@v4";
 export const BUILD_PUSH_ACTION = "docker/build-push-action@v7";
+export const AWS_CREDENTIALS_ACTION = "aws-actions/configure-aws-credentials@v5";
+
+/** The repository variable holding the ARN of the IAM role a workflow assumes (OIDC) to wake the hosts. */
+export const WAKE_ROLE_VARIABLE = "BUILDX_HOST_WAKE_ROLE_ARN";
+
+/** How long a workflow's wake step waits for a woken host's member door to answer. */
+export const WAKE_DOOR_WAIT_SECONDS = 300;
 
 /** The registry the workflow pushes to by default, and the image: GHCR takes only a lowercase repository path. */
 export const WORKFLOW_REGISTRY = "ghcr.io";
@@ -229,6 +236,41 @@ export interface WorkflowStep {
     readonly run?: string;
     readonly uses?: string;
     readonly with?: Readonly<Record<string, string | boolean>>;
+}
+
+/** EC2 hosts that may be stopped (idleStopMinutes above 0), in one region: a member's workflow wakes them before it attaches. */
+export interface WakeHosts {
+    readonly region: string;
+    readonly hosts: readonly { readonly instanceId: string; readonly parts: EndpointParts }[];
+}
+
+/**
+ * The steps that wake stopped hosts before the attach: credentials for the role the repository
+ * variable names (GitHub's OIDC token, no stored AWS key), then start the instances and wait until
+ * each member door answers. buildx gives up on a node after about 20 s, far less than a boot: the
+ * attach must come after the host answers, not while it boots.
+ */
+function wakeSteps(wake: WakeHosts, member: string): WorkflowStep[] {
+    const ids = wake.hosts.map(host => host.instanceId).join(" ");
+    const script = [
+        `aws ec2 start-instances --instance-ids ${ids} >/dev/null`,
+        `aws ec2 wait instance-running --instance-ids ${ids}`,
+        `for door in ${wake.hosts.map(host => sshEndpoint(host.parts, member)).join(" ")}; do`,
+        `  deadline=$((SECONDS + ${WAKE_DOOR_WAIT_SECONDS}))`,
+        '  until ssh -o ConnectTimeout=5 -o BatchMode=yes "$door" </dev/null >/dev/null 2>&1; do',
+        `    [ "$SECONDS" -lt "$deadline" ] || { echo "::error::$door did not answer within ${WAKE_DOOR_WAIT_SECONDS} s of the wake"; exit 1; }`,
+        "    sleep 5",
+        "  done",
+        "done",
+    ];
+    return [
+        {
+            name: "AWS credentials to wake the build hosts",
+            uses: AWS_CREDENTIALS_ACTION,
+            with: { "role-to-assume": `\${{ vars.${WAKE_ROLE_VARIABLE} }}`, "aws-region": wake.region },
+        },
+        { name: "Wake the build hosts and wait for their doors", run: script.map(line => `${line}\n`).join("") },
+    ];
 }
 
 /** A workflow with one job, `build`. */
@@ -284,17 +326,19 @@ function attachStep(title: string, inputs: Readonly<Record<string, string>>): Wo
  * after the key is gone.
  */
 function workflow(title: string, trust: WorkflowStep, attach: readonly WorkflowStep[], builderName: string,
-                  platforms: readonly string[], runner: GithubRunner): string {
+                  platforms: readonly string[], runner: GithubRunner, member: string, wake: WakeHosts | undefined): string {
     return toYaml({
         name: title,
         on: ["push", "workflow_dispatch"],
-        permissions: { contents: "read", packages: "write" },
+        // id-token: the OIDC token the wake step exchanges for the role's credentials.
+        permissions: { contents: "read", packages: "write", ...wake === undefined ? {} : { "id-token": "write" } },
         jobs: {
             build: {
                 "runs-on": runner,
                 steps: [
                     { name: "Check out the repository", uses: CHECKOUT_ACTION, with: { "persist-credentials": false } },
                     trust,
+                    ...wake === undefined ? [] : wakeSteps(wake, member),
                     ...attach,
                     {
                         name: "Log in to the registry",
@@ -314,10 +358,12 @@ function workflow(title: string, trust: WorkflowStep, attach: readonly WorkflowS
     } satisfies Workflow);
 }
 
-/** A team member's complete GitHub Actions workflow for a single host, building `platforms`. */
-export function githubActionsWorkflow(parts: EndpointParts, member: string, platforms: readonly string[], runner: GithubRunner): string {
+/** A team member's complete GitHub Actions workflow for a single host, building `platforms`; with `wake`, it wakes the host first. */
+export function githubActionsWorkflow(parts: EndpointParts, member: string, platforms: readonly string[], runner: GithubRunner,
+                                      wake?: WakeHosts): string {
     return workflow("Build and push on the shared buildx host", trustStep("Trust the buildx host", [parts]),
-        [attachStep("Attach buildx to the shared builder", { endpoint: sshEndpoint(parts, member) })], parts.builderName, platforms, runner);
+        [attachStep("Attach buildx to the shared builder", { endpoint: sshEndpoint(parts, member) })], parts.builderName, platforms, runner,
+        member, wake);
 }
 
 /** The id of a fleet workflow's attach-script step, whose outputs are setup-buildx-action's inputs. */
@@ -329,10 +375,10 @@ const FLEET_CHECK_STEP = "fleet";
  * the inputs of setup-buildx-action (kept: its post step removes the runner's builder): the first
  * node that stays is `endpoint` and `platforms`, each further one an `append` entry (the action
  * cannot name the first node: there it is `<builder>0`). A node down stops the job at that step,
- * naming it, unless `fallback` is "emulate".
+ * naming it, unless `fallback` is "emulate". With `wake`, it wakes those nodes before the check.
  */
 export function fleetGithubActionsWorkflow(nodes: readonly FleetNodeEndpoint[], member: string, runner: GithubRunner,
-                                           fallback: FleetFallback): string {
+                                           fallback: FleetFallback, wake?: WakeHosts): string {
     const check: WorkflowStep = { name: "Check the fleet's nodes", id: FLEET_CHECK_STEP, run: fleetAttachScript(nodes, member, fallback) };
     const input = (name: string) => `\${{ steps.${FLEET_CHECK_STEP}.outputs.${name} }}`;
     const attach = attachStep("Attach buildx to the shared fleet", {
@@ -341,7 +387,7 @@ export function fleetGithubActionsWorkflow(nodes: readonly FleetNodeEndpoint[], 
         ...nodes.length === 1 ? {} : { append: input("append") },
     });
     return workflow("Build and push on the shared buildx fleet", trustStep("Trust the buildx fleet", nodes.map(node => node.parts)),
-        [check, attach], nodes[0].parts.builderName, nodes.flatMap(node => node.platforms), runner);
+        [check, attach], nodes[0].parts.builderName, nodes.flatMap(node => node.platforms), runner, member, wake);
 }
 
 /** Where CI can run for these hosts: GitHub's own runners only when every host takes SSH from anywhere. */

@@ -76,6 +76,9 @@ export function shellName(setting: string): string {
     return setting.replace(/[A-Z]/g, letter => `_${letter}`).toUpperCase();
 }
 
+/** How often the idle-stop step's timer checks whether the host is idle: a power-off comes at most this late. */
+export const IDLE_CHECK_SECONDS = 15;
+
 /** The SSH public key types a team member's key may have (OpenSSH's names). */
 export const SSH_KEY_TYPES = [
     "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
@@ -114,6 +117,7 @@ export function hostFactsShell(): string {
         `readonly HOST_FACTS_DISK_SIZE_PATTERN=${quoted(PATTERNS.diskSize)}`,
         `readonly HOST_FACTS_BUILDKIT_REPOSITORY=${quoted(BUILDKIT_REPOSITORY)}`,
         `readonly HOST_FACTS_BUILDKIT_VERSION=${quoted(BUILDKIT_VERSION)}`,
+        `readonly HOST_FACTS_IDLE_CHECK_SECONDS=${IDLE_CHECK_SECONDS}`,
         `declare -rA HOST_FACTS_DEFAULT=(${Object.entries(STEP_DEFAULTS).map(([setting, value]) => `[${shellName(setting)}]=${quoted(String(value))}`).join(" ")})`,
         "",
     ].join("\n");

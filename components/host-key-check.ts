@@ -26,6 +26,8 @@ export interface HostKeyCheckArgs {
     readonly timeoutMinutes: number;
     /** Changes whenever the first host step will run again, so that the check runs right before it. */
     readonly runWith: pulumi.Input<string>;
+    /** Mode "ec2": empty, or why the host cannot answer (EC2 reports it stopped) and how to wake it: the check then fails at once with it. */
+    readonly stoppedMessage?: pulumi.Input<string>;
 }
 
 /**
@@ -58,6 +60,7 @@ export class HostKeyCheck extends pulumi.ComponentResource {
                 PROBE_HOST_MODE: args.hostMode,
                 PROBE_TIMEOUT_SECONDS: String(timeoutSeconds),
                 PROBE_RUN_WITH: args.runWith,
+                ...args.stoppedMessage === undefined ? {} : { PROBE_HOST_STOPPED: args.stoppedMessage },
             },
             addPreviousOutputInEnv: false,
         }, {

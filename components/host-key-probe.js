@@ -206,6 +206,10 @@ function loadSsh2() {
 
 async function main() {
     try {
+        // The program read the instance's state: a stopped host never answers, so say how to wake it now.
+        if ((process.env.PROBE_HOST_STOPPED ?? "").trim() !== "") {
+            throw failure(process.env.PROBE_HOST_STOPPED.trim());
+        }
         const { Client, utils } = loadSsh2();
         const report = await checkHostKey(Client, readSettings(process.env, utils.parseKey));
         process.stdout.write(`${JSON.stringify(report)}\n`);

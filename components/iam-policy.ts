@@ -9,8 +9,10 @@
  * tests/unit/operations.test.ts fails on a registered type missing here and writes iam-policy.json.
  */
 
-/** What the provider calls for one resource type, per operation, without the `ec2:` prefix. */
+/** What the provider calls for one resource type, per operation, without the service prefix. */
 export interface ProviderCalls {
+    /** The AWS service of the actions. Default: ec2. */
+    readonly service?: "iam";
     readonly create?: readonly string[];
     readonly read?: readonly string[];
     readonly update?: readonly string[];
@@ -61,12 +63,25 @@ export const AWS_CALLS: Readonly<Record<string, ProviderCalls>> = {
     "aws:ec2/getAmi:getAmi": { read: ["DescribeImages"] },
     "aws:ec2/getVpc:getVpc": { read: ["DescribeVpcs"] },
     "aws:ec2/getSubnet:getSubnet": { read: ["DescribeSubnets"] },
+    // Whether the instance is stopped, at every preview and up.
+    "aws:ec2/getInstances:getInstances": { read: ["DescribeInstances"] },
+    // The wake policy (idleStopMinutes): iam_policy.go keeps at most five versions, pruning the oldest on update.
+    "aws:iam/policy:Policy": {
+        service: "iam",
+        create: ["CreatePolicy", "TagPolicy"],
+        read: ["GetPolicy", "GetPolicyVersion", "ListPolicyTags"],
+        update: ["ListPolicyVersions", "CreatePolicyVersion", "DeletePolicyVersion", "TagPolicy", "UntagPolicy"],
+        delete: ["ListPolicyVersions", "DeletePolicyVersion", "DeletePolicy"],
+    },
     // Made on the machine running Pulumi, and over SSH: no AWS API.
     "tls:index/privateKey:PrivateKey": {},
     "tls:index/getPublicKey:getPublicKey": {},
     "command:remote:Command": {},
     "command:local:Command": {},
 };
+
+/** The IAM policies the program makes (the wake policy), by the name it gives them: `buildx-host-wake-<suffix>`. */
+export const PROGRAM_POLICIES_ARN = "arn:aws:iam::*:policy/buildx-host-wake-*";
 
 /** An IAM policy document. */
 export interface IamPolicy {
@@ -75,26 +90,32 @@ export interface IamPolicy {
         readonly Sid: string;
         readonly Effect: "Allow";
         readonly Action: readonly string[];
-        readonly Resource: "*";
+        readonly Resource: string;
     }[];
 }
 
 /**
- * The policy that allows every call the given types need. One statement on every resource: the
- * Describe actions cannot be narrowed to resources, and the instance is launched from resources
- * (image, subnet, key pair, group) the program does not own.
+ * The policy that allows every call the given types need. The EC2 statement is on every resource:
+ * the Describe actions cannot be narrowed to resources, and the instance is launched from resources
+ * (image, subnet, key pair, group) the program does not own. The IAM statement, there only when a
+ * type needs it, is on the policies the program names.
  */
 export function iamPolicy(types: Iterable<string>): IamPolicy {
-    const actions = new Set<string>();
+    const actions = { ec2: new Set<string>(), iam: new Set<string>() };
     for (const type of types) {
         const calls = AWS_CALLS[type];
         if (calls === undefined) {
             throw new Error(`${type} has no entry in AWS_CALLS (components/iam-policy.ts): which AWS actions does it need?`);
         }
-        Object.values(calls).flat().forEach(action => actions.add(`ec2:${action}`));
+        const { service = "ec2", ...operations } = calls;
+        Object.values(operations).flat().forEach(action => actions[service].add(`${service}:${action}`));
     }
     return {
         Version: "2012-10-17",
-        Statement: [{ Sid: "BuildxHostEc2", Effect: "Allow", Action: [...actions].sort(), Resource: "*" }],
+        Statement: [
+            { Sid: "BuildxHostEc2", Effect: "Allow", Action: [...actions.ec2].sort(), Resource: "*" },
+            ...actions.iam.size === 0 ? [] : [{ Sid: "BuildxHostWakePolicy", Effect: "Allow" as const, Action: [...actions.iam].sort(),
+                Resource: PROGRAM_POLICIES_ARN }],
+        ],
     };
 }

@@ -130,6 +130,14 @@ const STEP_FIELDS = {
         sessionsEnded: strings,
         door: oneOf("open", "closed"),
     },
+    "idle-stop": {
+        action: oneOf("created", "updated", "unchanged", "deleted", "absent"),
+        /** 0 after a removal. */
+        idleStopMinutes: "number",
+        /** How often the timer checks (IDLE_CHECK_SECONDS). */
+        checkSeconds: "number",
+        timer: "string",
+    },
 } as const satisfies Record<StepName, Fields>;
 
 /** Each step's report, by step name. */

@@ -19,9 +19,18 @@ export const STEP_NAMES = [
     "qemu-binfmt",
     "buildx-builder",
     "team-access",
+    "idle-stop",
 ] as const;
 
 export type StepName = typeof STEP_NAMES[number];
+
+/** The steps a host runs only when its configuration asks for them (see `stepParameters`). */
+export const OPTIONAL_STEPS = ["idle-stop"] as const satisfies readonly StepName[];
+
+export type OptionalStepName = typeof OPTIONAL_STEPS[number];
+
+/** The steps every host runs, in order: all but the optional ones. */
+export const EVERY_HOST_STEPS = STEP_NAMES.filter(step => !(OPTIONAL_STEPS as readonly StepName[]).includes(step));
 
 /** One host step: a script from components/scripts and the environment it runs with. */
 export interface HostStepDefinition<S extends StepName = StepName> {
@@ -59,8 +68,12 @@ function teamMembersLines(config: BuildHostConfig): string {
         [member.name, ...key.from.length > 0 ? [`from=${key.from.join(",")}`] : [], key.sshPublicKey].join(" "))).join("\n");
 }
 
-/** Each step's parameters, taken from the configuration; the order is STEP_NAMES'. */
-function stepParameters(config: BuildHostConfig, loginUser: string): Record<StepName, StepParameters> {
+/**
+ * Each step's parameters, taken from the configuration; the order is STEP_NAMES'. An optional step
+ * that is off has none: it is not run, and a host that had it runs its delete (the step's resource goes).
+ */
+function stepParameters(config: BuildHostConfig, loginUser: string):
+        Record<Exclude<StepName, OptionalStepName>, StepParameters> & Record<OptionalStepName, StepParameters | undefined> {
     const builderEnvironment = {
         BUILDER_NAME: config.builderName,
         BUILDER_USER: loginUser,
@@ -97,13 +110,21 @@ function stepParameters(config: BuildHostConfig, loginUser: string): Record<Step
             environment: { TEAM_MEMBERS: teamMembersLines(config), BUILDER_NAME: config.builderName },
             deleteEnvironment: { TEAM_MEMBERS: "", BUILDER_NAME: config.builderName },
         },
+        // Set back to 0, the step goes and its delete removes the timer.
+        "idle-stop": config.idleStopMinutes === 0 ? undefined : {
+            environment: { IDLE_STOP_MINUTES: String(config.idleStopMinutes), BUILDER_NAME: config.builderName },
+            deleteEnvironment: { IDLE_STOP_MINUTES: "0", BUILDER_NAME: config.builderName },
+        },
     };
 }
 
-/** The steps in the order they run (STEP_NAMES), with their parameters taken from the configuration. */
+/** The steps the configuration asks for, in the order they run (STEP_NAMES), with their parameters. */
 export function hostStepDefinitions(config: BuildHostConfig, loginUser: string): HostStepDefinition[] {
-    const parameters = stepParameters(config, loginUser);
-    return STEP_NAMES.map(name => loadStep(name, parameters[name]));
+    const parameters: Record<StepName, StepParameters | undefined> = stepParameters(config, loginUser);
+    return STEP_NAMES.flatMap(name => {
+        const stepParameters = parameters[name];
+        return stepParameters === undefined ? [] : [loadStep(name, stepParameters)];
+    });
 }
 
 /**

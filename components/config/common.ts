@@ -60,6 +60,14 @@ export function readPlatforms(r: Reader, fallback: readonly string[] = DEFAULTS.
     return [...new Set(platforms)];
 }
 
+/** A week: longer than that, a host is not idle in any useful sense. */
+const IDLE_STOP_MAX_MINUTES = 7 * 24 * 60;
+
+/** `idleStopMinutes`: the stack's, or a node's own (read with the stack's as `fallback`). */
+export function readIdleStopMinutes(r: Reader, fallback: number = DEFAULTS.idleStopMinutes): number {
+    return r.integer("idleStopMinutes", fallback, 0, IDLE_STOP_MAX_MINUTES, "idleStopMinutes 60");
+}
+
 /** What every host of the stack shares; `loginUsers`: the existing hosts' users, which no member may take. */
 export function readCommonSettings(r: Reader, loginUsers: readonly string[]): Omit<CommonSettings, "platforms"> {
     return {
@@ -80,5 +88,6 @@ export function readCommonSettings(r: Reader, loginUsers: readonly string[]): Om
         buildkitGc: readBuildkitGc(r),
         hostReadyTimeoutMinutes: r.integer("hostReadyTimeoutMinutes", DEFAULTS.hostReadyTimeoutMinutes, 1, 120,
             "hostReadyTimeoutMinutes 20"),
+        idleStopMinutes: readIdleStopMinutes(r),
     };
 }

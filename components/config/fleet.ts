@@ -5,7 +5,7 @@
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { routePlatforms } from "../routing";
 import { checkGcFitsDisk } from "./buildkit-gc";
-import { readCommonSettings, readPlatforms } from "./common";
+import { readCommonSettings, readIdleStopMinutes, readPlatforms } from "./common";
 import { Ec2NodeDefaults, Ec2NodeSettings, readEc2Node, readEc2NodeDefaults, readEc2Shared } from "./ec2";
 import { ExistingHostKeys, NODE_HOST_KEYS, readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
 import { Reader } from "./reader";
@@ -13,7 +13,7 @@ import { BuildNode, DEFAULTS, EC2_ONLY_KEYS, ExistingHostSettings, HostMode, Raw
 
 /** The settings of a `nodes` entry, by the mode they belong to. */
 const NODE_KEYS = {
-    both: ["name", "mode", "architecture", "platforms"],
+    both: ["name", "mode", "architecture", "platforms", "idleStopMinutes"],
     ec2: ["instanceType", "spot"],
     existing: Object.values(NODE_HOST_KEYS),
 } as const satisfies Readonly<Record<string, readonly string[]>>;
@@ -88,6 +88,8 @@ interface ReadNode {
         | { readonly mode: "existing"; readonly existingHost: ExistingHostSettings };
     readonly architecture: CpuArchitecture;
     readonly platforms?: readonly string[];
+    /** Its own idleStopMinutes; undefined: the stack's. */
+    readonly idleStopMinutes?: number;
 }
 
 function readNode(n: NodeReader, defaultMode: HostMode, ec2Defaults: Ec2NodeDefaults, names: Set<string>): ReadNode {
@@ -110,15 +112,16 @@ function readNode(n: NodeReader, defaultMode: HostMode, ec2Defaults: Ec2NodeDefa
             `mode ${mode === "ec2" ? "existing" : "ec2"}`);
     }
     const platforms = n.has("platforms") ? readPlatforms(n, []) : undefined;
+    const idleStopMinutes = n.has("idleStopMinutes") ? readIdleStopMinutes(n) : undefined;
     if (mode === "ec2") {
         const ec2 = readEc2Node(n, ec2Defaults);
-        return { name, target: { mode, ec2 }, architecture: ec2.architecture, platforms };
+        return { name, target: { mode, ec2 }, architecture: ec2.architecture, platforms, idleStopMinutes };
     }
     if (!n.has("architecture")) {
         n.problem("architecture", "is required for an existing node: its CPU, as `dpkg --print-architecture` prints it", "architecture arm64");
     }
     const architecture = n.oneOf<CpuArchitecture>("architecture", CPU_ARCHITECTURES, "amd64", "architecture arm64");
-    return { name, target: { mode, existingHost: readExistingHostSettings(n, NODE_HOST_KEYS) }, architecture, platforms };
+    return { name, target: { mode, existingHost: readExistingHostSettings(n, NODE_HOST_KEYS) }, architecture, platforms, idleStopMinutes };
 }
 
 /** A stack that lists `nodes`: every node's host, and the platforms each serves. */
@@ -160,12 +163,13 @@ export function readFleet(r: Reader, defaultMode: HostMode): BuildNode[] {
     checkGcFitsDisk(r, common.buildkitGc, ec2Shared?.rootVolumeSizeGb);
     return nodes.map((node, index): BuildNode => {
         const platforms = routing.served[index];
+        const idleStopMinutes = node.idleStopMinutes ?? common.idleStopMinutes;
         if (node.target.mode === "existing") {
-            return { name: node.name, host: { ...common, platforms, ...node.target }, privateKey: { node: node.index } };
+            return { name: node.name, host: { ...common, platforms, idleStopMinutes, ...node.target }, privateKey: { node: node.index } };
         }
         return {
             name: node.name,
-            host: { ...common, platforms, mode: "ec2", ec2: { ...node.target.ec2, ...ec2Shared! } },
+            host: { ...common, platforms, idleStopMinutes, mode: "ec2", ec2: { ...node.target.ec2, ...ec2Shared! } },
             privateKey: ec2Shared!.loginKeyProvided ? "loginPrivateKey" : undefined,
         };
     });

@@ -81,6 +81,8 @@ export interface CommonSettings {
     readonly allowInsecureEntitlements: readonly InsecureEntitlement[];
     readonly buildkitGc: BuildkitGcLimits;
     readonly hostReadyTimeoutMinutes: number;
+    /** Minutes with no running build and no open SSH session before the host powers off; 0: never. Per node in a fleet. */
+    readonly idleStopMinutes: number;
 }
 
 /** The validated configuration, defaults filled: one mode and that mode's settings. */
@@ -142,6 +144,7 @@ export const DEFAULTS = {
     allowInsecureEntitlements: [] as readonly InsecureEntitlement[],
     existingHostPort: 22,
     fleetFallback: "fail" as FleetFallback,
+    idleStopMinutes: 0,
 } as const;
 
 /** Every key this project reads; anything else under `buildx-host:` is a typo. */
@@ -151,5 +154,5 @@ export const KNOWN_KEYS = [
     "dockerAptKeyFingerprint", "dockerCeVersion", "platforms", "builderName", "buildkitImage", "allowInsecureEntitlements", "buildkitGcReservedSpace",
     "buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "existingHostAddress", "existingHostPort",
     "existingHostUser", "existingHostPrivateKey", "existingHostPublicKey", "hostReadyTimeoutMinutes", "nodes", "fleetFallback",
-    "spot",
+    "spot", "idleStopMinutes",
 ] as const;

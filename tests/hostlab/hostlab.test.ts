@@ -31,6 +31,7 @@ import {
 } from "./lab";
 import { cacheUse, ClientBuildResult, LabClient, waitFor } from "./client";
 import { baseStepRuns, buildAtOnce, LoadBuild, loadProject } from "./concurrent-load";
+import { idlePowerOffTests } from "./idle-power-off";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const { dockerAptRepo, dockerAptKeyFingerprint } = labAptSettings();
@@ -787,3 +788,6 @@ describe("a host provisioned by the program's steps", () => {
         });
     });
 });
+
+// Last: it powers the host off and wakes it; provisions the host itself, so `-t idle-power-off` runs it alone.
+idlePowerOffTests(lab, client, { team: TEAM, dockerAptRepo, dockerAptKeyFingerprint }, MEMBER, aliceKey, attachCommands(MEMBER));

@@ -1,3 +1,4 @@
+import { EVERY_HOST_STEPS } from "../../components/steps";
 import { installMocks, isSecret, RecordedResource, settle, valueOf } from "./mocks";
 
 const recorder = installMocks();
@@ -6,7 +7,6 @@ const recorder = installMocks();
 import { BuildFleet } from "../../components/build-fleet";
 import { parseConfig, RawConfig } from "../../components/config";
 import type { Workflow } from "../../components/endpoint";
-import { STEP_NAMES } from "../../components/steps";
 import * as yaml from "js-yaml";
 
 const CIDRS = JSON.stringify(["10.20.0.0/16"]);
@@ -36,7 +36,7 @@ describe("a stack without nodes", () => {
         expect(host.aliasSpecs).toEqual([{ spec: expect.objectContaining({ noparent: true }) }]);
         // Its children keep their own names: the engine moves them with their parent's alias.
         expect(deployed.resources.filter(r => r.type === "command:remote:Command").map(r => r.name))
-            .toEqual(STEP_NAMES.map(step => `single-${step}-run`));
+            .toEqual(EVERY_HOST_STEPS.map(step => `single-${step}-run`));
     });
 
     test("has no fleet outputs", () => {
@@ -66,7 +66,7 @@ describe("a fleet of an amd64 and a Graviton node", () => {
     });
 
     test("provisions the nodes in parallel, each node's steps in order", () => {
-        const steps = (node: string) => STEP_NAMES.map(step => deployed.named(`fleet-${node}-${step}-run`));
+        const steps = (node: string) => EVERY_HOST_STEPS.map(step => deployed.named(`fleet-${node}-${step}-run`));
         for (const [node, other] of [["amd64", "graviton"], ["graviton", "amd64"]]) {
             const mine = steps(node);
             mine.slice(1).forEach((step, index) => expect(step.dependencies).toContain(mine[index].urn));

@@ -14,7 +14,7 @@ import { CANONICAL_OWNER_ID, cloudInitUserData } from "../../components/ec2-host
 import { Workflow } from "../../components/endpoint";
 import { BUILDKIT_VERSION } from "../../components/host-facts";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
-import { hostStepDefinitions, sha256, STEP_NAMES, stepFingerprints, stepRunCommand } from "../../components/steps";
+import { EVERY_HOST_STEPS, hostStepDefinitions, sha256, stepFingerprints, stepRunCommand } from "../../components/steps";
 
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
@@ -39,7 +39,7 @@ function wireSecret(value: any): boolean {
 }
 
 function commandsInOrder(resources: { type: string; name: string }[], name: string) {
-    return STEP_NAMES.map(step => resources.find(r => r.type === "command:remote:Command" && r.name === `${name}-${step}-run`)!);
+    return EVERY_HOST_STEPS.map(step => resources.find(r => r.type === "command:remote:Command" && r.name === `${name}-${step}-run`)!);
 }
 
 describe("ec2 mode", () => {
@@ -183,7 +183,7 @@ describe("ec2 mode", () => {
 
     test("steps run in order: each command depends on the step before it", () => {
         const commands = commandsInOrder(deployed.resources, "ec2") as any[];
-        const stepUrns = STEP_NAMES.map(step => deployed.resources.find(r => r.name === `ec2-${step}` && r.type === "buildx-host:host:HostStep")!.urn);
+        const stepUrns = EVERY_HOST_STEPS.map(step => deployed.resources.find(r => r.name === `ec2-${step}` && r.type === "buildx-host:host:HostStep")!.urn);
         commands.forEach((command, i) => {
             if (i === 0) {
                 expect(command.dependencies.filter((urn: string) => urn.includes("command:remote:Command"))).toEqual([]);
@@ -202,9 +202,10 @@ describe("ec2 mode", () => {
         for (const [i, command] of commands.entries()) {
             expect(command.inputs.create).toBe(stepRunCommand(definitions[i], fingerprints[i], "ec2-ec2-instance-id"));
             expect(command.inputs.update).toBeUndefined();
-            expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${STEP_NAMES[i]}.sh`);
-            const owns = ["metadata-guard", "buildx-builder", "team-access"].includes(STEP_NAMES[i]);
-            expect([STEP_NAMES[i], command.inputs.delete !== undefined, command.deleteBeforeReplace]).toEqual([STEP_NAMES[i], owns, owns]);
+            expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${EVERY_HOST_STEPS[i]}.sh`);
+            const owns = ["metadata-guard", "buildx-builder", "team-access"].includes(EVERY_HOST_STEPS[i]);
+            expect([EVERY_HOST_STEPS[i], command.inputs.delete !== undefined, command.deleteBeforeReplace])
+                .toEqual([EVERY_HOST_STEPS[i], owns, owns]);
         }
         expect(commands[1].inputs.delete).toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[1].scriptSha256}' GUARD_ACTION='delete' bash -s`);
         expect(commands[5].inputs.delete).toContain("BUILDER_ACTION='delete'");

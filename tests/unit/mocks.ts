@@ -63,6 +63,8 @@ const STEP_REPORTS: StepReports = {
         insecureEntitlements: [], imageDigest: `moby/buildkit@sha256:${"0".repeat(64)}`, buildkitVersion: BUILDKIT_VERSION, buildxVersion: "v0.29.1" },
     "team-access": { step: "team-access", changed: true, scriptSha256: SCRIPT_SHA256, members: ["alice"], added: ["alice"], updated: [],
         removed: [], sessionsEnded: [], door: "open" },
+    "idle-stop": { step: "idle-stop", changed: true, scriptSha256: SCRIPT_SHA256, action: "created", idleStopMinutes: 60, checkSeconds: 15,
+        timer: "buildx-host-idle-stop.timer" },
 };
 
 /** Replaces every wire-format secret wrapper with the value it holds. */
@@ -79,7 +81,8 @@ export function unwrapSecrets(value: any): any {
     return value;
 }
 
-export function installMocks(): Recorder {
+/** Mock options: `stoppedInstances`, EC2 reports every instance stopped (the idle power-off's work). */
+export function installMocks(options: { readonly stoppedInstances?: boolean } = {}): Recorder {
     const resources: RecordedResource[] = [];
     const invokes: Recorder["invokes"] = [];
     pulumi.runtime.setMocks({
@@ -95,12 +98,16 @@ export function installMocks(): Recorder {
                     state.publicKeyOpenssh = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${args.name.length}fake${args.name}\n`;
                     break;
                 case "aws:ec2/instance:Instance":
+                    state.arn = `arn:aws:ec2:eu-west-1:123456789012:instance/${args.name}-id`;
                     state.publicIp = "198.51.100.99";
                     state.publicDns = "ec2-198-51-100-99.eu-west-1.compute.amazonaws.com";
                     break;
                 case "aws:ec2/eip:Eip":
                     state.publicIp = "198.51.100.7";
                     state.publicDns = "ec2-198-51-100-7.eu-west-1.compute.amazonaws.com";
+                    break;
+                case "aws:iam/policy:Policy":
+                    state.arn = `arn:aws:iam::123456789012:policy/${args.name}-1a2b3c4`;
                     break;
                 case "aws:ec2/keyPair:KeyPair":
                     state.keyName = `${args.name}-key`;
@@ -123,6 +130,8 @@ export function installMocks(): Recorder {
                     return { id: "vpc-default" };
                 case "aws:ec2/getSubnet:getSubnet":
                     return { id: args.inputs.id, vpcId: "vpc-of-subnet" };
+                case "aws:ec2/getInstances:getInstances":
+                    return { ids: options.stoppedInstances ? args.inputs.filters[0].values : [] };
                 case "tls:index/getPublicKey:getPublicKey":
                     return { publicKeyOpenssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIgivenkey\n" };
                 default:

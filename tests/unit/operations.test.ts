@@ -64,6 +64,7 @@ const CHANGES: Record<string, { readonly from: RawConfig; readonly to: RawConfig
     "existingHostPrivateKey, existingHostPublicKey": { from: EXISTING, to: { ...EXISTING, existingHostPrivateKey: OTHER_PRIVATE_KEY } },
     "fleetFallback": { from: FLEET, to: { ...FLEET, fleetFallback: "emulate" } },
     "nodes[N].name": { from: FLEET, to: { ...FLEET, nodes: FLEET.nodes!.replace("graviton", "arm64") } },
+    "idleStopMinutes": { from: EC2, to: { ...EC2, idleStopMinutes: "60" } },
 };
 
 /**
@@ -92,6 +93,7 @@ const LABELS: readonly { readonly type: string; readonly nameEnd?: string; reado
     { type: "aws:ec2/securityGroup:SecurityGroup", label: "security group" },
     { type: "aws:ec2/instance:Instance", label: "instance" },
     { type: "aws:ec2/eip:Eip", label: "Elastic IP" },
+    { type: "aws:iam/policy:Policy", label: "wake policy" },
 ];
 
 /** A deployment's resources keyed by type and name, with the deployment's name taken out. */
@@ -214,9 +216,17 @@ function resourcesCell(results: Map<string, Outcome>): string {
     return parts.join("; ") || "none";
 }
 
-/** The table's "Steps" cell: the steps that run again (a suffix of the order), and those replaced. */
-function stepsCell(results: Map<string, Outcome>): string {
-    const stepOf = (key: string) => STEP_NAMES.findIndex(step => key.startsWith("command:remote:Command::") && key.endsWith(`-${step}-run`));
+/**
+ * The table's "Steps" cell: the steps that run again (a suffix of the order of the steps the host
+ * has after the change, `present`), and those replaced; or the optional steps a change only adds.
+ */
+function stepsCell(results: Map<string, Outcome>, present: Deployment): string {
+    const order = STEP_NAMES.filter(step => [...present.keys()].some(key => key.endsWith(`-${step}-run`)));
+    const stepOf = (key: string) => order.findIndex(step => key.startsWith("command:remote:Command::") && key.endsWith(`-${step}-run`));
+    const stepOutcomes = [...results].filter(([key]) => stepOf(key) >= 0).map(([key, outcome]) => ({ step: order[stepOf(key)], outcome }));
+    if (stepOutcomes.length > 0 && stepOutcomes.every(({ outcome }) => outcome === "created")) {
+        return `${stepOutcomes.map(({ step }) => step).join(", ")} added`;
+    }
     const run = new Set<number>();
     const replacedSteps = new Set<number>();
     for (const [key, outcome] of results) {
@@ -232,12 +242,12 @@ function stepsCell(results: Map<string, Outcome>): string {
         return "none";
     }
     const first = Math.min(...run);
-    if (run.size !== STEP_NAMES.length - first) {
-        return `not a suffix of the order: ${[...run].map(i => STEP_NAMES[i]).join(", ")}`;
+    if (run.size !== order.length - first) {
+        return `not a suffix of the order: ${[...run].map(i => order[i]).join(", ")}`;
     }
-    const named = (steps: Set<number>) => steps.size === STEP_NAMES.length ? "all"
-        : [...steps].sort((a, b) => a - b).map(i => STEP_NAMES[i]).join(", ");
-    const ran = first === 0 ? "all" : first === STEP_NAMES.length - 1 ? STEP_NAMES[first] : `${STEP_NAMES[first]} and after`;
+    const named = (steps: Set<number>) => steps.size === order.length ? "all"
+        : [...steps].sort((a, b) => a - b).map(i => order[i]).join(", ");
+    const ran = first === 0 ? "all" : first === order.length - 1 ? order[first] : `${order[first]} and after`;
     return replacedSteps.size === 0 ? ran : `${ran}; ${named(replacedSteps)} replaced`;
 }
 
@@ -269,7 +279,7 @@ describe("the README's replacement table", () => {
         const row = rows.find(([name]) => plain(name) === setting)!.map(plain);
         const results = outcomes(await baseline(CHANGES[setting].from), await changed.get(setting)!);
         expect({ setting, resources: row[1], steps: row[2] })
-            .toEqual({ setting, resources: resourcesCell(results), steps: stepsCell(results) });
+            .toEqual({ setting, resources: resourcesCell(results), steps: stepsCell(results, await changed.get(setting)!) });
     });
 
     test("a replaced instance keeps its Elastic IP and host key: the address and known_hosts line stay", async () => {
@@ -282,7 +292,8 @@ describe("the README's replacement table", () => {
 
 describe("the IAM policy", () => {
     test("iam-policy.json allows what every resource and lookup of ec2 mode needs (UPDATE_IAM_POLICY=1 npm test rewrites it)", async () => {
-        await Promise.all([EC2, FLEET, { ...EC2, subnetId: "subnet-0123456789abcdef0", loginPrivateKey: PRIVATE_KEY }].map(deploy));
+        await Promise.all([EC2, FLEET, { ...EC2, subnetId: "subnet-0123456789abcdef0", loginPrivateKey: PRIVATE_KEY },
+            { ...EC2, idleStopMinutes: "60" }].map(deploy));
         const types = new Set([...recorder.resources.map(r => r.type), ...recorder.invokes.map(i => i.token)]
             .filter(type => !type.startsWith("buildx-host:")));
         // Every entry is one the program uses: none lingers after its resource is gone.

@@ -11,14 +11,15 @@ import type { FleetNodeOutputs } from "../../components/build-fleet";
 
 import { DEFAULTS, documentationRange, KNOWN_KEYS, parseConfig } from "../../components/config";
 import {
-    EndpointParts, githubActionsWorkflow, githubRunner, memberBuildxCreateCommand, MINIMUM_CLIENT_VERSIONS, SETUP_BUILDX_ACTION, Workflow,
-    WORKFLOW_IMAGE_TAG, WorkflowStep,
+    AWS_CREDENTIALS_ACTION, EndpointParts, githubActionsWorkflow, githubRunner, memberBuildxCreateCommand, MINIMUM_CLIENT_VERSIONS,
+    SETUP_BUILDX_ACTION, WAKE_DOOR_WAIT_SECONDS, WAKE_ROLE_VARIABLE, Workflow, WORKFLOW_IMAGE_TAG, WorkflowStep,
 } from "../../components/endpoint";
 import { gcLimitBytes, ROOT_VOLUME_ROOM_GIB } from "../../components/config/buildkit-gc";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
 import { SPOT_MARKET_OPTIONS } from "../../components/ec2-host";
-import { BUILDKIT_IMAGE } from "../../components/host-facts";
-import { STEP_NAMES } from "../../components/steps";
+import { BUILDKIT_IMAGE, IDLE_CHECK_SECONDS } from "../../components/host-facts";
+import { EVERY_HOST_STEPS } from "../../components/steps";
+import { stoppedHostMessage } from "../../components/wake";
 
 const ROOT = path.join(__dirname, "..", "..");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
@@ -148,7 +149,7 @@ describe("growing a single-host stack into a fleet (README \"Fleet\")", () => {
 
     test("the steps it says re-run on the host are the QEMU step and every step after it", () => {
         const named = /its `([a-z-]+)`\s+step re-runs for the rest, and the steps after it \(`([a-z-]+)`, `([a-z-]+)`\)\s+re-run in place/.exec(fleet)!;
-        expect(named.slice(1)).toEqual(STEP_NAMES.slice(STEP_NAMES.indexOf("qemu-binfmt")));
+        expect(named.slice(1)).toEqual(EVERY_HOST_STEPS.slice(EVERY_HOST_STEPS.indexOf("qemu-binfmt")));
     });
 });
 
@@ -349,7 +350,8 @@ describe("Cost and durability: spot and the cost table", () => {
         expect(spot).toContain("pulumi config set --path 'nodes[1].spot' true");
         expect(spot).toContain("aws iam create-service-linked-role --aws-service-name spot.amazonaws.com");
         const policy = readFileSync(path.join(ROOT, "iam-policy.json"), "utf8");
-        expect([policy.includes("ec2:DescribeSpotInstanceRequests"), policy.includes("ec2:CancelSpotInstanceRequests"), policy.includes("iam:")])
+        expect([policy.includes("ec2:DescribeSpotInstanceRequests"), policy.includes("ec2:CancelSpotInstanceRequests"),
+            policy.includes("iam:CreateServiceLinkedRole")])
             .toEqual([true, true, false]);
     });
 
@@ -412,5 +414,46 @@ describe("Cost and durability: spot and the cost table", () => {
 
     test("points to the wake time Idle power-off measures", () => {
         expect(costs.replace(/\s+/g, " ")).toContain("measured in the lab: see Idle power-off");
+    });
+});
+
+describe("Cost and durability: idle power-off", () => {
+    const idle = section("Cost and durability").split(/^### /m).find(s => s.startsWith("Idle power-off\n")) ?? "";
+    const checkScript = readFileSync(path.join(ROOT, "components", "scripts", "idle-stop.sh"), "utf8");
+
+    test("names the check's interval, timer and unit, and quotes decisions in the words the check logs", () => {
+        expect(idle).toContain(`runs a check every ${IDLE_CHECK_SECONDS} s`);
+        expect(idle).toContain("`buildx-host-idle-stop.timer`");
+        expect(checkScript).toContain("readonly TIMER=buildx-host-idle-stop.timer");
+        expect(idle).toContain("`journalctl -u buildx-host-idle-stop.service`");
+        for (const words of ["stay on: busy: running builds: ", "stay on: busy: open SSH sessions: ", "stay on: idle ", "power off: idle "]) {
+            expect({ words, inReadme: idle.includes(`\`${words}`) }).toEqual({ words, inReadme: true });
+        }
+        for (const words of ["stay on: busy: ${busy}", "running builds: ${running}", "open SSH sessions: ${sessions}",
+            "stay on: idle ${idle}s of ${IDLE_STOP_SECONDS}s: no running build, no open SSH session",
+            "power off: idle ${idle}s of ${IDLE_STOP_SECONDS}s: no running build, no open SSH session since "]) {
+            expect({ words, inScript: checkScript.includes(words) }).toEqual({ words, inScript: true });
+        }
+    });
+
+    test("the CI wake it describes is the workflow's: the action, the variable, the door wait", () => {
+        expect(idle).toContain(`\`${AWS_CREDENTIALS_ACTION}\` (\`role-to-assume: \${{ vars.${WAKE_ROLE_VARIABLE} }}\``);
+        expect(idle).toContain(`at most ${WAKE_DOOR_WAIT_SECONDS} s, until the`);
+        expect(idle).toContain(`gh variable set ${WAKE_ROLE_VARIABLE} `);
+    });
+
+    test("the role's trust policy is JSON that lets GitHub's OIDC tokens of one repository assume it", () => {
+        const trust = /--assume-role-policy-document '([^']+)'/.exec(idle)?.[1] ?? "";
+        const statement = (JSON.parse(trust) as { Statement: Record<string, any>[] }).Statement[0];
+        expect(statement.Action).toBe("sts:AssumeRoleWithWebIdentity");
+        expect(statement.Condition.StringEquals["token.actions.githubusercontent.com:aud"]).toBe("sts.amazonaws.com");
+        expect(statement.Condition.StringLike["token.actions.githubusercontent.com:sub"]).toMatch(/^repo:<owner>\/<repo>:/);
+    });
+
+    test("quotes the stopped host's message as the program words it", () => {
+        const target = { instanceId: "i-0123456789abcdef0", instanceArn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0" };
+        const [opening] = stoppedHostMessage(target).split(" (");
+        expect(idle).toContain(`\`${opening.replace(target.instanceId, "i-…")} (…); nothing on it is changed. Wake it,\n  then run pulumi up again:\``);
+        expect(stoppedHostMessage(target)).toContain("; nothing on it is changed. Wake it, then run pulumi up again:\n");
     });
 });

@@ -47,6 +47,9 @@ const STUB_HOSTS: Record<StepName, string> = {
         IMAGE_DIGEST="moby/buildkit@sha256:${"0".repeat(64)}" BUILDKIT_VERSION=${BUILDKIT_VERSION}`,
     "team-access": `
         MEMBERS=(alice bob) ADDED=(bob) UPDATED=(alice) REMOVED=(carol) SESSIONS_ENDED=(carol)`,
+    "idle-stop": `
+        IDLE_STOP_MINUTES=060 validate_input
+        CHANGED=true ACTION=created`,
 };
 const STUB_ENVIRONMENT = { QEMU_PLATFORMS: "linux/amd64 linux/arm64", SCRIPT_SHA256: "f".repeat(64), BUILDX_VERSION_LINE };
 

@@ -5,7 +5,7 @@ import { hostConfig } from "../config-problems";
 import { BUILDKIT_IMAGE, STEP_DEFAULTS } from "../../components/host-facts";
 import { shellQuote } from "../../components/shell";
 import {
-    COMMON_LIBRARY_PATH, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, STEP_NAMES, stepCommand,
+    COMMON_LIBRARY_PATH, EVERY_HOST_STEPS, HOST_FACTS_PATH, HostStepDefinition, hostStepDefinitions, STEP_NAMES, stepCommand,
     stepFingerprints, stepRunCommand,
 } from "../../components/steps";
 
@@ -22,9 +22,9 @@ describe("host step definitions", () => {
     const steps = hostStepDefinitions(CONFIG, "ubuntu");
 
     test("run in the program's order, one script each", () => {
-        expect(steps.map(s => s.name)).toEqual([...STEP_NAMES]);
+        expect(steps.map(s => s.name)).toEqual(EVERY_HOST_STEPS);
         expect(steps.map(s => s.scriptPath.split("/").slice(-2).join("/"))).toEqual(
-            STEP_NAMES.map(name => `scripts/${name}.sh`));
+            EVERY_HOST_STEPS.map(name => `scripts/${name}.sh`));
     });
 
     test("send the shared functions and the host facts ahead of each step's own script", () => {

@@ -39,6 +39,7 @@ function singleHostOutputs() {
     const [host] = fleet.hosts;
     return {
         instanceId: host.instanceId,
+        cacheVolumeId: host.cacheVolumeId,
         publicIp: host.publicIp,
         publicDns: host.publicDns,
         address: host.address,

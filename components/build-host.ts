@@ -9,7 +9,7 @@ import {
 import { HostKeyCheck } from "./host-key-check";
 import { HostStep } from "./host-step";
 import { StepReport } from "./step-reports";
-import { hostStepDefinitions, sha256, StepName, stepFingerprints } from "./steps";
+import { hostStepDefinitions, OptionalStepName, sha256, StepName, stepFingerprints } from "./steps";
 
 /** Arguments of the build host. */
 export interface BuildHostArgs {
@@ -65,6 +65,10 @@ interface ConnectionTarget {
     readonly ec2Host?: Ec2Host;
 }
 
+/** The host steps a BuildHost runs, by name: every step but those of features its configuration leaves off. */
+export type BuildHostSteps = { readonly [S in Exclude<StepName, OptionalStepName>]: HostStep<S> } &
+    { readonly [S in OptionalStepName]?: HostStep<S> };
+
 /** The host the steps run on: an EC2 instance made for it (a child of `parent`), or the configured server. */
 function connectionTarget(name: string, args: BuildHostArgs, parent: pulumi.Resource): ConnectionTarget {
     const { config } = args;
@@ -100,6 +104,8 @@ function connectionTarget(name: string, args: BuildHostArgs, parent: pulumi.Reso
 export class BuildHost extends pulumi.ComponentResource {
     /** Mode "ec2": the instance id, for `aws ec2 stop-instances --instance-ids …`. */
     public readonly instanceId?: pulumi.Output<string>;
+    /** Mode "ec2" with `cacheVolumeSizeGb`: the cache volume's id (`aws ec2 delete-volume --volume-id …` once retained and unused). */
+    public readonly cacheVolumeId?: pulumi.Output<string>;
     /** Mode "ec2": the Elastic IP. */
     public readonly publicIp?: pulumi.Output<string>;
     /** Mode "ec2": the Elastic IP's public DNS name. */
@@ -135,7 +141,7 @@ export class BuildHost extends pulumi.ComponentResource {
     /** The host's CPU architecture as it reports it (`dpkg --print-architecture`). */
     public readonly hostArchitecture: pulumi.Output<string>;
     /** The host steps, by name. */
-    public readonly steps: { readonly [S in StepName]: HostStep<S> };
+    public readonly steps: BuildHostSteps;
 
     /**
      * @param name the component's name; its children are named from it
@@ -149,6 +155,7 @@ export class BuildHost extends pulumi.ComponentResource {
         const target = connectionTarget(name, args, this);
         const { host, port, user, privateKey, hostPublicKey, hostId, pinnedKeySource } = target;
         this.instanceId = target.ec2Host?.instanceId;
+        this.cacheVolumeId = target.ec2Host?.cacheVolumeId;
         this.publicIp = target.ec2Host?.publicIp;
         this.publicDns = target.ec2Host?.publicDns;
         this.loginPrivateKey = target.ec2Host?.loginPrivateKey;
@@ -162,6 +169,8 @@ export class BuildHost extends pulumi.ComponentResource {
             host, port, hostPublicKey, pinnedKeySource, hostMode: config.mode, timeoutMinutes: config.hostReadyTimeoutMinutes,
             runWith: hostId.apply(id => sha256(JSON.stringify({ fingerprint: fingerprints[0], hostId: id }))),
         }, { parent: this });
+        // Values that exist once AWS made what they name; the step's command waits for them.
+        const resourceValues: Record<string, pulumi.Output<string>> = this.cacheVolumeId ? { CACHE_VOLUME_ID: this.cacheVolumeId } : {};
         const steps: Partial<Record<StepName, HostStep>> = {};
         let previous: pulumi.Resource = hostKeyCheck;
         definitions.forEach((definition, index) => {
@@ -169,6 +178,7 @@ export class BuildHost extends pulumi.ComponentResource {
                 definition,
                 fingerprint: fingerprints[index],
                 hostId,
+                resourceValues,
                 connection,
                 // wait-for-host waits for cloud-init and the package locks on a new host, within this bound.
                 timeout: index === 0 ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,
@@ -176,8 +186,8 @@ export class BuildHost extends pulumi.ComponentResource {
             steps[definition.name] = step;
             previous = step;
         });
-        // Each step was made from the definition of its name, so its report is that step's.
-        this.steps = steps as { [S in StepName]: HostStep<S> };
+        // Each step was made from the definition of its name, so its report is that step's; only optional steps may be missing.
+        this.steps = steps as BuildHostSteps;
 
         const parts: pulumi.Output<EndpointParts> = pulumi.all([host, hostPublicKey]).apply(([address, key]) => ({
             host: address, port, user, hostPublicKey: key, builderName: config.builderName, contextName: args.contextName,
@@ -215,6 +225,7 @@ export class BuildHost extends pulumi.ComponentResource {
 
         this.registerOutputs({
             instanceId: this.instanceId,
+            cacheVolumeId: this.cacheVolumeId,
             publicIp: this.publicIp,
             publicDns: this.publicDns,
             address: this.address,

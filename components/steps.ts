@@ -8,12 +8,13 @@ import { createHash } from "crypto";
 import { readFileSync } from "fs";
 import * as path from "path";
 
-import { BuildHostConfig } from "./config";
+import { BuildHostConfig, CacheVolumeSettings } from "./config";
 import { shellQuote } from "./shell";
 
 export const STEP_NAMES = [
     "wait-for-host",
     "metadata-guard",
+    "cache-volume",
     "docker-engine",
     "experimental-mode",
     "qemu-binfmt",
@@ -22,6 +23,9 @@ export const STEP_NAMES = [
 ] as const;
 
 export type StepName = typeof STEP_NAMES[number];
+
+/** Steps of optional features: a host whose configuration leaves the feature off runs no such step. */
+export type OptionalStepName = "cache-volume";
 
 /** One host step: a script from components/scripts and the environment it runs with. */
 export interface HostStepDefinition<S extends StepName = StepName> {
@@ -32,6 +36,11 @@ export interface HostStepDefinition<S extends StepName = StepName> {
     readonly environment: Readonly<Record<string, string>>;
     /** Environment of the delete run, for steps that own something on the host to remove. */
     readonly deleteEnvironment?: Readonly<Record<string, string>>;
+    /**
+     * Parameters whose values exist only once the cloud made what they name (the cache volume's
+     * id): the component adds them to the create command (`stepRunCommand`).
+     */
+    readonly resourceParameters?: readonly string[];
     /**
      * Parameters naming what the step owns (the builder's name and owner): a change replaces the
      * step, removing the old thing before the new one is made. Any other change re-runs it in place.
@@ -45,7 +54,7 @@ export const COMMON_LIBRARY_PATH = path.join(SCRIPTS_DIR, "lib", "common.sh");
 export const HOST_FACTS_PATH = path.join(SCRIPTS_DIR, "lib", "host-facts.sh");
 
 /** What a step runs with, besides its script. */
-type StepParameters = Pick<HostStepDefinition, "environment" | "deleteEnvironment" | "identity">;
+type StepParameters = Pick<HostStepDefinition, "environment" | "deleteEnvironment" | "identity" | "resourceParameters">;
 
 function loadStep(name: StepName, parameters: StepParameters): HostStepDefinition {
     const scriptPath = path.join(SCRIPTS_DIR, `${name}.sh`);
@@ -59,8 +68,14 @@ function teamMembersLines(config: BuildHostConfig): string {
         [member.name, ...key.from.length > 0 ? [`from=${key.from.join(",")}`] : [], key.sshPublicKey].join(" "))).join("\n");
 }
 
-/** Each step's parameters, taken from the configuration; the order is STEP_NAMES'. */
-function stepParameters(config: BuildHostConfig, loginUser: string): Record<StepName, StepParameters> {
+/** The cache volume a host's configuration asks for; none in existing mode. */
+function cacheVolumeOf(config: BuildHostConfig): CacheVolumeSettings | undefined {
+    return config.mode === "ec2" ? config.ec2.cacheVolume : undefined;
+}
+
+/** Each step's parameters, taken from the configuration (undefined: a step the host does not run); the order is STEP_NAMES'. */
+function stepParameters(config: BuildHostConfig, loginUser: string): Record<StepName, StepParameters | undefined> {
+    const cacheVolume = cacheVolumeOf(config);
     const builderEnvironment = {
         BUILDER_NAME: config.builderName,
         BUILDER_USER: loginUser,
@@ -69,6 +84,8 @@ function stepParameters(config: BuildHostConfig, loginUser: string): Record<Step
         BUILDKIT_GC_RESERVED_SPACE: config.buildkitGc.reservedSpace,
         BUILDKIT_GC_MAX_USED_SPACE: config.buildkitGc.maxUsedSpace,
         BUILDKIT_GC_MIN_FREE_SPACE: config.buildkitGc.minFreeSpace,
+        // A retained cache volume keeps the cache on it: the builder's delete leaves its cache volume.
+        BUILDER_KEEP_CACHE: String(cacheVolume?.retain ?? false),
     };
     return {
         "wait-for-host": { environment: { WAIT_TIMEOUT_SECONDS: String(config.hostReadyTimeoutMinutes * 60) } },
@@ -76,6 +93,11 @@ function stepParameters(config: BuildHostConfig, loginUser: string): Record<Step
         "metadata-guard": {
             environment: { GUARD_ACTION: "create" },
             deleteEnvironment: { GUARD_ACTION: "delete" },
+        },
+        "cache-volume": cacheVolume && {
+            environment: { CACHE_VOLUME_ACTION: "create" },
+            deleteEnvironment: { CACHE_VOLUME_ACTION: "delete" },
+            resourceParameters: ["CACHE_VOLUME_ID"],
         },
         "docker-engine": {
             environment: {
@@ -100,10 +122,13 @@ function stepParameters(config: BuildHostConfig, loginUser: string): Record<Step
     };
 }
 
-/** The steps in the order they run (STEP_NAMES), with their parameters taken from the configuration. */
+/** The steps the host runs, in the order they run (STEP_NAMES), with their parameters taken from the configuration. */
 export function hostStepDefinitions(config: BuildHostConfig, loginUser: string): HostStepDefinition[] {
     const parameters = stepParameters(config, loginUser);
-    return STEP_NAMES.map(name => loadStep(name, parameters[name]));
+    return STEP_NAMES.flatMap(name => {
+        const stepParameters = parameters[name];
+        return stepParameters ? [loadStep(name, stepParameters)] : [];
+    });
 }
 
 /**
@@ -121,12 +146,18 @@ export function stepCommand(environment: Readonly<Record<string, string>>): stri
  * version of it ran); and two the scripts ignore, which make the command change, and so re-run the
  * step in place, when the steps before it change (`UPSTREAM_STEPS_SHA256`) and when the machine
  * behind the connection changes (`HOST_ID`: a replaced instance keeps its Elastic IP, so the
- * connection alone would not show it).
+ * connection alone would not show it). `resourceValues` gives the step's `resourceParameters`.
  */
-export function stepRunCommand(step: HostStepDefinition, fingerprint: StepFingerprint, hostId: string): string {
+export function stepRunCommand(step: HostStepDefinition, fingerprint: StepFingerprint, hostId: string,
+                               resourceValues: Readonly<Record<string, string>> = {}): string {
+    const parameters = step.resourceParameters ?? [];
+    const missing = parameters.filter(name => resourceValues[name] === undefined);
+    if (missing.length > 0) {
+        throw new Error(`host step ${step.name} runs with ${missing.join(", ")}, which the component did not give`);
+    }
     return stepCommand({
         UPSTREAM_STEPS_SHA256: fingerprint.upstreamSha256, HOST_ID: hostId, SCRIPT_SHA256: fingerprint.scriptSha256,
-        ...step.environment,
+        ...step.environment, ...Object.fromEntries(parameters.map(name => [name, resourceValues[name]])),
     });
 }
 

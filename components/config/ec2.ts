@@ -2,7 +2,7 @@
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { documentationRange, documentationRangeReason, isCidr, isOpenToWorld, PUBLIC_ADDRESS_COMMAND } from "./networks";
 import { Reader } from "./reader";
-import { DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
+import { CacheVolumeSettings, DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
 import { readPrivateKeyPresence } from "./ssh-keys";
 
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
@@ -28,6 +28,24 @@ export function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "in
             "leave it unset to derive it, or pick a matching instance type", `architecture ${impliedArchitecture}`);
     }
     return { instanceType, architecture };
+}
+
+export const CACHE_VOLUME_DEFAULTS: CacheVolumeSettings = { sizeGb: DEFAULTS.cacheVolumeSizeGb, retain: DEFAULTS.retainCacheVolume };
+
+/**
+ * What `cacheVolumeSizeGb` (0: none; gp3 holds up to 16 TiB) and `retainCacheVolume` ask for,
+ * falling back to `defaults`: the stack's values for a fleet's node.
+ */
+export function readCacheVolumeRequest(r: Reader, defaults: CacheVolumeSettings): CacheVolumeSettings {
+    return {
+        sizeGb: r.integer("cacheVolumeSizeGb", defaults.sizeGb, 0, 16384, "cacheVolumeSizeGb 200"),
+        retain: r.boolean("retainCacheVolume", defaults.retain, "retainCacheVolume false"),
+    };
+}
+
+/** The cache volume a request makes: none at size 0. */
+export function cacheVolumeOf(request: CacheVolumeSettings): Pick<Ec2Settings, "cacheVolume"> {
+    return request.sizeGb > 0 ? { cacheVolume: request } : {};
 }
 
 /** The EC2 settings every EC2 host of the stack shares: release, disk, network, login key. */

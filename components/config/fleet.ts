@@ -4,17 +4,17 @@
  */
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { routePlatforms } from "../routing";
-import { checkGcFitsDisk } from "./buildkit-gc";
+import { checkGcFitsDisk, dataRootDisk } from "./buildkit-gc";
 import { readCommonSettings, readPlatforms } from "./common";
-import { readEc2Shared, readInstance, readInstanceType } from "./ec2";
+import { CACHE_VOLUME_DEFAULTS, cacheVolumeOf, readCacheVolumeRequest, readEc2Shared, readInstance, readInstanceType } from "./ec2";
 import { ExistingHostKeys, NODE_HOST_KEYS, readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
 import { Reader } from "./reader";
-import { BuildNode, DEFAULTS, EC2_ONLY_KEYS, Ec2Settings, ExistingHostSettings, HostMode, RawConfig } from "./settings";
+import { BuildNode, CacheVolumeSettings, DEFAULTS, EC2_ONLY_KEYS, Ec2Settings, ExistingHostSettings, HostMode, RawConfig } from "./settings";
 
 /** The settings of a `nodes` entry, by the mode they belong to. */
 const NODE_KEYS = {
     both: ["name", "mode", "architecture", "platforms"],
-    ec2: ["instanceType"],
+    ec2: ["instanceType", "cacheVolumeSizeGb", "retainCacheVolume"],
     existing: Object.values(NODE_HOST_KEYS),
 } as const satisfies Readonly<Record<string, readonly string[]>>;
 
@@ -84,13 +84,20 @@ function nodeReaders(r: Reader): NodeReader[] {
 /** A fleet node as read, before routing gives it its platforms. */
 interface ReadNode {
     readonly name: string;
-    readonly target: { readonly mode: "ec2"; readonly ec2: Pick<Ec2Settings, "instanceType" | "architecture"> }
+    readonly target: { readonly mode: "ec2"; readonly ec2: Pick<Ec2Settings, "instanceType" | "architecture" | "cacheVolume"> }
         | { readonly mode: "existing"; readonly existingHost: ExistingHostSettings };
     readonly architecture: CpuArchitecture;
     readonly platforms?: readonly string[];
 }
 
-function readNode(n: NodeReader, defaultMode: HostMode, defaultInstanceType: string, names: Set<string>): ReadNode {
+/** What a node takes from the stack's settings unless it sets its own. */
+interface NodeDefaults {
+    readonly mode: HostMode;
+    readonly instanceType: string;
+    readonly cacheVolume: CacheVolumeSettings;
+}
+
+function readNode(n: NodeReader, defaults: NodeDefaults, names: Set<string>): ReadNode {
     for (const key of n.keys()) {
         if (!NODE_SETTINGS.includes(key)) {
             n.problem(key, `is not a setting of a node; a node has ${NODE_SETTINGS.join(", ")}`, "name amd64");
@@ -104,14 +111,14 @@ function readNode(n: NodeReader, defaultMode: HostMode, defaultInstanceType: str
         n.problem("name", `"${name}" names another node too; node names must be unique`, `name ${name}-2`);
     }
     names.add(name);
-    const mode = n.oneOf<HostMode>("mode", ["ec2", "existing"], defaultMode, "mode existing");
+    const mode = n.oneOf<HostMode>("mode", ["ec2", "existing"], defaults.mode, "mode existing");
     for (const key of NODE_KEYS[mode === "ec2" ? "existing" : "ec2"].filter(k => n.has(k))) {
         n.problem(key, `is a setting of ${mode === "ec2" ? "an existing" : "an ec2"} node, but this node's mode is "${mode}"`,
             `mode ${mode === "ec2" ? "existing" : "ec2"}`);
     }
     const platforms = n.has("platforms") ? readPlatforms(n, []) : undefined;
     if (mode === "ec2") {
-        const ec2 = readInstance(n, defaultInstanceType);
+        const ec2 = { ...readInstance(n, defaults.instanceType), ...cacheVolumeOf(readCacheVolumeRequest(n, defaults.cacheVolume)) };
         return { name, target: { mode, ec2 }, architecture: ec2.architecture, platforms };
     }
     if (!n.has("architecture")) {
@@ -129,9 +136,11 @@ export function readFleet(r: Reader, defaultMode: HostMode): BuildNode[] {
         r.problem(key, `is a setting of a single host; with nodes, each node has its own: nodes[N].${nodeKey}`,
             `${setNode}; pulumi config rm ${key}`);
     }
-    const defaultInstanceType = readInstanceType(r, DEFAULTS.instanceType);
+    const defaults = {
+        mode: defaultMode, instanceType: readInstanceType(r, DEFAULTS.instanceType), cacheVolume: readCacheVolumeRequest(r, CACHE_VOLUME_DEFAULTS),
+    };
     const names = new Set<string>();
-    const nodes = nodeReaders(r).map(n => ({ index: n.index, ...readNode(n, defaultMode, defaultInstanceType, names) }));
+    const nodes = nodeReaders(r).map(n => ({ index: n.index, ...readNode(n, defaults, names) }));
 
     const ec2Nodes = nodes.some(node => node.target.mode === "ec2");
     const ec2Shared = ec2Nodes ? readEc2Shared(r) : undefined;
@@ -157,7 +166,9 @@ export function readFleet(r: Reader, defaultMode: HostMode): BuildNode[] {
 
     const existingUsers = nodes.flatMap(node => node.target.mode === "existing" ? [node.target.existingHost.user] : []);
     const common = readCommonSettings(r, existingUsers);
-    checkGcFitsDisk(r, common.buildkitGc, ec2Shared?.rootVolumeSizeGb);
+    // The GC limits are the stack's: they must fit the smallest data root disk of the EC2 nodes.
+    const disks = nodes.flatMap(node => node.target.mode === "ec2" ? [dataRootDisk({ ...ec2Shared!, ...node.target.ec2 })] : []);
+    checkGcFitsDisk(r, common.buildkitGc, disks.sort((a, b) => (a.sizeGb - a.roomGib) - (b.sizeGb - b.roomGib))[0]);
     return nodes.map((node, index): BuildNode => {
         const platforms = routing.served[index];
         if (node.target.mode === "existing") {

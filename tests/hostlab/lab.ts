@@ -251,12 +251,13 @@ export interface StepRun<S extends StepName = StepName> {
 /**
  * Runs a step the way the HostStep component does: `stepRunCommand` as the SSH command, the script's
  * text on stdin, HOST_ID as existing mode gives it. `overrides` replace environment values for
- * lab-only experiments.
+ * lab-only experiments, and give the values the component would give (`resourceParameters`).
  */
 export function runStep<S extends StepName>(lab: LabHost, step: HostStepDefinition<S>, label: string,
                                            overrides: Record<string, string> = {}): StepRun<S> {
     const withOverrides = { ...step, environment: { ...step.environment, ...overrides } };
-    const result = ssh(lab, stepRunCommand(withOverrides, stepFingerprints([withOverrides])[0], `${lab.host}:${lab.port}`), step.script);
+    const command = stepRunCommand(withOverrides, stepFingerprints([withOverrides])[0], `${lab.host}:${lab.port}`, overrides);
+    const result = ssh(lab, command, step.script);
     let report: StepReport<S> | undefined;
     let reportError: string | undefined;
     try {

@@ -168,6 +168,8 @@ move_existing_data() {
   local on_volume
   [[ -d "${DATA_ROOT}" && -n "$(entries_of "${DATA_ROOT}")" ]] || return 0
   install -d -m 0700 "${STAGING}"
+  # A run cut short may have left it mounted there.
+  ! mountpoint -q "${STAGING}" || umount "${STAGING}"
   mount "${DEVICE}" "${STAGING}"
   on_volume="$(entries_of "${STAGING}")"
   if [[ -n "${on_volume}" ]]; then
@@ -179,7 +181,14 @@ move_existing_data() {
   fi
   stop_docker
   MOVED_BYTES="$(du -sb "${DATA_ROOT}" | cut -f1)"
-  cp -a "${DATA_ROOT}/." "${STAGING}/"
+  if ! cp -a "${DATA_ROOT}/." "${STAGING}/"; then
+    # The volume was empty: emptied again, it is the same next time; the data root was not touched.
+    find "${STAGING}" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +
+    umount "${STAGING}"
+    restart_docker
+    die "copying ${DATA_ROOT} (${MOVED_BYTES} bytes) onto the cache volume ${CACHE_VOLUME_ID} failed (cp's words above; a volume too small?);" \
+      "the volume is empty again, ${DATA_ROOT} is as it was and Docker runs on it. Give the volume room for it (cacheVolumeSizeGb) and run again"
+  fi
   sync
   find "${DATA_ROOT}" -mindepth 1 -delete
   umount "${STAGING}"
@@ -200,8 +209,8 @@ mount_volume() {
 
 restart_docker() {
   [[ "${DOCKER_STOPPED}" == true ]] || return 0
-  systemctl start docker.service || die "could not start docker on the cache volume; see 'journalctl -u docker'"
-  log "started docker again, on the cache volume"
+  systemctl start docker.service || die "could not start docker again; see 'journalctl -u docker'"
+  log "started docker again"
 }
 
 remove_files() {

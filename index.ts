@@ -41,6 +41,7 @@ function singleHostOutputs() {
         instanceId: host.instanceId,
         wakeCommand: host.wakeCommand,
         wakePolicyArn: fleet.wakePolicyArn,
+        cacheVolumeId: host.cacheVolumeId,
         publicIp: host.publicIp,
         publicDns: host.publicDns,
         address: host.address,

@@ -37,6 +37,8 @@ export interface FleetNodeOutputs {
     readonly buildkitImageDigest: string;
     /** Mode "ec2": the instance id. */
     readonly instanceId?: string;
+    /** Mode "ec2" with a cache volume: its id. */
+    readonly cacheVolumeId?: string;
     readonly versions: HostVersions;
 }
 
@@ -135,7 +137,8 @@ export class BuildFleet extends pulumi.ComponentResource {
             pulumi.all(this.hosts.map(h => h.versions)),
             pulumi.all(this.hosts.map(h => h.instanceId ?? pulumi.output(undefined))),
             pulumi.all(this.hosts.map(h => h.buildkitImageDigest)),
-        ]).apply(([nodes, architectures, versions, instanceIds, digests]) => Object.fromEntries(nodes.map((node, index) => [node.name, {
+            pulumi.all(this.hosts.map(h => h.cacheVolumeId ?? pulumi.output(undefined))),
+        ]).apply(([nodes, architectures, versions, instanceIds, digests, cacheVolumeIds]) => Object.fromEntries(nodes.map((node, index) => [node.name, {
             address: node.parts.host,
             sshEndpoint: sshEndpoint(node.parts),
             knownHostsLine: knownHostsLine(node.parts),
@@ -144,6 +147,7 @@ export class BuildFleet extends pulumi.ComponentResource {
             hostArchitecture: architectures[index],
             buildkitImageDigest: digests[index],
             ...instanceIds[index] === undefined ? {} : { instanceId: instanceIds[index] },
+            ...cacheVolumeIds[index] === undefined ? {} : { cacheVolumeId: cacheVolumeIds[index] },
             versions: versions[index],
         }])));
         this.knownHostsLines = endpoints.apply(nodes => nodes.map(node => knownHostsLine(node.parts)).join("\n"));

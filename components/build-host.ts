@@ -109,6 +109,8 @@ export class BuildHost extends pulumi.ComponentResource {
     public readonly wakeTarget?: pulumi.Output<WakeTarget>;
     /** Mode "ec2": `aws ec2 start-instances …` then `aws ec2 wait instance-status-ok …`, for a host the idle power-off (or anyone) stopped. */
     public readonly wakeCommand?: pulumi.Output<string>;
+    /** Mode "ec2" with `cacheVolumeSizeGb`: the cache volume's id (`aws ec2 delete-volume --volume-id …` once retained and unused). */
+    public readonly cacheVolumeId?: pulumi.Output<string>;
     /** Mode "ec2": the Elastic IP. */
     public readonly publicIp?: pulumi.Output<string>;
     /** Mode "ec2": the Elastic IP's public DNS name. */
@@ -160,6 +162,7 @@ export class BuildHost extends pulumi.ComponentResource {
         this.instanceId = target.ec2Host?.instanceId;
         this.wakeTarget = target.ec2Host?.wakeTarget;
         this.wakeCommand = this.wakeTarget?.apply(wakeTarget => wakeCommand([wakeTarget]));
+        this.cacheVolumeId = target.ec2Host?.cacheVolumeId;
         this.publicIp = target.ec2Host?.publicIp;
         this.publicDns = target.ec2Host?.publicDns;
         this.loginPrivateKey = target.ec2Host?.loginPrivateKey;
@@ -177,6 +180,8 @@ export class BuildHost extends pulumi.ComponentResource {
             runWith: pulumi.all([hostId, stoppedMessage ?? ""]).apply(([id, stopped]) =>
                 sha256(JSON.stringify({ fingerprint: fingerprints[0], hostId: id, ...stopped ? { stopped } : {} }))),
         }, { parent: this });
+        // Values that exist once AWS made what they name; the step's command waits for them.
+        const resourceValues: Record<string, pulumi.Output<string>> = this.cacheVolumeId ? { CACHE_VOLUME_ID: this.cacheVolumeId } : {};
         const steps: Partial<Record<StepName, HostStep>> = {};
         let previous: pulumi.Resource = hostKeyCheck;
         definitions.forEach((definition, index) => {
@@ -184,6 +189,7 @@ export class BuildHost extends pulumi.ComponentResource {
                 definition,
                 fingerprint: fingerprints[index],
                 hostId,
+                resourceValues,
                 connection,
                 // wait-for-host waits for cloud-init and the package locks on a new host, within this bound.
                 timeout: index === 0 ? `${config.hostReadyTimeoutMinutes + 5}m` : undefined,
@@ -237,6 +243,7 @@ export class BuildHost extends pulumi.ComponentResource {
         this.registerOutputs({
             instanceId: this.instanceId,
             wakeCommand: this.wakeCommand,
+            cacheVolumeId: this.cacheVolumeId,
             publicIp: this.publicIp,
             publicDns: this.publicDns,
             address: this.address,

@@ -50,6 +50,9 @@ export const SPOT_MARKET_OPTIONS = {
     spotOptions: { spotInstanceType: "persistent", instanceInterruptionBehavior: "stop" },
 } as const;
 
+/** The device name the cache volume is attached as; Nitro instances show it as NVMe, found by the volume id instead. */
+export const CACHE_VOLUME_DEVICE_NAME = "/dev/sdf";
+
 /** Arguments of the EC2 build host. */
 export interface Ec2HostArgs {
     /** Instance type, release, volume, network settings (validated by `parseConfig`). */
@@ -92,6 +95,8 @@ export class Ec2Host extends pulumi.ComponentResource {
     public readonly loginPrivateKey: pulumi.Output<string>;
     /** The host's SSH public key, "ssh-ed25519 AAAA…". */
     public readonly hostPublicKey: pulumi.Output<string>;
+    /** With `cacheVolume`: the cache volume's id, once attached to the instance. */
+    public readonly cacheVolumeId?: pulumi.Output<string>;
 
     /**
      * @param name the component's name; its children are named from it
@@ -131,9 +136,8 @@ export class Ec2Host extends pulumi.ComponentResource {
             tags,
         }, { parent: this });
 
-        const vpcId = settings.subnetId
-            ? aws.ec2.getSubnetOutput({ id: settings.subnetId }, { parent: this }).vpcId
-            : aws.ec2.getVpcOutput({ default: true }, { parent: this }).id;
+        const subnet = this.subnet(settings);
+        const vpcId = subnet ? subnet.vpcId : aws.ec2.getVpcOutput({ default: true }, { parent: this }).id;
         const securityGroup = new aws.ec2.SecurityGroup(`${name}-ssh`, {
             description: "buildx-host: SSH from the allowed networks only",
             vpcId,
@@ -160,7 +164,7 @@ export class Ec2Host extends pulumi.ComponentResource {
             ami: ami.id,
             instanceType: settings.instanceType,
             keyName: keyPair.keyName,
-            subnetId: settings.subnetId,
+            subnetId: settings.subnetId ?? subnet?.id,
             vpcSecurityGroupIds: [securityGroup.id],
             associatePublicIpAddress: true,
             metadataOptions: {
@@ -198,6 +202,29 @@ export class Ec2Host extends pulumi.ComponentResource {
             tags: { ...tags, Name: name },
         }, { parent: this });
 
+        if (settings.cacheVolume) {
+            const volume = new aws.ebs.Volume(`${name}-cache`, {
+                // The subnet's zone, not the instance's: a replaced instance lands in the same subnet, beside the volume.
+                availabilityZone: subnet!.availabilityZone,
+                size: settings.cacheVolume.sizeGb,
+                type: "gp3",
+                encrypted: true,
+                tags: { ...tags, Name: `${name}-cache` },
+            }, { parent: this, retainOnDelete: settings.cacheVolume.retain });
+            const attachment = new aws.ec2.VolumeAttachment(`${name}-cache-attachment`, {
+                instanceId: instance.id,
+                volumeId: volume.id,
+                deviceName: CACHE_VOLUME_DEVICE_NAME,
+                // Detached from a stopped instance only, with Docker shut down and the filesystem clean.
+                stopInstanceBeforeDetaching: true,
+            }, {
+                parent: this,
+                // A volume is attached to one instance at a time: the old attachment goes before the new one.
+                deleteBeforeReplace: true,
+            });
+            this.cacheVolumeId = attachment.volumeId;
+        }
+
         this.instanceId = instance.id;
         this.wakeTarget = pulumi.all([instance.id, instance.arn]).apply(([instanceId, instanceArn]) => ({ instanceId, instanceArn }));
         const stopped = aws.ec2.getInstancesOutput({
@@ -227,6 +254,34 @@ export class Ec2Host extends pulumi.ComponentResource {
             amiName: this.amiName,
             loginPrivateKey: this.loginPrivateKey,
             hostPublicKey: this.hostPublicKey,
+            cacheVolumeId: this.cacheVolumeId,
         });
+    }
+
+    /**
+     * The subnet the instance is launched in: `subnetId`'s; with a cache volume and no `subnetId`, the
+     * default VPC's subnet in the first availability zone that offers the instance type, so that the
+     * instance and its volume share a zone across replacements. Undefined: EC2 picks a default subnet.
+     */
+    private subnet(settings: Ec2Settings): pulumi.Output<aws.ec2.GetSubnetResult> | undefined {
+        if (settings.subnetId) {
+            return aws.ec2.getSubnetOutput({ id: settings.subnetId }, { parent: this });
+        }
+        if (!settings.cacheVolume) {
+            return undefined;
+        }
+        const offerings = aws.ec2.getInstanceTypeOfferingsOutput({
+            locationType: "availability-zone",
+            filters: [{ name: "instance-type", values: [settings.instanceType] }],
+        }, { parent: this });
+        const zone = offerings.locations.apply(zones => {
+            if (zones.length === 0) {
+                throw new pulumi.ResourceError(`no availability zone of this region offers ${settings.instanceType}; ` +
+                    "pick another instanceType, or set subnetId", this);
+            }
+            return [...zones].sort()[0];
+        });
+        const vpcId = aws.ec2.getVpcOutput({ default: true }, { parent: this }).id;
+        return aws.ec2.getSubnetOutput({ vpcId, availabilityZone: zone, defaultForAz: true }, { parent: this });
     }
 }

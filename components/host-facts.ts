@@ -85,6 +85,17 @@ export const SSH_KEY_TYPES = [
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 ] as const;
 
+/**
+ * Where udev links an EBS volume on a Nitro instance (an NVMe device whose serial is the volume id
+ * without its dash): this prefix, then "vol0123…". The cache-volume step finds its volume there.
+ */
+export const EBS_DEVICE_LINK_PREFIX = "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_";
+
+/** The device link of an EBS volume, by its id (vol-0123…). */
+export function ebsDeviceLink(volumeId: string): string {
+    return `${EBS_DEVICE_LINK_PREFIX}${volumeId.replace("-", "")}`;
+}
+
 /** The group of the team members' accounts: sshd's member door matches it. */
 export const MEMBERS_GROUP = "buildx-members";
 
@@ -110,6 +121,7 @@ export function hostFactsShell(): string {
         `readonly HOST_FACTS_SUPPORTED_RELEASES=(${SUPPORTED_RELEASES.map(r => quoted(`${r.os} ${r.version} ${r.codename}`)).join(" ")})`,
         `readonly HOST_FACTS_SSH_KEY_TYPES=(${SSH_KEY_TYPES.join(" ")})`,
         `readonly HOST_FACTS_MEMBERS_GROUP=${quoted(MEMBERS_GROUP)}`,
+        `readonly HOST_FACTS_EBS_DEVICE_LINK_PREFIX=${quoted(EBS_DEVICE_LINK_PREFIX)}`,
         `readonly HOST_FACTS_ACCOUNT_NAME_PATTERN=${quoted(PATTERNS.accountName)}`,
         `declare -rA HOST_FACTS_EMULATOR_OF=(${Object.entries(EMULATED_PLATFORMS).map(([p, e]) => `[${p}]=${e}`).join(" ")})`,
         `readonly HOST_FACTS_DEFAULT_PLATFORMS=${quoted(DEFAULT_PLATFORMS.join(" "))}`,

@@ -12,6 +12,8 @@ export interface HostStepArgs<S extends StepName> {
     readonly fingerprint: StepFingerprint;
     /** The machine the steps run on (instance id, or address:port of an existing host). */
     readonly hostId: pulumi.Input<string>;
+    /** The values of the definition's `resourceParameters`, by name (the cache volume's id). Default: none. */
+    readonly resourceValues?: Readonly<Record<string, pulumi.Input<string>>>;
     /** How to reach the host; `hostKey` must be set so the host's identity is checked. */
     readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
     /** Upper bound for one run of the script, e.g. "20m". Default: the provider's. */
@@ -44,7 +46,8 @@ export class HostStep<S extends StepName = StepName> extends pulumi.ComponentRes
         const { definition, fingerprint } = args;
         const remoteCommand = new command.remote.Command(`${name}-run`, {
             connection: args.connection,
-            create: pulumi.output(args.hostId).apply(hostId => stepRunCommand(definition, fingerprint, hostId)),
+            create: pulumi.all([args.hostId, pulumi.output(args.resourceValues ?? {})])
+                .apply(([hostId, resourceValues]) => stepRunCommand(definition, fingerprint, hostId, resourceValues)),
             delete: stepDeleteCommand(definition, fingerprint),
             stdin: definition.script,
             triggers: definition.identity ? [...definition.identity] : undefined,

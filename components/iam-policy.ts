@@ -4,7 +4,8 @@
  *
  * Read from the provider @pulumi/aws 7 wraps, terraform-provider-aws v6 (internal/service/ec2:
  * ec2_instance.go, vpc_security_group.go, ec2_key_pair.go, ec2_eip.go, ec2_ami_data_source.go,
- * vpc_data_source.go, vpc_subnet_data_source.go). `read` runs after each create and update and at
+ * vpc_data_source.go, vpc_subnet_data_source.go, ebs_volume.go, ebs_volume_attachment.go,
+ * ec2_instance_type_offerings_data_source.go). `read` runs after each create and update and at
  * `pulumi refresh`; the lookups (get…) at every preview and up.
  * tests/unit/operations.test.ts fails on a registered type missing here and writes iam-policy.json.
  */
@@ -60,6 +61,22 @@ export const AWS_CALLS: Readonly<Record<string, ProviderCalls>> = {
         update: ["AssociateAddress", "DisassociateAddress", "CreateTags", "DeleteTags"],
         delete: ["DisassociateAddress", "ReleaseAddress"],
     },
+    // The cache volume (cacheVolumeSizeGb): CreateTags for its tags at creation; cacheVolumeSizeGb grows it in place.
+    "aws:ebs/volume:Volume": {
+        create: ["CreateVolume", "CreateTags", "DescribeVolumes"],
+        read: ["DescribeVolumes"],
+        update: ["ModifyVolume", "DescribeVolumesModifications", "DescribeVolumes", "CreateTags", "DeleteTags"],
+        delete: ["DeleteVolume", "DescribeVolumes"],
+    },
+    "aws:ec2/volumeAttachment:VolumeAttachment": {
+        // DescribeInstances: the provider waits for the instance to run before it attaches.
+        create: ["AttachVolume", "DescribeVolumes", "DescribeInstances"],
+        read: ["DescribeVolumes"],
+        // stopInstanceBeforeDetaching: the instance is stopped, and waited for, before the volume is detached.
+        delete: ["StopInstances", "DescribeInstances", "DetachVolume", "DescribeVolumes"],
+    },
+    // A cache volume without subnetId: the first zone that offers the instance type.
+    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": { read: ["DescribeInstanceTypeOfferings"] },
     "aws:ec2/getAmi:getAmi": { read: ["DescribeImages"] },
     "aws:ec2/getVpc:getVpc": { read: ["DescribeVpcs"] },
     "aws:ec2/getSubnet:getSubnet": { read: ["DescribeSubnets"] },

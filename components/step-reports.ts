@@ -59,6 +59,20 @@ const STEP_FIELDS = {
         addresses: strings,
         table: "string",
     },
+    "cache-volume": {
+        /** mounted: Docker's data root is the volume; released / absent: the delete run, which found our files / none. */
+        action: oneOf("mounted", "released", "absent"),
+        volumeId: nullable("string"),
+        device: nullable("string"),
+        uuid: nullable("string"),
+        filesystem: nullable("string"),
+        /** This run made the filesystem: blkid found none on the volume. */
+        formatted: "boolean",
+        /** Bytes of an earlier data root this run moved onto the volume. */
+        movedBytes: "number",
+        /** The filesystem's size, when mounted. */
+        sizeBytes: nullable("number"),
+    },
     "docker-engine": {
         repo: "string",
         /** Installed version per Docker package. */

@@ -8,12 +8,13 @@ import { createHash } from "crypto";
 import { readFileSync } from "fs";
 import * as path from "path";
 
-import { BuildHostConfig } from "./config";
+import { BuildHostConfig, CacheVolumeSettings } from "./config";
 import { shellQuote } from "./shell";
 
 export const STEP_NAMES = [
     "wait-for-host",
     "metadata-guard",
+    "cache-volume",
     "docker-engine",
     "experimental-mode",
     "qemu-binfmt",
@@ -25,7 +26,7 @@ export const STEP_NAMES = [
 export type StepName = typeof STEP_NAMES[number];
 
 /** The steps a host runs only when its configuration asks for them (see `stepParameters`). */
-export const OPTIONAL_STEPS = ["idle-stop"] as const satisfies readonly StepName[];
+export const OPTIONAL_STEPS = ["cache-volume", "idle-stop"] as const satisfies readonly StepName[];
 
 export type OptionalStepName = typeof OPTIONAL_STEPS[number];
 
@@ -42,6 +43,11 @@ export interface HostStepDefinition<S extends StepName = StepName> {
     /** Environment of the delete run, for steps that own something on the host to remove. */
     readonly deleteEnvironment?: Readonly<Record<string, string>>;
     /**
+     * Parameters whose values exist only once the cloud made what they name (the cache volume's
+     * id): the component adds them to the create command (`stepRunCommand`).
+     */
+    readonly resourceParameters?: readonly string[];
+    /**
      * Parameters naming what the step owns (the builder's name and owner): a change replaces the
      * step, removing the old thing before the new one is made. Any other change re-runs it in place.
      */
@@ -54,7 +60,7 @@ export const COMMON_LIBRARY_PATH = path.join(SCRIPTS_DIR, "lib", "common.sh");
 export const HOST_FACTS_PATH = path.join(SCRIPTS_DIR, "lib", "host-facts.sh");
 
 /** What a step runs with, besides its script. */
-type StepParameters = Pick<HostStepDefinition, "environment" | "deleteEnvironment" | "identity">;
+type StepParameters = Pick<HostStepDefinition, "environment" | "deleteEnvironment" | "identity" | "resourceParameters">;
 
 function loadStep(name: StepName, parameters: StepParameters): HostStepDefinition {
     const scriptPath = path.join(SCRIPTS_DIR, `${name}.sh`);
@@ -68,12 +74,18 @@ function teamMembersLines(config: BuildHostConfig): string {
         [member.name, ...key.from.length > 0 ? [`from=${key.from.join(",")}`] : [], key.sshPublicKey].join(" "))).join("\n");
 }
 
+/** The cache volume a host's configuration asks for; none in existing mode. */
+function cacheVolumeOf(config: BuildHostConfig): CacheVolumeSettings | undefined {
+    return config.mode === "ec2" ? config.ec2.cacheVolume : undefined;
+}
+
 /**
  * Each step's parameters, taken from the configuration; the order is STEP_NAMES'. An optional step
  * that is off has none: it is not run, and a host that had it runs its delete (the step's resource goes).
  */
 function stepParameters(config: BuildHostConfig, loginUser: string):
         Record<Exclude<StepName, OptionalStepName>, StepParameters> & Record<OptionalStepName, StepParameters | undefined> {
+    const cacheVolume = cacheVolumeOf(config);
     const builderEnvironment = {
         BUILDER_NAME: config.builderName,
         BUILDER_USER: loginUser,
@@ -82,6 +94,8 @@ function stepParameters(config: BuildHostConfig, loginUser: string):
         BUILDKIT_GC_RESERVED_SPACE: config.buildkitGc.reservedSpace,
         BUILDKIT_GC_MAX_USED_SPACE: config.buildkitGc.maxUsedSpace,
         BUILDKIT_GC_MIN_FREE_SPACE: config.buildkitGc.minFreeSpace,
+        // A retained cache volume keeps the cache on it: the builder's delete leaves its cache volume.
+        BUILDER_KEEP_CACHE: String(cacheVolume?.retain ?? false),
     };
     return {
         "wait-for-host": { environment: { WAIT_TIMEOUT_SECONDS: String(config.hostReadyTimeoutMinutes * 60) } },
@@ -89,6 +103,11 @@ function stepParameters(config: BuildHostConfig, loginUser: string):
         "metadata-guard": {
             environment: { GUARD_ACTION: "create" },
             deleteEnvironment: { GUARD_ACTION: "delete" },
+        },
+        "cache-volume": cacheVolume && {
+            environment: { CACHE_VOLUME_ACTION: "create" },
+            deleteEnvironment: { CACHE_VOLUME_ACTION: "delete" },
+            resourceParameters: ["CACHE_VOLUME_ID"],
         },
         "docker-engine": {
             environment: {
@@ -142,12 +161,18 @@ export function stepCommand(environment: Readonly<Record<string, string>>): stri
  * version of it ran); and two the scripts ignore, which make the command change, and so re-run the
  * step in place, when the steps before it change (`UPSTREAM_STEPS_SHA256`) and when the machine
  * behind the connection changes (`HOST_ID`: a replaced instance keeps its Elastic IP, so the
- * connection alone would not show it).
+ * connection alone would not show it). `resourceValues` gives the step's `resourceParameters`.
  */
-export function stepRunCommand(step: HostStepDefinition, fingerprint: StepFingerprint, hostId: string): string {
+export function stepRunCommand(step: HostStepDefinition, fingerprint: StepFingerprint, hostId: string,
+                               resourceValues: Readonly<Record<string, string>> = {}): string {
+    const parameters = step.resourceParameters ?? [];
+    const missing = parameters.filter(name => resourceValues[name] === undefined);
+    if (missing.length > 0) {
+        throw new Error(`host step ${step.name} runs with ${missing.join(", ")}, which the component did not give`);
+    }
     return stepCommand({
         UPSTREAM_STEPS_SHA256: fingerprint.upstreamSha256, HOST_ID: hostId, SCRIPT_SHA256: fingerprint.scriptSha256,
-        ...step.environment,
+        ...step.environment, ...Object.fromEntries(parameters.map(name => [name, resourceValues[name]])),
     });
 }
 

@@ -6,13 +6,32 @@
  */
 import { PATTERNS } from "../host-facts";
 import { Reader } from "./reader";
-import { BuildkitGcLimits, DEFAULTS } from "./settings";
+import { BuildkitGcLimits, DEFAULTS, Ec2Settings } from "./settings";
 
 const SIZE = new RegExp(PATTERNS.diskSize);
 const GIB = 1024 ** 3;
 
 /** What an EC2 host's root volume holds besides the cache: Ubuntu, Docker, the BuildKit image, logs. */
 export const ROOT_VOLUME_ROOM_GIB = 10;
+/** What a cache volume holds besides the cache: the rest of Docker's data root (the BuildKit image, its container). */
+export const CACHE_VOLUME_ROOM_GIB = 1;
+
+/** The disk of an EC2 host's Docker data root, where BuildKit's cache lives: its cache volume, else its root volume. */
+export interface DataRootDisk {
+    /** The setting that sizes it. */
+    readonly key: "rootVolumeSizeGb" | "cacheVolumeSizeGb";
+    readonly sizeGb: number;
+    /** What it holds besides the cache, and whose that is. */
+    readonly roomGib: number;
+    readonly roomFor: string;
+    readonly description: string;
+}
+
+export function dataRootDisk(ec2: Pick<Ec2Settings, "rootVolumeSizeGb" | "cacheVolume">): DataRootDisk {
+    return ec2.cacheVolume
+        ? { key: "cacheVolumeSizeGb", sizeGb: ec2.cacheVolume.sizeGb, roomGib: CACHE_VOLUME_ROOM_GIB, roomFor: "the rest of Docker", description: "cache volume" }
+        : { key: "rootVolumeSizeGb", sizeGb: ec2.rootVolumeSizeGb, roomGib: ROOT_VOLUME_ROOM_GIB, roomFor: "the system", description: "root volume" };
+}
 
 /**
  * Bytes BuildKit takes a limit for (cmd/buildkitd/config/gcpolicy.go): a size through go-units'
@@ -40,33 +59,34 @@ export function readBuildkitGc(r: Reader): BuildkitGcLimits {
 }
 
 /**
- * Checks the GC limits against the cache's disk: `rootVolumeSizeGb` for EC2 hosts (less the room
- * the system needs); undefined for existing hosts, whose disk the buildx-builder step measures on
- * the host, so that only what holds on any disk is checked here.
+ * Checks the GC limits against the cache's disk: an EC2 host's data root disk (less what it holds
+ * besides the cache; a fleet's smallest); undefined for existing hosts, whose disk the buildx-builder
+ * step measures on the host, so that only what holds on any disk is checked here.
  */
-export function checkGcFitsDisk(r: Reader, gc: BuildkitGcLimits, rootVolumeSizeGb?: number): void {
+export function checkGcFitsDisk(r: Reader, gc: BuildkitGcLimits, dataRoot?: DataRootDisk): void {
     const percents = [gc.reservedSpace, gc.maxUsedSpace].filter(limit => limit.endsWith("%")).length;
-    if (rootVolumeSizeGb === undefined && percents === 1) {
+    if (dataRoot === undefined && percents === 1) {
         return;
     }
     // Two percentages of one disk compare alike on any disk.
-    const disk = (rootVolumeSizeGb ?? 1024) * GIB;
+    const disk = (dataRoot?.sizeGb ?? 1024) * GIB;
     const [reserved, maxUsed, minFree] = [gc.reservedSpace, gc.maxUsedSpace, gc.minFreeSpace].map(limit => gcLimitBytes(limit, disk));
     if (reserved > maxUsed) {
         r.problem("buildkitGcReservedSpace", `(${gc.reservedSpace}) is above buildkitGcMaxUsedSpace (${gc.maxUsedSpace}): BuildKit never ` +
             "collects the cache below reservedSpace, so it would grow past maxUsedSpace; keep reservedSpace below it",
             `buildkitGcReservedSpace ${Math.max(1, Math.floor(maxUsed / 8 / GIB))}GB`);
     }
-    if (rootVolumeSizeGb === undefined) {
+    if (dataRoot === undefined) {
         return;
     }
-    const room = rootVolumeSizeGb - ROOT_VOLUME_ROOM_GIB;
+    const room = dataRoot.sizeGb - dataRoot.roomGib;
     if (maxUsed + minFree > room * GIB) {
         const fittingMaxUsed = Math.floor(room - minFree / GIB);
         r.problem("buildkitGcMaxUsedSpace", `(${gc.maxUsedSpace}) and buildkitGcMinFreeSpace (${gc.minFreeSpace}) do not fit together ` +
-            `on the ${rootVolumeSizeGb} GiB root volume (rootVolumeSizeGb) beside the ${ROOT_VOLUME_ROOM_GIB} GiB the system needs: ` +
+            `on the ${dataRoot.sizeGb} GiB ${dataRoot.description} (${dataRoot.key}) beside the ${dataRoot.roomGib} GiB ` +
+            `${dataRoot.roomFor} needs: ` +
             "BuildKit would collect the cache below maxUsedSpace to keep minFreeSpace free; lower them or grow the volume",
             fittingMaxUsed >= 1 ? `buildkitGcMaxUsedSpace ${fittingMaxUsed}GB`
-                : `rootVolumeSizeGb ${Math.ceil((maxUsed + minFree) / GIB) + ROOT_VOLUME_ROOM_GIB}`);
+                : `${dataRoot.key} ${Math.ceil((maxUsed + minFree) / GIB) + dataRoot.roomGib}`);
     }
 }

@@ -2,7 +2,7 @@
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { documentationRange, documentationRangeReason, isCidr, isOpenToWorld, PUBLIC_ADDRESS_COMMAND } from "./networks";
 import { Reader } from "./reader";
-import { DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
+import { CacheVolumeSettings, DEFAULTS, Ec2Settings, UBUNTU_RELEASES, UbuntuRelease } from "./settings";
 import { readPrivateKeyPresence } from "./ssh-keys";
 
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/;
@@ -19,21 +19,36 @@ function readInstanceType(r: Reader, fallback: string): string {
 }
 
 /** What each EC2 host has of its own: a fleet node's `nodes[i].<key>`, which defaults to the stack's `<key>`. */
-export type Ec2NodeSettings = Pick<Ec2Settings, "instanceType" | "architecture" | "spot">;
+export type Ec2NodeSettings = Pick<Ec2Settings, "instanceType" | "architecture" | "spot" | "cacheVolume">;
 
-/** The stack's values a fleet's EC2 nodes take when they do not set their own (the architecture follows the type). */
-export type Ec2NodeDefaults = Omit<Ec2NodeSettings, "architecture">;
+/**
+ * The stack's values a fleet's EC2 nodes take when they do not set their own (the architecture follows
+ * the type); the cache volume as asked for, size 0 for none.
+ */
+export type Ec2NodeDefaults = Pick<Ec2Settings, "instanceType" | "spot"> & { readonly cacheVolume: CacheVolumeSettings };
 
 const SPOT_EXAMPLE = "spot true";
 
+/** What an EC2 host has when the stack sets none of its keys. */
+export const EC2_NODE_DEFAULTS: Ec2NodeDefaults = {
+    instanceType: DEFAULTS.instanceType, spot: DEFAULTS.spot,
+    cacheVolume: { sizeGb: DEFAULTS.cacheVolumeSizeGb, retain: DEFAULTS.retainCacheVolume },
+};
+
 /** The defaults a fleet's EC2 nodes take from the stack's keys. */
 export function readEc2NodeDefaults(r: Reader): Ec2NodeDefaults {
-    return { instanceType: readInstanceType(r, DEFAULTS.instanceType), spot: r.boolean("spot", DEFAULTS.spot, SPOT_EXAMPLE) };
+    return {
+        instanceType: readInstanceType(r, EC2_NODE_DEFAULTS.instanceType), spot: r.boolean("spot", EC2_NODE_DEFAULTS.spot, SPOT_EXAMPLE),
+        cacheVolume: readCacheVolumeRequest(r, EC2_NODE_DEFAULTS.cacheVolume),
+    };
 }
 
 /** An EC2 host's own settings (the single host's, or a fleet node's), each `defaults`' value when unset. */
 export function readEc2Node(r: Reader, defaults: Ec2NodeDefaults): Ec2NodeSettings {
-    return { ...readInstance(r, defaults.instanceType), spot: r.boolean("spot", defaults.spot, SPOT_EXAMPLE) };
+    return {
+        ...readInstance(r, defaults.instanceType), spot: r.boolean("spot", defaults.spot, SPOT_EXAMPLE),
+        ...cacheVolumeOf(readCacheVolumeRequest(r, defaults.cacheVolume)),
+    };
 }
 
 /** An EC2 host's instance type and the architecture it implies; `fallback`: the instance type when none is set. */
@@ -46,6 +61,22 @@ function readInstance(r: Reader, fallback: string): Pick<Ec2Settings, "instanceT
             "leave it unset to derive it, or pick a matching instance type", `architecture ${impliedArchitecture}`);
     }
     return { instanceType, architecture };
+}
+
+/**
+ * What `cacheVolumeSizeGb` (0: none; gp3 holds up to 16 TiB) and `retainCacheVolume` ask for,
+ * falling back to `defaults`: the stack's values for a fleet's node.
+ */
+function readCacheVolumeRequest(r: Reader, defaults: CacheVolumeSettings): CacheVolumeSettings {
+    return {
+        sizeGb: r.integer("cacheVolumeSizeGb", defaults.sizeGb, 0, 16384, "cacheVolumeSizeGb 200"),
+        retain: r.boolean("retainCacheVolume", defaults.retain, "retainCacheVolume false"),
+    };
+}
+
+/** The cache volume a request makes: none at size 0. */
+function cacheVolumeOf(request: CacheVolumeSettings): Pick<Ec2Settings, "cacheVolume"> {
+    return request.sizeGb > 0 ? { cacheVolume: request } : {};
 }
 
 /** The EC2 settings every EC2 host of the stack shares: release, disk, network, login key. */

@@ -4,7 +4,7 @@
  */
 import { CPU_ARCHITECTURES, CpuArchitecture } from "../host-facts";
 import { routePlatforms } from "../routing";
-import { checkGcFitsDisk } from "./buildkit-gc";
+import { checkGcFitsDisk, dataRootDisk } from "./buildkit-gc";
 import { readCommonSettings, readIdleStopMinutes, readPlatforms } from "./common";
 import { Ec2NodeDefaults, Ec2NodeSettings, readEc2Node, readEc2NodeDefaults, readEc2Shared } from "./ec2";
 import { ExistingHostKeys, NODE_HOST_KEYS, readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
@@ -14,7 +14,7 @@ import { BuildNode, DEFAULTS, EC2_ONLY_KEYS, ExistingHostSettings, HostMode, Raw
 /** The settings of a `nodes` entry, by the mode they belong to. */
 const NODE_KEYS = {
     both: ["name", "mode", "architecture", "platforms", "idleStopMinutes"],
-    ec2: ["instanceType", "spot"],
+    ec2: ["instanceType", "spot", "cacheVolumeSizeGb", "retainCacheVolume"],
     existing: Object.values(NODE_HOST_KEYS),
 } as const satisfies Readonly<Record<string, readonly string[]>>;
 
@@ -160,7 +160,9 @@ export function readFleet(r: Reader, defaultMode: HostMode): BuildNode[] {
 
     const existingUsers = nodes.flatMap(node => node.target.mode === "existing" ? [node.target.existingHost.user] : []);
     const common = readCommonSettings(r, existingUsers);
-    checkGcFitsDisk(r, common.buildkitGc, ec2Shared?.rootVolumeSizeGb);
+    // The GC limits are the stack's: they must fit the smallest data root disk of the EC2 nodes.
+    const disks = nodes.flatMap(node => node.target.mode === "ec2" ? [dataRootDisk({ ...ec2Shared!, ...node.target.ec2 })] : []);
+    checkGcFitsDisk(r, common.buildkitGc, disks.sort((a, b) => (a.sizeGb - a.roomGib) - (b.sizeGb - b.roomGib))[0]);
     return nodes.map((node, index): BuildNode => {
         const platforms = routing.served[index];
         const idleStopMinutes = node.idleStopMinutes ?? common.idleStopMinutes;

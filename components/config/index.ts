@@ -6,9 +6,9 @@
  * Nothing here touches Pulumi: the host lab builds its configuration with the same function.
  * One module per area: settings (types, defaults), ec2, existing-host, team, common, fleet.
  */
-import { checkGcFitsDisk } from "./buildkit-gc";
+import { checkGcFitsDisk, dataRootDisk } from "./buildkit-gc";
 import { readCommonSettings, readPlatforms } from "./common";
-import { readEc2Node, readEc2Shared } from "./ec2";
+import { EC2_NODE_DEFAULTS, readEc2Node, readEc2Shared } from "./ec2";
 import { readExistingHostSettings, SINGLE_HOST_KEYS } from "./existing-host";
 import { readFleet } from "./fleet";
 import { ConfigError, Reader } from "./reader";
@@ -18,7 +18,7 @@ import {
 
 export { DEFAULTS, KNOWN_KEYS, SECRET_KEYS } from "./settings";
 export type {
-    BuildHostConfig, BuildkitGcLimits, BuildNode, CommonSettings, Ec2Settings, ExistingHostSettings, FleetFallback, HostMode, PrivateKeySetting,
+    BuildHostConfig, BuildkitGcLimits, BuildNode, CacheVolumeSettings, CommonSettings, Ec2Settings, ExistingHostSettings, FleetFallback, HostMode, PrivateKeySetting,
     RawConfig, StackConfig, TeamMember, UbuntuRelease,
 } from "./settings";
 export { ConfigError } from "./reader";
@@ -61,9 +61,9 @@ function readSingleHost(r: Reader, mode: HostMode): BuildNode {
         checkGcFitsDisk(r, common.buildkitGc);
         return { host: { ...common, mode, existingHost }, privateKey: "existingHostPrivateKey" };
     }
-    const ec2 = { ...readEc2Node(r, DEFAULTS), ...readEc2Shared(r) };
+    const ec2 = { ...readEc2Node(r, EC2_NODE_DEFAULTS), ...readEc2Shared(r) };
     const common = { ...readCommonSettings(r, []), platforms: readPlatforms(r) };
-    checkGcFitsDisk(r, common.buildkitGc, ec2.rootVolumeSizeGb);
+    checkGcFitsDisk(r, common.buildkitGc, dataRootDisk(ec2));
     return { host: { ...common, mode, ec2 }, privateKey: ec2.loginKeyProvided ? "loginPrivateKey" : undefined };
 }
 

@@ -41,6 +41,13 @@ export interface BuildkitGcLimits {
     readonly minFreeSpace: string;
 }
 
+/** An EBS volume that holds Docker's data root, BuildKit's cache with it (`cacheVolumeSizeGb`, `retainCacheVolume`). */
+export interface CacheVolumeSettings {
+    readonly sizeGb: number;
+    /** Whether `pulumi destroy` (or removing the node) keeps the volume, and the builder's cache on it. */
+    readonly retain: boolean;
+}
+
 /** Settings of mode "ec2": the instance Pulumi creates. */
 export interface Ec2Settings {
     readonly instanceType: string;
@@ -49,6 +56,8 @@ export interface Ec2Settings {
     /** Canonical's image serial (e.g. "20251015") to pin the AMI; undefined means the newest at creation. */
     readonly ubuntuAmiSerial?: string;
     readonly rootVolumeSizeGb: number;
+    /** Undefined: no cache volume; Docker's data root stays on the root volume. */
+    readonly cacheVolume?: CacheVolumeSettings;
     readonly allowedSshCidrs: readonly string[];
     readonly subnetId?: string;
     /** True when `loginPrivateKey` is set, so no key is generated. */
@@ -126,7 +135,7 @@ export const SECRET_KEYS = ["loginPrivateKey", "existingHostPrivateKey"] as cons
 
 /** Settings of one mode only; set in the other mode they are a mistake (Pulumi.yaml gives each its default). */
 export const EC2_ONLY_KEYS = ["instanceType", "architecture", "ubuntuRelease", "ubuntuAmiSerial", "rootVolumeSizeGb",
-    "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey", "spot"] as const;
+    "allowedSshCidrs", "allowOpenSsh", "subnetId", "loginPrivateKey", "spot", "cacheVolumeSizeGb", "retainCacheVolume"] as const;
 
 export const EXISTING_ONLY_KEYS = ["existingHostAddress", "existingHostPort", "existingHostUser", "existingHostPrivateKey",
     "existingHostPublicKey"] as const;
@@ -137,6 +146,8 @@ export const DEFAULTS = {
     instanceType: "c7i.xlarge",
     ubuntuRelease: "24.04",
     rootVolumeSizeGb: 100,
+    cacheVolumeSizeGb: 0,
+    retainCacheVolume: true,
     allowOpenSsh: false,
     spot: false,
     ...STEP_DEFAULTS,
@@ -154,5 +165,5 @@ export const KNOWN_KEYS = [
     "dockerAptKeyFingerprint", "dockerCeVersion", "platforms", "builderName", "buildkitImage", "allowInsecureEntitlements", "buildkitGcReservedSpace",
     "buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "existingHostAddress", "existingHostPort",
     "existingHostUser", "existingHostPrivateKey", "existingHostPublicKey", "hostReadyTimeoutMinutes", "nodes", "fleetFallback",
-    "spot", "idleStopMinutes",
+    "spot", "idleStopMinutes", "cacheVolumeSizeGb", "retainCacheVolume",
 ] as const;

@@ -8,7 +8,8 @@
 # entitlements BUILDKIT_INSECURE_ENTITLEMENTS lists. BUILDER_USER's buildx store gets the builder
 # BUILDER_NAME, a remote-driver node on that container. Another configuration (its sha256 is kept
 # in /etc/buildx-host/builder.sha256) replaces the container and keeps the cache volume.
-# delete: removes the builder and its cache; an absent builder, user or docker is fine.
+# delete: removes the builder and its cache (BUILDER_KEEP_CACHE=true: not the cache, which a
+# retained cache volume carries to the next host); an absent builder, user or docker is fine.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
@@ -17,6 +18,7 @@
 #   BUILDER_NAME                    builder name [host facts]
 #   BUILDER_USER                    login user whose buildx store gets the builder [${SUDO_USER:-root}]
 #   BUILDKIT_IMAGE                  by tag, digest or both [host facts]
+#   BUILDER_KEEP_CACHE              delete: true keeps the cache volume [false]
 #   BUILDKIT_INSECURE_ENTITLEMENTS  space-separated: network.host, security.insecure [""]
 #   BUILDKIT_GC_RESERVED_SPACE      cache never collected [host facts]
 #   BUILDKIT_GC_MAX_USED_SPACE      cache above it is collected [host facts]
@@ -39,6 +41,7 @@ BUILDER_ACTION="${BUILDER_ACTION:-create}"
 BUILDER_NAME="${BUILDER_NAME:-${HOST_FACTS_DEFAULT[BUILDER_NAME]}}"
 BUILDER_USER="${BUILDER_USER:-${SUDO_USER:-root}}"
 BUILDKIT_IMAGE="${BUILDKIT_IMAGE:-${HOST_FACTS_DEFAULT[BUILDKIT_IMAGE]}}"
+BUILDER_KEEP_CACHE="${BUILDER_KEEP_CACHE:-false}"
 BUILDKIT_INSECURE_ENTITLEMENTS="${BUILDKIT_INSECURE_ENTITLEMENTS:-}"
 BUILDKIT_GC_RESERVED_SPACE="${BUILDKIT_GC_RESERVED_SPACE:-${HOST_FACTS_DEFAULT[BUILDKIT_GC_RESERVED_SPACE]}}"
 BUILDKIT_GC_MAX_USED_SPACE="${BUILDKIT_GC_MAX_USED_SPACE:-${HOST_FACTS_DEFAULT[BUILDKIT_GC_MAX_USED_SPACE]}}"
@@ -77,6 +80,8 @@ validate_input() {
     create | delete) ;;
     *) die "BUILDER_ACTION must be create or delete, not '${BUILDER_ACTION}'" ;;
   esac
+  [[ "${BUILDER_KEEP_CACHE}" == true || "${BUILDER_KEEP_CACHE}" == false ]] \
+    || die "BUILDER_KEEP_CACHE must be true or false, not '${BUILDER_KEEP_CACHE}'"
   [[ "${BUILDER_NAME}" =~ ${HOST_FACTS_BUILDER_NAME_PATTERN} ]] \
     || die "BUILDER_NAME '${BUILDER_NAME}' is not a valid builder name (a lowercase letter, then up to 62 of a-z 0-9 _ -)"
   [[ "${BUILDKIT_IMAGE}" =~ ^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$ ]] \
@@ -314,7 +319,9 @@ delete_builder() {
     docker rm -f "${CONTAINER}" >/dev/null
     ACTION=deleted
   fi
-  if docker volume inspect "${STATE_VOLUME}" >/dev/null 2>&1; then
+  if [[ "${BUILDER_KEEP_CACHE}" == true ]]; then
+    log "keeping the cache volume ${STATE_VOLUME} (BUILDER_KEEP_CACHE): the next builder on this data root takes it up"
+  elif docker volume inspect "${STATE_VOLUME}" >/dev/null 2>&1; then
     docker volume rm "${STATE_VOLUME}" >/dev/null
     ACTION=deleted
   fi

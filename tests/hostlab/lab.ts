@@ -250,13 +250,14 @@ export interface StepRun<S extends StepName = StepName> {
 
 /**
  * Runs a step the way the HostStep component does: `stepRunCommand` as the SSH command, the script's
- * text on stdin, HOST_ID as existing mode gives it. `overrides` replace environment values for
- * lab-only experiments.
+ * text on stdin, HOST_ID as existing mode gives it, `resourceValues` as the component gives them
+ * (the cache volume's id). `overrides` replace environment values for lab-only experiments.
  */
 export function runStep<S extends StepName>(lab: LabHost, step: HostStepDefinition<S>, label: string,
-                                           overrides: Record<string, string> = {}): StepRun<S> {
+                                           overrides: Record<string, string> = {}, resourceValues: Record<string, string> = {}): StepRun<S> {
     const withOverrides = { ...step, environment: { ...step.environment, ...overrides } };
-    const result = ssh(lab, stepRunCommand(withOverrides, stepFingerprints([withOverrides])[0], `${lab.host}:${lab.port}`), step.script);
+    const command = stepRunCommand(withOverrides, stepFingerprints([withOverrides])[0], `${lab.host}:${lab.port}`, resourceValues);
+    const result = ssh(lab, command, step.script);
     let report: StepReport<S> | undefined;
     let reportError: string | undefined;
     try {
@@ -284,17 +285,19 @@ export function expectStepOk<S extends StepName>(run: StepRun<S>): StepReport<S>
 /**
  * Runs the program's host steps for `config` on the lab host in order, as the lab's first run does,
  * with the lab's BuildKit image loaded before the builder step (no registry is reachable; run.sh's
- * HOSTLAB_BUILDKIT_IMAGE_TAR); `onStep` hears of each step done. Returns the steps' reports.
+ * HOSTLAB_BUILDKIT_IMAGE_TAR); `onStep` hears of each step done; `resourceValues` as `runStep`'s.
+ * Returns the steps' reports.
  */
 export function provisionLabHost(lab: LabHost, config: BuildHostConfig, label: string,
-                                 onStep: (run: StepRun) => void = () => undefined): Map<StepName, StepReport> {
+                                 onStep: (run: StepRun) => void = () => undefined,
+                                 resourceValues: Record<string, string> = {}): Map<StepName, StepReport> {
     const reports = new Map<StepName, StepReport>();
     for (const step of hostStepDefinitions(config, lab.user)) {
         if (step.name === "buildx-builder") {
             localOk(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' ` +
                 `< ${shellQuote(requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR"))}`);
         }
-        const run = runStep(lab, step, label);
+        const run = runStep(lab, step, label, {}, resourceValues);
         reports.set(step.name, expectStepOk(run));
         onStep(run);
     }

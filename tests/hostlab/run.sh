@@ -14,6 +14,9 @@
 #                                                workflow through the real docker actions
 #   disk        tests/hostlab/disk-pressure.test.ts  BuildKit's GC under a stream of builds, on a
 #                                                host whose Docker data root is a small filesystem
+#   cache-volume tests/hostlab/cache-volume.test.ts  a loop device stands in for an EBS cache
+#                                                volume: host A builds and is removed, host B gets
+#                                                the same device, the same build is cache hits
 #   fleet       tests/engine/fleet.test.ts       two lab hosts at once (the second on the next
 #                                                sshd port) joined into one builder by `pulumi up`;
 #                                                a single-host stack of the previous program upgraded
@@ -31,7 +34,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "${ROOT}/tests/hostlab/infra/lib.sh"
 # shellcheck source=infra/session.sh
 source "${ROOT}/tests/hostlab/infra/session.sh"
-ALL_SUITES=(debian13 debian12 cloud-init disk engine fleet)
+ALL_SUITES=(debian13 debian12 cloud-init disk cache-volume engine fleet)
 JEST_ARGS="${JEST_ARGS:-}"
 
 log() { echo "hostlab: $*" >&2; }
@@ -66,6 +69,10 @@ suite() {
       ;;
     disk)
       HOSTLAB_DOCKER_ROOT_SIZE=1536m run_suite "${HOSTLAB_NAME}-disk" "${HOST_IMAGE}" tests/hostlab/disk-pressure.test.ts
+      ;;
+    cache-volume)
+      lab_block_device 2G
+      HOSTLAB_BLOCK_DEVICE="${LAB_BLOCK_DEVICES[-1]}" run_suite "${HOSTLAB_NAME}-cache" "${HOST_IMAGE}" tests/hostlab/cache-volume.test.ts
       ;;
     engine) run_suite "${HOSTLAB_NAME}-engine" "${HOST_IMAGE}" tests/engine/engine.test.ts ;;
     fleet) run_suite "${HOSTLAB_NAME}-fleet" "${HOST_IMAGE}" tests/engine/fleet.test.ts 2 ;;

@@ -1,4 +1,4 @@
-import { EVERY_HOST_STEPS } from "../../components/steps";
+import { EVERY_HOST_STEPS, STEP_NAMES } from "../../components/steps";
 import { installMocks, isSecret, RecordedResource, settle, valueOf } from "./mocks";
 
 const recorder = installMocks();
@@ -49,24 +49,28 @@ describe("a fleet of an amd64 and a Graviton node", () => {
     let deployed: Awaited<ReturnType<typeof deploy>>;
     beforeAll(async () => {
         deployed = await deploy("fleet", {
-            allowedSshCidrs: CIDRS, team: JSON.stringify([ALICE]),
-            nodes: JSON.stringify([{ name: "amd64", instanceType: "c7i.xlarge" }, { name: "graviton", instanceType: "c7g.xlarge" }]),
+            allowedSshCidrs: CIDRS, team: JSON.stringify([ALICE]), cacheVolumeSizeGb: "100",
+            nodes: JSON.stringify([{ name: "amd64", instanceType: "c7i.xlarge" },
+                { name: "graviton", instanceType: "c7g.xlarge", cacheVolumeSizeGb: 30, retainCacheVolume: false }]),
             fleetFallback: "emulate",
         });
     });
 
-    test("gives every node its own instance, host key, login key and seven steps", () => {
+    test("gives every node its own instance, host key, login key, cache volume and eight steps", () => {
         const count = (type: string, node: string) => deployed.resources.filter(r => r.type === type && r.name.startsWith(`fleet-${node}-`)).length;
         for (const node of ["amd64", "graviton"]) {
             expect([node, count("aws:ec2/instance:Instance", node), count("tls:index/privateKey:PrivateKey", node),
-                count("command:remote:Command", node)]).toEqual([node, 1, 2, 7]);
+                count("aws:ebs/volume:Volume", node), count("aws:ec2/volumeAttachment:VolumeAttachment", node),
+                count("command:remote:Command", node)]).toEqual([node, 1, 2, 1, 1, 8]);
         }
         expect(deployed.named("fleet-graviton-ec2-instance").inputs.instanceType).toBe("c7g.xlarge");
         expect(deployed.named("fleet-graviton-ec2-instance").inputs.tags).toMatchObject({ Node: "graviton", Project: "buildx-host" });
     });
 
     test("provisions the nodes in parallel, each node's steps in order", () => {
-        const steps = (node: string) => EVERY_HOST_STEPS.map(step => deployed.named(`fleet-${node}-${step}-run`));
+        // Both nodes have a cache volume (the stack's, and the graviton node's own); neither idles.
+        const steps = (node: string) => STEP_NAMES.filter(step => step !== "idle-stop").map(step => deployed.named(`fleet-${node}-${step}-run`));
+        expect(steps("amd64").every(Boolean)).toBe(true);
         for (const [node, other] of [["amd64", "graviton"], ["graviton", "amd64"]]) {
             const mine = steps(node);
             mine.slice(1).forEach((step, index) => expect(step.dependencies).toContain(mine[index].urn));
@@ -75,6 +79,23 @@ describe("a fleet of an amd64 and a Graviton node", () => {
                 expect([resource.name, resource.dependencies.filter(d => otherUrns.has(d))]).toEqual([resource.name, []]);
             }
         }
+    });
+
+    test("each node's cache volume has the node's own size and retention, the stack's where it sets none", async () => {
+        const volume = (node: string) => deployed.named(`fleet-${node}-ec2-cache`);
+        expect([volume("amd64").inputs.size, volume("amd64").retainOnDelete]).toEqual([100, true]);
+        expect([volume("graviton").inputs.size, volume("graviton").retainOnDelete]).toEqual([30, false]);
+        // Each in its own instance's subnet zone, attached to its own instance, mounted by its own step.
+        for (const node of ["amd64", "graviton"]) {
+            expect(volume(node).inputs).toMatchObject({ type: "gp3", encrypted: true, availabilityZone: "eu-west-1a" });
+            expect(deployed.named(`fleet-${node}-ec2-cache-attachment`).inputs)
+                .toMatchObject({ instanceId: `fleet-${node}-ec2-instance-id`, volumeId: `fleet-${node}-ec2-cache-id` });
+            expect(deployed.named(`fleet-${node}-cache-volume-run`).inputs.create).toContain(`CACHE_VOLUME_ID='fleet-${node}-ec2-cache-id'`);
+        }
+        expect(deployed.named("fleet-amd64-buildx-builder-run").inputs.delete).toContain("BUILDER_KEEP_CACHE='true'");
+        expect(deployed.named("fleet-graviton-buildx-builder-run").inputs.delete).toContain("BUILDER_KEEP_CACHE='false'");
+        const nodes = await valueOf(deployed.fleet.nodes!);
+        expect([nodes.amd64.cacheVolumeId, nodes.graviton.cacheVolumeId]).toEqual(["fleet-amd64-ec2-cache-id", "fleet-graviton-ec2-cache-id"]);
     });
 
     test("each node's QEMU step proves only the platforms it serves", () => {

@@ -14,7 +14,7 @@ import { CANONICAL_OWNER_ID, cloudInitUserData } from "../../components/ec2-host
 import { Workflow } from "../../components/endpoint";
 import { BUILDKIT_VERSION } from "../../components/host-facts";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
-import { EVERY_HOST_STEPS, hostStepDefinitions, sha256, stepFingerprints, stepRunCommand } from "../../components/steps";
+import { EVERY_HOST_STEPS, hostStepDefinitions, STEP_NAMES, sha256, stepFingerprints, stepRunCommand } from "../../components/steps";
 
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY1ZMBhtRBNpZO0KMQBF";
@@ -38,28 +38,32 @@ function wireSecret(value: any): boolean {
     return value !== null && typeof value === "object" && SECRET_SIGNATURE_KEY in value;
 }
 
+/** The host's step commands in the order they run: every step it has, optional ones included. */
 function commandsInOrder(resources: { type: string; name: string }[], name: string) {
-    return EVERY_HOST_STEPS.map(step => resources.find(r => r.type === "command:remote:Command" && r.name === `${name}-${step}-run`)!);
+    return STEP_NAMES.flatMap(step => resources.filter(r => r.type === "command:remote:Command" && r.name === `${name}-${step}-run`));
 }
 
 describe("ec2 mode", () => {
     const config: RawConfig = {
         allowedSshCidrs: JSON.stringify(["10.20.0.0/16", "172.16.0.0/12"]),
         rootVolumeSizeGb: "200",
+        cacheVolumeSizeGb: "100",
         team: JSON.stringify([ALICE]),
     };
     let deployed: Awaited<ReturnType<typeof deploy>>;
     beforeAll(async () => { deployed = await deploy("ec2", config); });
 
-    test("creates the host and runs the seven steps on it", () => {
+    test("creates the host with its cache volume and runs the eight steps on it", () => {
         const counts = (type: string) => deployed.ofType(type).length;
         expect(counts("aws:ec2/instance:Instance")).toBe(1);
         expect(counts("aws:ec2/securityGroup:SecurityGroup")).toBe(1);
         expect(counts("aws:ec2/keyPair:KeyPair")).toBe(1);
         expect(counts("aws:ec2/eip:Eip")).toBe(1);
+        expect(counts("aws:ebs/volume:Volume")).toBe(1);
+        expect(counts("aws:ec2/volumeAttachment:VolumeAttachment")).toBe(1);
         expect(counts("tls:index/privateKey:PrivateKey")).toBe(2);
-        expect(counts("command:remote:Command")).toBe(7);
-        expect(counts("buildx-host:host:HostStep")).toBe(7);
+        expect(counts("command:remote:Command")).toBe(8);
+        expect(counts("buildx-host:host:HostStep")).toBe(8);
         expect(counts("buildx-host:aws:Ec2Host")).toBe(1);
     });
 
@@ -71,6 +75,33 @@ describe("ec2 mode", () => {
     test("root volume is encrypted gp3 of the configured size", () => {
         const root = deployed.ofType("aws:ec2/instance:Instance")[0].inputs.rootBlockDevice;
         expect(root).toMatchObject({ volumeType: "gp3", volumeSize: 200, encrypted: true, deleteOnTermination: true });
+    });
+
+    test("the cache volume: encrypted gp3 in the zone of the instance's subnet, kept on delete, attached to the instance", async () => {
+        const [volume] = deployed.ofType("aws:ebs/volume:Volume");
+        // No subnetId: the default VPC's subnet in the first zone (by name) that offers the instance type, for both.
+        const offerings = recorder.invokes.find(i => i.token === "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings")!;
+        expect(offerings.inputs).toEqual({ locationType: "availability-zone", filters: [{ name: "instance-type", values: ["c7i.xlarge"] }] });
+        expect(volume.inputs).toEqual({ availabilityZone: "eu-west-1a", size: 100, type: "gp3", encrypted: true,
+            tags: { Project: "buildx-host", Stack: "test", Name: "ec2-ec2-cache" } });
+        expect(volume.retainOnDelete).toBe(true);
+        expect(deployed.ofType("aws:ec2/instance:Instance")[0].inputs.subnetId).toBe("subnet-default-eu-west-1a");
+        const [attachment] = deployed.ofType("aws:ec2/volumeAttachment:VolumeAttachment");
+        expect(attachment.inputs).toEqual({ instanceId: "ec2-ec2-instance-id", volumeId: "ec2-ec2-cache-id", deviceName: "/dev/sdf",
+            stopInstanceBeforeDetaching: true });
+        expect(attachment.deleteBeforeReplace).toBe(true);
+        expect(await valueOf(deployed.host.cacheVolumeId!)).toBe("ec2-ec2-cache-id");
+    });
+
+    test("the cache-volume step runs before docker-engine with the attached volume's id, after the attachment; the builder keeps the cache on delete", () => {
+        const commands = commandsInOrder(deployed.resources, "ec2") as any[];
+        const cacheStep = commands[STEP_NAMES.indexOf("cache-volume")];
+        expect(STEP_NAMES.indexOf("cache-volume")).toBe(STEP_NAMES.indexOf("docker-engine") - 1);
+        expect(cacheStep.inputs.create).toContain(" CACHE_VOLUME_ACTION='create' CACHE_VOLUME_ID='ec2-ec2-cache-id' bash -s");
+        expect(cacheStep.dependencies).toContain(deployed.ofType("aws:ec2/volumeAttachment:VolumeAttachment")[0].urn);
+        const builder = commands[STEP_NAMES.indexOf("buildx-builder")];
+        expect([builder.inputs.create, builder.inputs.delete]).toEqual([expect.stringContaining("BUILDER_KEEP_CACHE='true'"),
+            expect.stringContaining("BUILDER_KEEP_CACHE='true'")]);
     });
 
     test("SSH is open only to the allowed networks, nothing else comes in", () => {
@@ -200,23 +231,24 @@ describe("ec2 mode", () => {
         const definitions = hostStepDefinitions(hostConfig(config), "ubuntu");
         const fingerprints = stepFingerprints(definitions);
         for (const [i, command] of commands.entries()) {
-            expect(command.inputs.create).toBe(stepRunCommand(definitions[i], fingerprints[i], "ec2-ec2-instance-id"));
+            expect(command.inputs.create).toBe(stepRunCommand(definitions[i], fingerprints[i], "ec2-ec2-instance-id", { CACHE_VOLUME_ID: "ec2-ec2-cache-id" }));
             expect(command.inputs.update).toBeUndefined();
-            expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${EVERY_HOST_STEPS[i]}.sh`);
-            const owns = ["metadata-guard", "buildx-builder", "team-access"].includes(EVERY_HOST_STEPS[i]);
-            expect([EVERY_HOST_STEPS[i], command.inputs.delete !== undefined, command.deleteBeforeReplace])
-                .toEqual([EVERY_HOST_STEPS[i], owns, owns]);
+            const step = definitions[i].name;
+            expect(command.inputs.stdin).toContain(`\n#!/usr/bin/env bash\n# ${step}.sh`);
+            const owns = ["metadata-guard", "cache-volume", "buildx-builder", "team-access"].includes(step);
+            expect([step, command.inputs.delete !== undefined, command.deleteBeforeReplace]).toEqual([step, owns, owns]);
         }
         expect(commands[1].inputs.delete).toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[1].scriptSha256}' GUARD_ACTION='delete' bash -s`);
-        expect(commands[5].inputs.delete).toContain("BUILDER_ACTION='delete'");
-        expect(commands[6].inputs.delete)
-            .toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[6].scriptSha256}' TEAM_MEMBERS='' BUILDER_NAME='buildx-host' bash -s`);
+        expect(commands[2].inputs.delete).toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[2].scriptSha256}' CACHE_VOLUME_ACTION='delete' bash -s`);
+        expect(commands[6].inputs.delete).toContain("BUILDER_ACTION='delete'");
+        expect(commands[7].inputs.delete)
+            .toBe(`sudo -n env SCRIPT_SHA256='${fingerprints[7].scriptSha256}' TEAM_MEMBERS='' BUILDER_NAME='buildx-host' bash -s`);
     });
 
     test("triggers (which replace) carry only the builder's identity; every other change re-runs in place", () => {
         const commands = commandsInOrder(deployed.resources, "ec2") as any[];
-        expect(commands.map(c => c.inputs.triggers)).toEqual([undefined, undefined, undefined, undefined, undefined, ["buildx-host", "ubuntu"], undefined]);
-        expect(commands[5].replaceOnChanges).toEqual(["triggers[*]"]);
+        expect(commands.map(c => c.inputs.triggers)).toEqual([undefined, undefined, undefined, undefined, undefined, undefined, ["buildx-host", "ubuntu"], undefined]);
+        expect(commands[6].replaceOnChanges).toEqual(["triggers[*]"]);
     });
 
     test("outputs are ready to paste", async () => {
@@ -260,6 +292,17 @@ describe("ec2 mode variants", () => {
         expect((yaml.load((await valueOf(host.teamGithubActionsWorkflows)).alice) as Workflow).jobs.build["runs-on"]).toBe("ubuntu-latest");
     });
 
+    test("without cacheVolumeSizeGb: no volume, no cache-volume step, no zone lookup; the builder's delete removes its cache", async () => {
+        const before = recorder.invokes.length;
+        const { ofType } = await deploy("nocache", { allowedSshCidrs: "[\"10.20.0.0/16\"]" });
+        expect([ofType("aws:ebs/volume:Volume"), ofType("aws:ec2/volumeAttachment:VolumeAttachment")]).toEqual([[], []]);
+        expect(ofType("command:remote:Command").map(c => c.name)).not.toContain("nocache-cache-volume-run");
+        expect(ofType("command:remote:Command")).toHaveLength(7);
+        expect(recorder.invokes.slice(before).map(i => i.token)).not.toContain("aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings");
+        expect(ofType("aws:ec2/instance:Instance")[0].inputs.subnetId).toBeUndefined();
+        expect(ofType("command:remote:Command").find(c => c.name === "nocache-buildx-builder-run")!.inputs.delete).toContain("BUILDER_KEEP_CACHE='false'");
+    });
+
     test("a given login key is used instead of a generated one", async () => {
         const { ofType } = await deploy("ownkey", { allowedSshCidrs: "[\"10.20.0.0/16\"]" }, { loginPrivateKey: PRIVATE_KEY });
         expect(ofType("tls:index/privateKey:PrivateKey").map(k => k.name)).toEqual(["ownkey-ec2-host-key"]);
@@ -268,11 +311,11 @@ describe("ec2 mode variants", () => {
         expect(commands.every(c => c.inputs.connection.privateKey === PRIVATE_KEY)).toBe(true);
     });
 
-    test("Graviton and 22.04 pick the arm64 jammy image; a subnet puts the group in its VPC", async () => {
+    test("Graviton and 22.04 pick the arm64 jammy image; a subnet puts the group in its VPC and the cache volume in its zone", async () => {
         const before = recorder.invokes.length;
         const { ofType } = await deploy("graviton", {
             allowedSshCidrs: "[\"10.20.0.0/16\"]", instanceType: "c7g.large", ubuntuRelease: "22.04",
-            subnetId: "subnet-0123456789abcdef0", ubuntuAmiSerial: "20251015",
+            subnetId: "subnet-0123456789abcdef0", ubuntuAmiSerial: "20251015", cacheVolumeSizeGb: "20", retainCacheVolume: "false",
         });
         const lookup = recorder.invokes.slice(before).find(i => i.token === "aws:ec2/getAmi:getAmi")!;
         expect(lookup.inputs.filters).toEqual(expect.arrayContaining([
@@ -281,6 +324,10 @@ describe("ec2 mode variants", () => {
         ]));
         expect(ofType("aws:ec2/securityGroup:SecurityGroup")[0].inputs.vpcId).toBe("vpc-of-subnet");
         expect(ofType("aws:ec2/instance:Instance")[0].inputs.subnetId).toBe("subnet-0123456789abcdef0");
+        // The cache volume in that subnet's zone, deleted with the stack.
+        const [volume] = ofType("aws:ebs/volume:Volume");
+        expect([volume.inputs.availabilityZone, volume.inputs.size, volume.retainOnDelete]).toEqual(["eu-west-1b", 20, false]);
+        expect(recorder.invokes.slice(before).map(i => i.token)).not.toContain("aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings");
     });
 });
 

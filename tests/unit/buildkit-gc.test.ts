@@ -37,6 +37,23 @@ test("limits are read as BuildKit reads them: 1024-based sizes, percentages roun
     expect(gcLimitBytes("10%", 5 * GIB)).toBe(1e9);
 });
 
+describe("ec2 mode with a cache volume: the limits must fit on it instead", () => {
+    test("a small root volume is fine: the cache is not on it; the cache volume less 1 GiB for the rest of Docker's data root counts", () => {
+        expect(gcProblems({ ...EC2, rootVolumeSizeGb: "30", cacheVolumeSizeGb: "200" }).problems).toEqual([]);
+        // Without the cache volume the same root volume could not hold the default limits.
+        expect(gcProblems({ ...EC2, rootVolumeSizeGb: "30" }).problems).toHaveLength(1);
+        const { problems, fixed } = gcProblems({ ...EC2, cacheVolumeSizeGb: "40", buildkitGcMaxUsedSpace: "35GB", buildkitGcMinFreeSpace: "5GB" });
+        expect(problems).toEqual([expect.stringMatching(/^buildx-host:buildkitGcMaxUsedSpace \(35GB\) and buildkitGcMinFreeSpace \(5GB\) do not fit together on the 40 GiB cache volume \(cacheVolumeSizeGb\) beside the 1 GiB the rest of Docker needs.*Example: pulumi config set buildkitGcMaxUsedSpace 34GB$/)]);
+        expect(() => parseConfig(fixed)).not.toThrow();
+    });
+
+    test("a cache volume too small even for minFreeSpace: the example grows the cache volume", () => {
+        const { problems, fixed } = gcProblems({ ...EC2, cacheVolumeSizeGb: "4", buildkitGcMaxUsedSpace: "10GB", buildkitGcMinFreeSpace: "5GB" });
+        expect(problems[0]).toMatch(/Example: pulumi config set cacheVolumeSizeGb 16$/);
+        expect(() => parseConfig(fixed)).not.toThrow();
+    });
+});
+
 describe("ec2 mode: the limits must fit on the root volume", () => {
     test("the defaults, shares of the disk, fit the default volume with the system's room to spare", () => {
         const config = hostConfig(EC2);

@@ -62,6 +62,13 @@ describe("parseConfig defaults", () => {
         expect(config.team).toEqual([]);
     });
 
+    test("cacheVolumeSizeGb makes a cache volume, retained unless retainCacheVolume is false; 0 makes none", () => {
+        expect(ec2Settings(hostConfig({ ...EC2, cacheVolumeSizeGb: "100" })).cacheVolume).toEqual({ sizeGb: 100, retain: true });
+        expect(ec2Settings(hostConfig({ ...EC2, cacheVolumeSizeGb: "100", retainCacheVolume: "false" })).cacheVolume).toEqual({ sizeGb: 100, retain: false });
+        expect(ec2Settings(hostConfig({ ...EC2, cacheVolumeSizeGb: "0" })).cacheVolume).toBeUndefined();
+        expect("cacheVolume" in ec2Settings(hostConfig(EC2))).toBe(false);
+    });
+
     test("existing mode needs no AWS settings and keeps the host key without its comment", () => {
         const config = hostConfig({ ...EXISTING, existingHostPublicKey: `${HOST_KEY} root@build1`, existingHostPort: "2222" });
         expect("ec2" in config).toBe(false);
@@ -146,6 +153,10 @@ describe("parseConfig rejects bad input, naming the key and showing an example",
         ["root volume too small", { ...EC2, rootVolumeSizeGb: "8" }, "rootVolumeSizeGb"],
         ["spot not a boolean", { ...EC2, spot: "yes" }, "spot", "Example: pulumi config set spot true"],
         ["spot on an existing server", { ...EXISTING, spot: "true" }, "spot", "is a setting of ec2 mode"],
+        ["cache volume not a number", { ...EC2, cacheVolumeSizeGb: "big" }, "cacheVolumeSizeGb"],
+        ["cache volume beyond gp3's 16 TiB", { ...EC2, cacheVolumeSizeGb: "16385" }, "cacheVolumeSizeGb"],
+        ["retainCacheVolume not a boolean", { ...EC2, cacheVolumeSizeGb: "100", retainCacheVolume: "keep" }, "retainCacheVolume"],
+        ["a cache volume in existing mode", { ...EXISTING, cacheVolumeSizeGb: "100" }, "cacheVolumeSizeGb", "is a setting of ec2 mode"],
         ["no allowedSshCidrs in ec2 mode", {}, "allowedSshCidrs"],
         ["empty allowedSshCidrs", { allowedSshCidrs: "[]" }, "allowedSshCidrs"],
         ["allowedSshCidrs not a list", { allowedSshCidrs: "10.20.0.0/16" }, "allowedSshCidrs"],

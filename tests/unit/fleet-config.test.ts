@@ -145,6 +145,13 @@ describe("a bad fleet fails at preview, each problem naming its key with a --pat
             "must be true or false, not \"yes\". Example: pulumi config set --path 'nodes[0].spot' true"],
         ["the stack's spot not a boolean", fleet([{ name: "a" }], { allowedSshCidrs: CIDRS, spot: "1" }), "spot", "Example: pulumi config set spot true"],
         ["spot with no ec2 node", fleet([server("a", "amd64")], { spot: "true" }), "spot", "no node is in ec2 mode"],
+        ["an existing node with a cache volume", fleet([server("a", "amd64", { cacheVolumeSizeGb: 100 })]), "nodes[0].cacheVolumeSizeGb",
+            "is a setting of an ec2 node"],
+        ["an ec2 node's cache volume too large", fleet([{ name: "a", cacheVolumeSizeGb: 20000 }], { allowedSshCidrs: CIDRS }), "nodes[0].cacheVolumeSizeGb",
+            "--path 'nodes[0].cacheVolumeSizeGb' 200"],
+        ["an ec2 node's retainCacheVolume not a boolean", fleet([{ name: "a", retainCacheVolume: "yes" }], { allowedSshCidrs: CIDRS }),
+            "nodes[0].retainCacheVolume", "--path 'nodes[0].retainCacheVolume' false"],
+        ["a cache volume with no ec2 node", fleet([server("a", "amd64")], { cacheVolumeSizeGb: "100" }), "cacheVolumeSizeGb", "no node is in ec2 mode"],
         ["ec2 nodes without allowedSshCidrs", fleet([{ name: "a" }]), "allowedSshCidrs", "is required in ec2 mode"],
         ["a single-host setting beside nodes", fleet([server("a", "amd64")], { existingHostAddress: "b.example.com", hostMode: "existing" }),
             "existingHostAddress", "with nodes, each node has its own: nodes[N].address"],
@@ -192,6 +199,22 @@ test("fleetFallback reaches the stack: fail unless set to emulate; emulate on a 
     expect(parseConfig(fleet([server("a", "amd64")], { fleetFallback: "emulate" })).fleetFallback).toBe("emulate");
     const problems = configProblems({ allowedSshCidrs: CIDRS, fleetFallback: "emulate" });
     expect(problems).toEqual([expect.stringMatching(/^buildx-host:fleetFallback is a setting of a fleet .*--path 'nodes\[0\]\.name' amd64 \(a fleet\)/)]);
+});
+
+test("each ec2 node's cache volume: its own cacheVolumeSizeGb and retainCacheVolume, the stack's where it sets none, none at 0", () => {
+    const stack = parseConfig(fleet([{ name: "a" }, { name: "b", instanceType: "c7g.xlarge", cacheVolumeSizeGb: 30, retainCacheVolume: false },
+        { name: "c", cacheVolumeSizeGb: 0, platforms: ["linux/riscv64"] }, server("d", "amd64", { platforms: ["linux/s390x"] })], {
+        allowedSshCidrs: CIDRS, cacheVolumeSizeGb: "200", platforms: JSON.stringify(["linux/amd64", "linux/arm64", "linux/riscv64", "linux/s390x"]),
+        buildkitGcMaxUsedSpace: "10GB", buildkitGcMinFreeSpace: "5GB",
+    }));
+    expect(stack.nodes.map(node => node.host.mode === "ec2" ? node.host.ec2.cacheVolume ?? "none" : "existing")).toEqual([
+        { sizeGb: 200, retain: true }, { sizeGb: 30, retain: false }, "none", "existing"]);
+});
+
+test("the GC limits must fit the smallest data root of a fleet's ec2 nodes: a node's small cache volume is named", () => {
+    const problems = configProblems(fleet([{ name: "a" }, { name: "b", instanceType: "c7g.xlarge", cacheVolumeSizeGb: 30 }],
+        { allowedSshCidrs: CIDRS, cacheVolumeSizeGb: "500", buildkitGcMaxUsedSpace: "40GB" }));
+    expect(problems).toEqual([expect.stringContaining("do not fit together on the 30 GiB cache volume (cacheVolumeSizeGb) beside the 1 GiB the rest of Docker needs")]);
 });
 
 test("the single-host helper refuses a fleet", () => {

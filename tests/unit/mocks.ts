@@ -20,6 +20,7 @@ export interface RecordedResource {
     /** URNs this resource was registered as depending on. */
     dependencies: string[];
     deleteBeforeReplace: boolean;
+    retainOnDelete: boolean;
     replaceOnChanges: string[];
     ignoreChanges: string[];
     /** Aliases as URNs, or as specs where the engine takes those (the SDK then leaves children's to the engine). */
@@ -46,6 +47,9 @@ const STEP_REPORTS: StepReports = {
         arch: "amd64", kernel: "6.8.0-1021-aws", cloudInit: "done", waitedSeconds: 12 },
     "metadata-guard": { step: "metadata-guard", changed: true, scriptSha256: SCRIPT_SHA256, action: "created",
         addresses: ["169.254.169.254", "fd00:ec2::254"], table: "inet buildx_host_metadata_guard" },
+    "cache-volume": { step: "cache-volume", changed: true, scriptSha256: SCRIPT_SHA256, action: "mounted", volumeId: "vol-0123456789abcdef0",
+        device: "/dev/nvme1n1", uuid: "2f7a66ac-ef0a-40cb-9b35-80fd2a7dbe01", filesystem: "ext4", formatted: true, movedBytes: 0,
+        sizeBytes: 105089261568 },
     "docker-engine": { step: "docker-engine", changed: true, scriptSha256: SCRIPT_SHA256, repo: "https://download.docker.com/linux/ubuntu",
         packages: { "docker-ce": "5:28.5.2-1~ubuntu.24.04~noble" }, dockerVersion: "28.5.2", buildxVersion: "v0.29.1", held: false,
         removed: [], groupAdded: ["ubuntu"] },
@@ -129,7 +133,12 @@ export function installMocks(options: { readonly stoppedInstances?: boolean } = 
                 case "aws:ec2/getVpc:getVpc":
                     return { id: "vpc-default" };
                 case "aws:ec2/getSubnet:getSubnet":
-                    return { id: args.inputs.id, vpcId: "vpc-of-subnet" };
+                    // By id, or the default VPC's default subnet of a zone.
+                    return args.inputs.id
+                        ? { id: args.inputs.id, vpcId: "vpc-of-subnet", availabilityZone: "eu-west-1b" }
+                        : { id: `subnet-default-${args.inputs.availabilityZone}`, vpcId: args.inputs.vpcId, availabilityZone: args.inputs.availabilityZone };
+                case "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+                    return { locations: ["eu-west-1c", "eu-west-1a", "eu-west-1b"], locationTypes: ["availability-zone"], instanceTypes: [] };
                 case "aws:ec2/getInstances:getInstances":
                     return { ids: options.stoppedInstances ? args.inputs.filters[0].values : [] };
                 case "tls:index/getPublicKey:getPublicKey":
@@ -152,6 +161,7 @@ export function installMocks(options: { readonly stoppedInstances?: boolean } = 
             parent: request.getParent(),
             dependencies: request.getDependenciesList(),
             deleteBeforeReplace: request.getDeletebeforereplace(),
+            retainOnDelete: request.getRetainondelete(),
             replaceOnChanges: request.getReplaceonchangesList(),
             ignoreChanges: request.getIgnorechangesList(),
             aliasUrns: request.getAliasurnsList(),

@@ -33,6 +33,8 @@ const EXISTING: RawConfig = {
     hostMode: "existing", existingHostAddress: "build1.example.com", existingHostUser: "builder",
     existingHostPrivateKey: PRIVATE_KEY, existingHostPublicKey: HOST_KEY, team: JSON.stringify([ALICE]),
 };
+const SUBNET = "subnet-0123456789abcdef0";
+const CACHED: RawConfig = { ...EC2, subnetId: SUBNET, cacheVolumeSizeGb: "100" };
 const FLEET: RawConfig = {
     ...EC2, nodes: JSON.stringify([{ name: "amd64", instanceType: "c7i.xlarge" }, { name: "graviton", instanceType: "c7g.xlarge" }]),
 };
@@ -63,6 +65,8 @@ const CHANGES: Record<string, { readonly from: RawConfig; readonly to: RawConfig
     "existingHostUser": { from: EXISTING, to: { ...EXISTING, existingHostUser: "admin" } },
     "existingHostPrivateKey, existingHostPublicKey": { from: EXISTING, to: { ...EXISTING, existingHostPrivateKey: OTHER_PRIVATE_KEY } },
     "fleetFallback": { from: FLEET, to: { ...FLEET, fleetFallback: "emulate" } },
+    "cacheVolumeSizeGb": { from: { ...EC2, subnetId: SUBNET }, to: CACHED },
+    "retainCacheVolume": { from: CACHED, to: { ...CACHED, retainCacheVolume: "false" } },
     "nodes[N].name": { from: FLEET, to: { ...FLEET, nodes: FLEET.nodes!.replace("graviton", "arm64") } },
     "idleStopMinutes": { from: EC2, to: { ...EC2, idleStopMinutes: "60" } },
 };
@@ -83,6 +87,9 @@ const REPLACED_ON_CHANGE: Readonly<Record<string, readonly string[]>> = {
     "aws:ec2/keyPair:KeyPair": ["keyName", "publicKey"],
     "aws:ec2/eip:Eip": ["domain", "address", "publicIpv4Pool", "networkBorderGroup"],
     "tls:index/privateKey:PrivateKey": ["algorithm", "ecdsaCurve", "rsaBits"],
+    // ebs_volume.go and ebs_volume_attachment.go: a volume's size and type change in place.
+    "aws:ebs/volume:Volume": ["availabilityZone", "encrypted", "kmsKeyId", "snapshotId", "outpostArn", "multiAttachEnabled"],
+    "aws:ec2/volumeAttachment:VolumeAttachment": ["deviceName", "instanceId", "volumeId"],
 };
 
 /** The resources the table names, in the order it names them. */
@@ -94,6 +101,8 @@ const LABELS: readonly { readonly type: string; readonly nameEnd?: string; reado
     { type: "aws:ec2/instance:Instance", label: "instance" },
     { type: "aws:ec2/eip:Eip", label: "Elastic IP" },
     { type: "aws:iam/policy:Policy", label: "wake policy" },
+    { type: "aws:ebs/volume:Volume", label: "cache volume" },
+    { type: "aws:ec2/volumeAttachment:VolumeAttachment", label: "its attachment" },
 ];
 
 /** A deployment's resources keyed by type and name, with the deployment's name taken out. */
@@ -216,39 +225,44 @@ function resourcesCell(results: Map<string, Outcome>): string {
     return parts.join("; ") || "none";
 }
 
+const stepOf = (key: string) => STEP_NAMES.find(step => key.startsWith("command:remote:Command::") && key.endsWith(`-${step}-run`));
+
+/** The steps a deployment runs, in their order (a feature left off runs no step). */
+function stepOrder(...deployments: Deployment[]): string[] {
+    const present = new Set(deployments.flatMap(deployment => [...deployment.keys()].map(stepOf)));
+    return STEP_NAMES.filter(step => present.has(step));
+}
+
 /**
- * The table's "Steps" cell: the steps that run again (a suffix of the order of the steps the host
- * has after the change, `present`), and those replaced; or the optional steps a change only adds.
+ * The table's "Steps" cell: the steps that run again (a suffix of `order`), those replaced, and
+ * those a feature adds (only created) or drops (only removed).
  */
-function stepsCell(results: Map<string, Outcome>, present: Deployment): string {
-    const order = STEP_NAMES.filter(step => [...present.keys()].some(key => key.endsWith(`-${step}-run`)));
-    const stepOf = (key: string) => order.findIndex(step => key.startsWith("command:remote:Command::") && key.endsWith(`-${step}-run`));
-    const stepOutcomes = [...results].filter(([key]) => stepOf(key) >= 0).map(([key, outcome]) => ({ step: order[stepOf(key)], outcome }));
-    if (stepOutcomes.length > 0 && stepOutcomes.every(({ outcome }) => outcome === "created")) {
-        return `${stepOutcomes.map(({ step }) => step).join(", ")} added`;
-    }
-    const run = new Set<number>();
-    const replacedSteps = new Set<number>();
+function stepsCell(results: Map<string, Outcome>, order: readonly string[]): string {
+    const outcomesOf = new Map<number, Set<Outcome>>();
     for (const [key, outcome] of results) {
-        const step = stepOf(key);
+        const step = order.indexOf(stepOf(key) ?? "");
         if (step >= 0) {
-            run.add(step);
-            if (outcome === "replaced" || outcome === "removed" || outcome === "created") {
-                replacedSteps.add(step);
-            }
+            outcomesOf.set(step, new Set([...outcomesOf.get(step) ?? [], outcome]));
         }
     }
-    if (run.size === 0) {
+    if (outcomesOf.size === 0) {
         return "none";
     }
-    const first = Math.min(...run);
-    if (run.size !== order.length - first) {
-        return `not a suffix of the order: ${[...run].map(i => order[i]).join(", ")}`;
+    const first = Math.min(...outcomesOf.keys());
+    if (outcomesOf.size !== order.length - first) {
+        return `not a suffix of the order: ${[...outcomesOf.keys()].map(i => order[i]).join(", ")}`;
     }
-    const named = (steps: Set<number>) => steps.size === order.length ? "all"
-        : [...steps].sort((a, b) => a - b).map(i => order[i]).join(", ");
+    const kind = (found: Set<Outcome>) => found.has("replaced") || (found.has("removed") && found.has("created")) ? "replaced"
+        : found.has("created") ? "added" : found.has("removed") ? "removed" : undefined;
+    const named = (steps: number[]) => steps.length === order.length ? "all" : steps.sort((a, b) => a - b).map(i => order[i]).join(", ");
     const ran = first === 0 ? "all" : first === order.length - 1 ? order[first] : `${order[first]} and after`;
-    return replacedSteps.size === 0 ? ran : `${ran}; ${named(replacedSteps)} replaced`;
+    const changes = (["replaced", "added", "removed"] as const).flatMap(verb => {
+        const steps = [...outcomesOf].filter(([, found]) => kind(found) === verb).map(([step]) => step);
+        return steps.length === 0 ? [] : [`${named(steps)} ${verb}`];
+    });
+    // A step only added (an optional step turned on) is all that changed: say just that.
+    const onlyAdded = [...outcomesOf.values()].every(found => kind(found) === "added");
+    return (onlyAdded ? changes : [ran, ...changes]).join("; ");
 }
 
 /** The rows of the README table after an HTML comment marker, as cells of markdown. */
@@ -277,9 +291,10 @@ describe("the README's replacement table", () => {
 
     test.each(Object.keys(CHANGES))("%s: the resources and steps it changes are the program's", async setting => {
         const row = rows.find(([name]) => plain(name) === setting)!.map(plain);
-        const results = outcomes(await baseline(CHANGES[setting].from), await changed.get(setting)!);
+        const [from, to] = [await baseline(CHANGES[setting].from), await changed.get(setting)!];
+        const results = outcomes(from, to);
         expect({ setting, resources: row[1], steps: row[2] })
-            .toEqual({ setting, resources: resourcesCell(results), steps: stepsCell(results, await changed.get(setting)!) });
+            .toEqual({ setting, resources: resourcesCell(results), steps: stepsCell(results, stepOrder(from, to)) });
     });
 
     test("a replaced instance keeps its Elastic IP and host key: the address and known_hosts line stay", async () => {
@@ -288,12 +303,21 @@ describe("the README's replacement table", () => {
         expect(results.get("aws:ec2/eip:Eip::X-ec2-ip")).toBe("re-associated");
         expect(results.get("tls:index/privateKey:PrivateKey::X-ec2-host-key")).toBeUndefined();
     });
+
+    test("a replaced instance keeps its cache volume, which is in the subnet's zone: only the attachment is made anew", async () => {
+        const results = outcomes(await baseline(CACHED), await deploy({ ...CACHED, ubuntuAmiSerial: "20251015" }));
+        expect(results.get("aws:ec2/instance:Instance::X-ec2-instance")).toBe("replaced");
+        expect(results.get("aws:ec2/volumeAttachment:VolumeAttachment::X-ec2-cache-attachment")).toBe("replaced");
+        expect(results.get("aws:ebs/volume:Volume::X-ec2-cache")).toBeUndefined();
+        // The steps run on the new instance; the cache-volume step finds the filesystem and mounts it.
+        expect(results.get("command:remote:Command::X-cache-volume-run")).toBe("re-run");
+    });
 });
 
 describe("the IAM policy", () => {
     test("iam-policy.json allows what every resource and lookup of ec2 mode needs (UPDATE_IAM_POLICY=1 npm test rewrites it)", async () => {
-        await Promise.all([EC2, FLEET, { ...EC2, subnetId: "subnet-0123456789abcdef0", loginPrivateKey: PRIVATE_KEY },
-            { ...EC2, idleStopMinutes: "60" }].map(deploy));
+        await Promise.all([EC2, FLEET, { ...EC2, subnetId: SUBNET, loginPrivateKey: PRIVATE_KEY }, { ...EC2, idleStopMinutes: "60" },
+            { ...EC2, cacheVolumeSizeGb: "50" }].map(deploy));
         const types = new Set([...recorder.resources.map(r => r.type), ...recorder.invokes.map(i => i.token)]
             .filter(type => !type.startsWith("buildx-host:")));
         // Every entry is one the program uses: none lingers after its resource is gone.

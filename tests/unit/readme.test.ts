@@ -17,7 +17,7 @@ import {
 import { gcLimitBytes, ROOT_VOLUME_ROOM_GIB } from "../../components/config/buildkit-gc";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
 import { SPOT_MARKET_OPTIONS } from "../../components/ec2-host";
-import { BUILDKIT_IMAGE, IDLE_CHECK_SECONDS } from "../../components/host-facts";
+import { BUILDKIT_IMAGE, EBS_DEVICE_LINK_PREFIX, IDLE_CHECK_SECONDS } from "../../components/host-facts";
 import { EVERY_HOST_STEPS } from "../../components/steps";
 import { stoppedHostMessage } from "../../components/wake";
 
@@ -455,5 +455,39 @@ describe("Cost and durability: idle power-off", () => {
         const [opening] = stoppedHostMessage(target).split(" (");
         expect(idle).toContain(`\`${opening.replace(target.instanceId, "i-…")} (…); nothing on it is changed. Wake it,\n  then run pulumi up again:\``);
         expect(stoppedHostMessage(target)).toContain("; nothing on it is changed. Wake it, then run pulumi up again:\n");
+    });
+});
+
+describe("Cost and durability: the cache volume", () => {
+    const cacheVolume = section("Cost and durability").split(/^### /m).find(s => s.startsWith("Cache volume\n")) ?? "";
+    const script = readFileSync(path.join(ROOT, "components", "scripts", "cache-volume.sh"), "utf8");
+
+    test("the device, the wait, the fstab options and the docker requirement it names are the step's", () => {
+        expect(cacheVolume).toContain(`(\`${EBS_DEVICE_LINK_PREFIX}vol…\``);
+        expect(script).toContain("${HOST_FACTS_EBS_DEVICE_LINK_PREFIX}${CACHE_VOLUME_ID/-/}");
+        expect(cacheVolume).toContain("waiting up to 2 minutes");
+        expect(script).toContain('CACHE_VOLUME_WAIT_SECONDS="${CACHE_VOLUME_WAIT_SECONDS:-120}"');
+        expect(cacheVolume).toContain("by UUID through\n  `/etc/fstab` with `nofail`");
+        expect(script).toContain("defaults,nofail 0 2");
+        expect(cacheVolume).toContain("`RequiresMountsFor=/var/lib/docker`");
+        expect(script).toMatch(/"RequiresMountsFor=\$\{DATA_ROOT\}"/);
+        expect(script).toContain("readonly DATA_ROOT=/var/lib/docker");
+    });
+
+    test("a retained volume is found by the tags the program gives it, and by the outputs it names", () => {
+        const recipe = /<!-- delete-retained-volume -->\n```sh\n([\s\S]*?)```/.exec(cacheVolume)?.[1] ?? "";
+        expect(recipe).toContain("Name=tag:Project,Values=buildx-host Name=tag:Stack,Values=\"$(pulumi stack --show-name)\"");
+        const program = readFileSync(path.join(ROOT, "index.ts"), "utf8");
+        expect(program).toContain('tags: { Project: PROJECT, Stack: pulumi.getStack(),');
+        expect(program).toContain("cacheVolumeId: host.cacheVolumeId,");
+        const nodeOutput: keyof FleetNodeOutputs = "cacheVolumeId";
+        expect(cacheVolume).toContain(`jq -r '.[].${nodeOutput} // empty'`);
+        expect(cacheVolume).toContain("`pulumi stack output cacheVolumeId`");
+    });
+
+    test("the defaults it states are the program's", () => {
+        expect(cacheVolume).toContain(`(\`retainCacheVolume\`, default \`${DEFAULTS.retainCacheVolume}\`)`);
+        expect(DEFAULTS.cacheVolumeSizeGb).toBe(0);
+        expect(cacheVolume).toContain("(0: none)");
     });
 });

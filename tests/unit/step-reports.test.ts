@@ -26,6 +26,10 @@ const STUB_HOSTS: Record<StepName, string> = {
     "metadata-guard": `
         validate_input
         CHANGED=true ACTION=created`,
+    "cache-volume": `
+        df() { echo Size; echo 105089261568; }
+        CHANGED=true ACTION=mounted CACHE_VOLUME_ID=vol-0123456789abcdef0 DEVICE=/dev/nvme1n1 FS_TYPE=ext4 FORMATTED=true
+        UUID=2f7a66ac-ef0a-40cb-9b35-80fd2a7dbe01 MOVED_BYTES=4096`,
     "docker-engine": `
         installed_version() { echo "5:28.5.2-1~debian.13~trixie"; }
         is_held() { [[ "$1" == docker-ce ]]; }

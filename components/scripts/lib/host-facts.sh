@@ -4,6 +4,7 @@
 readonly HOST_FACTS_SUPPORTED_RELEASES=('ubuntu 22.04 jammy' 'ubuntu 24.04 noble' 'debian 12 bookworm' 'debian 13 trixie')
 readonly HOST_FACTS_SSH_KEY_TYPES=(ssh-ed25519 ssh-rsa ecdsa-sha2-nistp256 ecdsa-sha2-nistp384 ecdsa-sha2-nistp521 sk-ssh-ed25519@openssh.com sk-ecdsa-sha2-nistp256@openssh.com)
 readonly HOST_FACTS_MEMBERS_GROUP='buildx-members'
+readonly HOST_FACTS_EBS_DEVICE_LINK_PREFIX='/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_'
 readonly HOST_FACTS_ACCOUNT_NAME_PATTERN='^[a-z_][a-z0-9_-]{0,31}$'
 declare -rA HOST_FACTS_EMULATOR_OF=([linux/amd64]=x86_64 [linux/arm64]=aarch64 [linux/arm/v7]=arm [linux/arm/v6]=arm [linux/ppc64le]=ppc64le [linux/s390x]=s390x [linux/riscv64]=riscv64 [linux/386]=i386 [linux/mips64le]=mips64el)
 readonly HOST_FACTS_DEFAULT_PLATFORMS='linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64'

@@ -35,6 +35,8 @@ export HOSTLAB_LOG_DIR="${RUN_DIR}/logs"
 
 # The lab hosts running now, removed at exit.
 LAB_HOSTS=()
+# Loop devices the run attached (lab_block_device), detached at exit.
+LAB_BLOCK_DEVICES=()
 
 # Runs one preparation phase and says how long it took.
 lab_phase() {
@@ -113,6 +115,29 @@ lab_start_host() {
   export "${var?}"
 }
 
+# lab_block_device SIZE: attaches a new loop device over a new sparse file of SIZE (truncate's units)
+# under the run's directory, last in LAB_BLOCK_DEVICES: a block device for a lab host (start-host.sh's
+# HOSTLAB_BLOCK_DEVICE).
+lab_block_device() {
+  local file
+  file="$(mktemp "${RUN_DIR}/block-device.XXXXXX")"
+  truncate -s "$1" "${file}"
+  LAB_BLOCK_DEVICES+=("$(losetup --find --show "${file}")")
+  log "block device ${LAB_BLOCK_DEVICES[-1]}: ${file} ($1, sparse)"
+}
+
+# Detaches the run's loop devices and removes their files (lab hosts using them are gone by then).
+lab_release_block_devices() {
+  local device file rc=0
+  for device in "${LAB_BLOCK_DEVICES[@]}"; do
+    file="$(losetup --noheadings --output BACK-FILE "${device}" 2>/dev/null || true)"
+    losetup --detach "${device}" || rc=1
+    [[ -z "${file}" ]] || rm -f "${file}"
+  done
+  LAB_BLOCK_DEVICES=()
+  return "${rc}"
+}
+
 lab_stop_hosts() {
   local name rc=0
   for name in "${LAB_HOSTS[@]}"; do
@@ -133,8 +158,10 @@ lab_cleanup() {
   if [[ "${HOSTLAB_KEEP}" == 1 ]]; then
     log "HOSTLAB_KEEP=1: leaving ${LAB_HOSTS[*]}, the loopback servers and the binfmt registrations in place; afterwards run:"
     log "  for h in ${LAB_HOSTS[*]}; do ${INFRA}/stop-host.sh \$h; done; ${INFRA}/serve-apt-repo.sh stop; ${INFRA}/serve-registry.sh stop; ${INFRA}/binfmt-state.sh restore ${BINFMT_STATE}"
+    ((${#LAB_BLOCK_DEVICES[@]} == 0)) || log "  losetup --detach ${LAB_BLOCK_DEVICES[*]}"
   else
     lab_stop_hosts || rc=1
+    lab_release_block_devices || rc=1
     kept="$(lab_kept_hosts)"
     if [[ -n "${kept}" ]]; then
       # Their owner removes them, the servers and the registrations with the commands that run printed.

@@ -20,6 +20,8 @@
 #   HOSTLAB_DOCKER_ROOT_SIZE [] a size (1536m): the host's /var/lib/docker, Docker's data root, is a
 #                           tmpfs of that size instead of a volume on this machine's disk; it stands
 #                           in for a small disk (disk-pressure.test.ts)
+#   HOSTLAB_BLOCK_DEVICE [] a block device of this machine (a loop device) given to the host as the
+#                           same node: it stands in for an attached EBS volume (cache-volume.test.ts)
 #   HOST_VARIANT        []  cloud-init: boot the EC2 path for real instead (cloud-init.test.ts) on the
 #                           image of the same variant: no lab host key and no lab first-boot user;
 #                           Debian's cloud-init runs at first boot from a NoCloud seed
@@ -41,6 +43,7 @@ HOSTLAB_STATE_DIR="${HOSTLAB_STATE_DIR:-/var/tmp/buildx-host-lab/${HOSTLAB_NAME}
 CACHE_DIR="${CACHE_DIR:-/var/cache/buildx-host}"
 HOSTLAB_SSH_WAIT_SECONDS="${HOSTLAB_SSH_WAIT_SECONDS:-120}"
 HOSTLAB_DOCKER_ROOT_SIZE="${HOSTLAB_DOCKER_ROOT_SIZE:-}"
+HOSTLAB_BLOCK_DEVICE="${HOSTLAB_BLOCK_DEVICE:-}"
 HOST_VARIANT="${HOST_VARIANT:-}"
 
 log() { echo "start-host: $*" >&2; }
@@ -229,9 +232,11 @@ create_container() {
       --opt "o=size=${HOSTLAB_DOCKER_ROOT_SIZE}" "${HOSTLAB_NAME}-docker" >/dev/null
     log "Docker's data root on ${HOSTLAB_NAME}: a tmpfs of ${HOSTLAB_DOCKER_ROOT_SIZE}"
   fi
+  local devices=()
+  [[ -z "${HOSTLAB_BLOCK_DEVICE}" ]] || devices=(--device "${HOSTLAB_BLOCK_DEVICE}:${HOSTLAB_BLOCK_DEVICE}")
   docker create --name "${HOSTLAB_NAME}" \
     --network host \
-    "${SYSTEMD_CONTAINER_FLAGS[@]}" \
+    "${SYSTEMD_CONTAINER_FLAGS[@]}" "${devices[@]}" \
     -v "${HOSTLAB_NAME}-docker:/var/lib/docker" \
     -v "${HOSTLAB_NAME}-containerd:/var/lib/containerd" \
     -v "${archives}:/var/cache/apt/archives" \

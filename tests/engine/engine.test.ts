@@ -24,7 +24,7 @@ import { DEFAULTS } from "../../components/config";
 import {
     buildkitContainerName, knownHostsLine, memberBuildxCreateCommand, SETUP_BUILDX_ACTION, Workflow, WORKFLOW_REGISTRY,
 } from "../../components/endpoint";
-import { sha256, STEP_NAMES } from "../../components/steps";
+import { sha256, EVERY_HOST_STEPS } from "../../components/steps";
 import { configProblems } from "../config-problems";
 import { CLIENT_BUILD_PLATFORMS, LabClient } from "../hostlab/client";
 import {
@@ -240,14 +240,14 @@ describe("a host provisioned by `pulumi up`", () => {
         expect(run.warnings).toEqual([]);
         // Created, or (the stack and components the failed attempt above registered) kept.
         expect(Object.keys(run.changes).filter(op => op !== "create" && op !== "same")).toEqual([]);
-        expect(run.changes.create).toBeGreaterThan(STEP_NAMES.length);
+        expect(run.changes.create).toBeGreaterThan(EVERY_HOST_STEPS.length);
         const lines = runLog(lab);
         // Every step changes the fresh host; wait-for-host installs jq, which writes the reports.
-        expect(lines.map(line => [line.step, line.outcome])).toEqual(STEP_NAMES.map(step => [step, "changed=true"]));
+        expect(lines.map(line => [line.step, line.outcome])).toEqual(EVERY_HOST_STEPS.map(step => [step, "changed=true"]));
         // Each report says which version of its script ran: what the project sent, shared functions and facts included.
         const sent = (step: string) => sha256(["lib/common.sh", "lib/host-facts.sh", `${step}.sh`]
             .map(file => readFileSync(path.join(project.dir, "components", "scripts", file), "utf8")).join("\n"));
-        expect(lines.map(line => line.report.scriptSha256)).toEqual(STEP_NAMES.map(sent));
+        expect(lines.map(line => line.report.scriptSha256)).toEqual(EVERY_HOST_STEPS.map(sent));
     });
 
     test("the builder works: experimental on, every QEMU entry with F, the builder's platforms as output", () => {

@@ -17,7 +17,7 @@ import * as path from "path";
 import { DEFAULTS } from "../../components/config";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
 import { buildkitContainerName, NODE_CHECK_SECONDS } from "../../components/endpoint";
-import { STEP_NAMES } from "../../components/steps";
+import { EVERY_HOST_STEPS } from "../../components/steps";
 import { CLIENT_BUILD_PLATFORMS, cacheUse, LabClient } from "../hostlab/client";
 import {
     labAptSettings, LabHost, localOk, memberKey, readLabHost, requiredEnv, runLog, ssh, sudoOk, tail, teamEntry,
@@ -113,7 +113,7 @@ describe("a single-host stack made with the program before fleets", () => {
         const run = await project.engineOk("up", { timeoutSeconds: 900 });
         timings.upgradeUp = run.seconds;
         const ran = runLog(amd64Host).slice(before);
-        expect(ran.map(line => line.step)).toEqual(STEP_NAMES);
+        expect(ran.map(line => line.step)).toEqual(EVERY_HOST_STEPS);
         expect(ran.find(line => line.step === "team-access")!.report).toMatchObject({ updated: ["alice"], door: "open" });
         expect(sudoOk(amd64Host, "id -nG alice").trim().split(/\s+/)).toEqual(["alice", "buildx-members"]);
         expect(run.changes.create).toBe(3);
@@ -125,7 +125,7 @@ describe("a single-host stack made with the program before fleets", () => {
         // Every step, by its old name, now sits under the fleet component: moved, not replaced.
         const state = JSON.parse(project.ok(["stack", "export"]).stdout) as { deployment: { resources: { urn: string }[] } };
         const steps = state.deployment.resources.map(r => r.urn).filter(urn => urn.includes("command:remote:Command::"));
-        expect(steps.map(urn => urn.split("::").pop())).toEqual(expect.arrayContaining(STEP_NAMES.map(step => `buildx-host-${step}-run`)));
+        expect(steps.map(urn => urn.split("::").pop())).toEqual(expect.arrayContaining(EVERY_HOST_STEPS.map(step => `buildx-host-${step}-run`)));
         for (const urn of steps) {
             expect(urn).toContain("buildx-host:index:BuildFleet$buildx-host:index:BuildHost$");
         }
@@ -161,7 +161,7 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
         expect(preview.steps.filter(step => !["same", "create", "update"].includes(step.op))).toEqual([]);
         const kept = namesWith(preview, "same", "update").filter(name => name.startsWith("buildx-host-amd64"));
         // The node, its host key check and probe, and each step with its command.
-        expect(kept.length).toBe(3 + 2 * STEP_NAMES.length);
+        expect(kept.length).toBe(3 + 2 * EVERY_HOST_STEPS.length);
         expect(namesWith(preview, "create").sort()).toEqual(kept.map(name => name.replace("buildx-host-amd64", "buildx-host-arm64")).sort());
         // The amd64 node no longer serves linux/arm64: its QEMU step re-runs for the rest, and so do the two steps after it.
         expect(namesWith(preview, "update")).toEqual(["qemu-binfmt", "buildx-builder", "team-access"].map(step => `buildx-host-amd64-${step}-run`));
@@ -179,13 +179,13 @@ describe("that stack grown into a fleet of two lab hosts, its host first", () =>
         // The builder stays (and with it, its cache); alice keeps her account.
         expect(amd64Steps[1].report).toMatchObject({ action: "unchanged" });
         expect(amd64Steps[2].report).toMatchObject({ added: [], removed: [], door: "open" });
-        expect(arm64Steps.map(line => line.step)).toEqual(STEP_NAMES);
+        expect(arm64Steps.map(line => line.step)).toEqual(EVERY_HOST_STEPS);
         // Each node finished its first step before the other finished its last: the two ran side by side.
         expect(amd64Steps[0].time <= arm64Steps[arm64Steps.length - 1].time).toBe(true);
         expect(arm64Steps[0].time <= amd64Steps[amd64Steps.length - 1].time).toBe(true);
         const state = JSON.parse(project.ok(["stack", "export"]).stdout) as { deployment: { resources: { urn: string }[] } };
         const steps = state.deployment.resources.map(r => r.urn.split("::").pop()!).filter(name => name.endsWith("-run"));
-        expect(steps.sort()).toEqual(NODES.flatMap(([node]) => STEP_NAMES.map(step => `buildx-host-${node}-${step}-run`)).sort());
+        expect(steps.sort()).toEqual(NODES.flatMap(([node]) => EVERY_HOST_STEPS.map(step => `buildx-host-${node}-${step}-run`)).sort());
     });
 
     test("the outputs route each platform to one node: arm64 to the arm64 node, the rest to the amd64 node", () => {

@@ -142,12 +142,11 @@ export class BuildFleet extends pulumi.ComponentResource {
         const runner = githubRunner(stack.nodes.map(node => acceptsSshFromAnywhere(node.host)));
         this.teamGithubActionsWorkflows = endpoints.apply(nodes => Object.fromEntries(team.map(member =>
             [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner, stack.fleetFallback)])));
-        this.teamHandOver = pulumi.all([endpoints, this.teamGithubActionsWorkflows]).apply(([nodes, workflows]) =>
-            Object.fromEntries(team.map(({ name: member }) => [member, handOverText(member,
+        this.teamHandOver = pulumi.all([endpoints, this.teamGithubActionsWorkflows, this.teamAttachScripts])
+            .apply(([nodes, workflows, scripts]) => Object.fromEntries(team.map(({ name: member }) => [member, handOverText(member,
                 nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member),
-                nodes.flatMap(node => node.platforms), workflows[member], {
-                    file: attachScriptFile(nodes[0].parts.builderName), text: fleetAttachScript(nodes, member, stack.fleetFallback),
-                })])));
+                nodes.flatMap(node => node.platforms), workflows[member],
+                { file: attachScriptFile(nodes[0].parts.builderName), text: scripts[member] })])));
         this.statusCommand = endpoints.apply(statusCommand);
         this.platformNodes = pulumi.output(Object.fromEntries(stack.nodes.flatMap(node =>
             node.host.platforms.map(platform => [platform, node.name!]))));

@@ -168,12 +168,11 @@ export class BuildFleet extends pulumi.ComponentResource {
             });
         this.teamGithubActionsWorkflows = pulumi.all([endpoints, wake]).apply(([nodes, w]) => Object.fromEntries(team.map(member =>
             [member.name, fleetGithubActionsWorkflow(nodes, member.name, runner, stack.fleetFallback, w)])));
-        this.teamHandOver = pulumi.all([endpoints, this.teamGithubActionsWorkflows]).apply(([nodes, workflows]) =>
-            Object.fromEntries(team.map(({ name: member }) => [member, handOverText(member,
+        this.teamHandOver = pulumi.all([endpoints, this.teamGithubActionsWorkflows, this.teamAttachScripts])
+            .apply(([nodes, workflows, scripts]) => Object.fromEntries(team.map(({ name: member }) => [member, handOverText(member,
                 nodes.map(node => knownHostsLine(node.parts)), fleetMemberBuildxCreateCommand(nodes, member),
-                nodes.flatMap(node => node.platforms), workflows[member], {
-                    file: attachScriptFile(nodes[0].parts.builderName), text: fleetAttachScript(nodes, member, stack.fleetFallback),
-                })])));
+                nodes.flatMap(node => node.platforms), workflows[member],
+                { file: attachScriptFile(nodes[0].parts.builderName), text: scripts[member] })])));
         this.statusCommand = endpoints.apply(statusCommand);
         const ec2Hosts = this.hosts.flatMap((host, index) =>
             host.wakeCommand === undefined ? [] : [{ node: nodeNames[index], command: host.wakeCommand }]);

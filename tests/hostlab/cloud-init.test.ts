@@ -40,13 +40,12 @@ import { shellQuote } from "../../components/shell";
 import { StepReport } from "../../components/step-reports";
 import { hostStepDefinitions, sha256, StepName } from "../../components/steps";
 import {
-    expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, readLabHost, reportOf, requiredEnv, runStep, ssh, sshArgs, StepRun,
-    stepNamed, sudoOk, tail, teamEntry,
+    expectStepOk, labAptSettings, labConfig, loadBuildkitImage, local, localOk, logDirectory, readLabHost, reportOf, requiredEnv, runStep, ssh,
+    StepRun, stepNamed, sudoOk, teamEntry,
 } from "./lab";
 
 const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const { dockerAptRepo, dockerAptKeyFingerprint } = labAptSettings();
-const buildkitImageTar = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR");
 
 /** The host key start-host.sh generated (ssh-keygen, ed25519, OpenSSH format) and the user data for it. */
 const hostPrivateKey = readFileSync(path.join(lab.stateDir, "ssh_host_ed25519_key"), "utf8");
@@ -100,13 +99,6 @@ function keyscan(type?: string): string[] {
         .map(line => line.trim().split(/\s+/).slice(1, 3).join(" "));
 }
 
-/** Stand-in for the registry pull the builder step would do: no registry is reachable in the lab. */
-function loadBuildkitImage(): void {
-    const result = local(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' < '${buildkitImageTar}'`);
-    if (result.status !== 0) {
-        throw new Error(`loading ${buildkitImageTar} into the host's engine failed:\n${tail(result.stdout + result.stderr)}`);
-    }
-}
 
 afterAll(() => {
     const lines = ["cloud-init suite step times (seconds):"];
@@ -213,7 +205,7 @@ describe("EC2 boot path: cloud-init on the program's user data (the NoCloud seed
         requireCloudInitDone();
         for (const s of steps.slice(1)) {
             if (s.name === "buildx-builder") {
-                loadBuildkitImage();
+                loadBuildkitImage(lab);
             }
             const run = runStep(lab, s, LABEL);
             runs.push(run);

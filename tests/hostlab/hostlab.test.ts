@@ -26,7 +26,7 @@ import { statusCommand } from "../../components/status";
 import { StepReport } from "../../components/step-reports";
 import { hostStepDefinitions, StepName } from "../../components/steps";
 import {
-    binfmtFlags, expectStepOk, labAptSettings, labConfig, local, localOk, logDirectory, memberKey, readLabHost, reportOf, requiredEnv,
+    binfmtFlags, expectStepOk, labAptSettings, labConfig, loadBuildkitImage, local, localOk, logDirectory, memberKey, readLabHost, reportOf, requiredEnv,
     RunResult, runStep, ssh, sshArgs, StepRun, stepNamed, sudoOk, tail, teamEntry,
 } from "./lab";
 import { cacheUse, ClientBuildResult, LabClient, waitFor } from "./client";
@@ -37,7 +37,6 @@ const lab = readLabHost(requiredEnv("HOSTLAB_ENV_FILE"));
 const { dockerAptRepo, dockerAptKeyFingerprint } = labAptSettings();
 const busyboxDir = requiredEnv("HOSTLAB_BUSYBOX_DIR");
 const clientImage = requiredEnv("HOSTLAB_CLIENT_IMAGE");
-const buildkitImageTar = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR");
 const daemonJsonSeed = JSON.parse(readFileSync(lab.daemonJsonSeed, "utf8")) as Record<string, unknown>;
 
 /** Team members, who reach the same BuildKit through the member door with accounts of their own. */
@@ -93,13 +92,6 @@ function containerStartedAt(name: string): string {
     return sudoOk(lab, `docker inspect -f '{{.State.StartedAt}}' ${name} </dev/null`).trim();
 }
 
-/** Stand-in for the registry pull the builder step would do: no registry is reachable in the lab. */
-function loadBuildkitImage(): void {
-    const result = local(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' < '${buildkitImageTar}'`);
-    if (result.status !== 0) {
-        throw new Error(`loading ${buildkitImageTar} into the host's engine failed:\n${tail(result.stdout + result.stderr)}`);
-    }
-}
 
 /** Runs a foreign (arm64) static busybox in a container on the host, with no QEMU inside the container. */
 function runForeignBinary(): { status: number | null; output: string } {
@@ -189,7 +181,7 @@ describe("a host provisioned by the program's steps", () => {
     test("first run: every step succeeds in the program's order, over real SSH", () => {
         for (const s of steps) {
             if (s.name === "buildx-builder") {
-                loadBuildkitImage();
+                loadBuildkitImage(lab);
             }
             const run = record(runStep(lab, s, "first"));
             firstReports.set(s.name, expectStepOk(run));

@@ -284,9 +284,8 @@ export function expectStepOk<S extends StepName>(run: StepRun<S>): StepReport<S>
 
 /**
  * Runs the program's host steps for `config` on the lab host in order, as the lab's first run does,
- * with the lab's BuildKit image loaded before the builder step (no registry is reachable; run.sh's
- * HOSTLAB_BUILDKIT_IMAGE_TAR); `onStep` hears of each step done; `resourceValues` as `runStep`'s.
- * Returns the steps' reports.
+ * with the lab's BuildKit image loaded before the builder step (loadBuildkitImage); `onStep` hears
+ * of each step done; `resourceValues` as `runStep`'s. Returns the steps' reports.
  */
 export function provisionLabHost(lab: LabHost, config: BuildHostConfig, label: string,
                                  onStep: (run: StepRun) => void = () => undefined,
@@ -294,8 +293,7 @@ export function provisionLabHost(lab: LabHost, config: BuildHostConfig, label: s
     const reports = new Map<StepName, StepReport>();
     for (const step of hostStepDefinitions(config, lab.user)) {
         if (step.name === "buildx-builder") {
-            localOk(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' ` +
-                `< ${shellQuote(requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR"))}`);
+            loadBuildkitImage(lab);
         }
         const run = runStep(lab, step, label, {}, resourceValues);
         reports.set(step.name, expectStepOk(run));
@@ -309,7 +307,10 @@ export function binfmtFlags(entry: string): string {
     return /^flags: (\S*)$/m.exec(entry)?.[1] ?? "";
 }
 
-/** Stand-in for the registry pull the builder step would do: the lab's BuildKit image (HOSTLAB_BUILDKIT_IMAGE_TAR) loaded into the host's engine. */
+/**
+ * Stand-in for the registry pull the builder step would do (no registry is reachable in the lab):
+ * the lab's BuildKit image (run.sh's HOSTLAB_BUILDKIT_IMAGE_TAR) loaded into the host's engine.
+ */
 export function loadBuildkitImage(lab: LabHost): void {
     const tar = requiredEnv("HOSTLAB_BUILDKIT_IMAGE_TAR");
     const result = local(`ssh ${sshArgs(lab, lab.user, lab.key).map(shellQuote).join(" ")} 'sudo -n docker load' < '${tar}'`);

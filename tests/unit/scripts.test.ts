@@ -3,6 +3,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "os";
 import * as path from "path";
 
+import { gcLimitBytes } from "../../components/config/buildkit-gc";
 import { COMMON_LIBRARY_PATH, HOST_FACTS_PATH, hostStepDefinitions, SCRIPTS_DIR, STEP_NAMES } from "../../components/steps";
 import { hostConfig } from "../config-problems";
 
@@ -118,6 +119,15 @@ describe("the builder step checks the GC limits against the filesystem of Docker
         const result = check(1024 * GIB, limits("50%", "100GB", "20GB"));
         expect(result.ok).toBe(false);
         expect(result.output).toContain("buildkitGcReservedSpace (BUILDKIT_GC_RESERVED_SPACE=50%) is above buildkitGcMaxUsedSpace (BUILDKIT_GC_MAX_USED_SPACE=100GB)");
+    });
+
+    test("the step reads each limit as the program's preview check does (gcLimitBytes): the two cannot drift apart", () => {
+        for (const disk of [GIB, 100 * GIB, 1536 * 1024 ** 2]) {
+            for (const limit of ["10%", "70%", "20%", "99%", "32MB", "0.5GB", "512MiB", "80GB", "2TB", "1024KB", "4096B"]) {
+                expect({ limit, disk, bytes: Number(builderFunctions(`gc_limit_bytes '${limit}' ${disk}`)) })
+                    .toEqual({ limit, disk, bytes: gcLimitBytes(limit, disk) });
+            }
+        }
     });
 
     test("the check runs before the step writes or starts anything", () => {

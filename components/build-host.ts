@@ -10,7 +10,7 @@ import { HostKeyCheck } from "./host-key-check";
 import { HostStep } from "./host-step";
 import { StepReport } from "./step-reports";
 import { hostStepDefinitions, OptionalStepName, sha256, StepName, stepFingerprints } from "./steps";
-import { regionOf, wakeCommand, WakeTarget } from "./wake";
+import { existingHostIdleStopWarning, regionOf, wakeCommand, WakeTarget } from "./wake";
 
 /** Arguments of the build host. */
 export interface BuildHostArgs {
@@ -168,6 +168,9 @@ export class BuildHost extends pulumi.ComponentResource {
         this.loginPrivateKey = target.ec2Host?.loginPrivateKey;
         this.address = host;
 
+        if (config.mode === "existing" && config.idleStopMinutes > 0) {
+            pulumi.log.warn(existingHostIdleStopWarning(config.idleStopMinutes), this);
+        }
         const connection = { host, port, user, privateKey, hostKey: hostPublicKey };
         const definitions = hostStepDefinitions(config, user);
         const fingerprints = stepFingerprints(definitions);

@@ -12,6 +12,19 @@ export const CANONICAL_OWNER_ID = "099720109477";
 /** The login user of Canonical's Ubuntu images. */
 export const UBUNTU_LOGIN_USER = "ubuntu";
 
+/**
+ * Why a cache volume is not removed in place: its detach stops the instance (Docker's data root is
+ * on it), and nothing would start it again, nor bring back a data root. A replacement in the same
+ * run leaves a new instance with Docker on its root volume.
+ */
+export function cacheVolumeRemovalMessage(instanceId: string, instanceUrn: string): string {
+    return `cacheVolumeSizeGb is 0, but the instance ${instanceId} has its cache volume attached as ${CACHE_VOLUME_DEVICE_NAME}: ` +
+        "removed in place, its detach would stop the instance and leave it without Docker's data root. Nothing was changed. " +
+        "Replace the instance in the same run (the volume is then kept or deleted as retainCacheVolume says):\n" +
+        `    pulumi up --replace '${instanceUrn}'\n` +
+        "or keep the volume: pulumi config set cacheVolumeSizeGb <its size> (a fleet node: --path 'nodes[N].cacheVolumeSizeGb')";
+}
+
 /** The AMI name pattern for a release, architecture and optional serial (Canonical's naming). */
 export function ubuntuAmiNamePattern(settings: Pick<Ec2Settings, "ubuntuRelease" | "architecture" | "ubuntuAmiSerial">): string {
     // Canonical publishes gp3-backed images under hvm-ssd-gp3 from 23.10 on.
@@ -231,11 +244,22 @@ export class Ec2Host extends pulumi.ComponentResource {
             filters: [{ name: "instance-id", values: [instance.id] }],
             instanceStateNames: ["stopping", "stopped"],
         }, { parent: this });
-        this.stoppedMessage = pulumi.all([this.wakeTarget, stopped.ids]).apply(([target, stoppedIds]) => {
+        // Read only while the instance stays (a new or replaced one has no id at preview) and has no cache volume configured.
+        const volumeLeft = settings.cacheVolume ? undefined : aws.ec2.getInstancesOutput({
+            filters: [{ name: "instance-id", values: [instance.id] },
+                { name: "block-device-mapping.device-name", values: [CACHE_VOLUME_DEVICE_NAME] }],
+            instanceStateNames: ["pending", "running", "stopping", "stopped"],
+        }, { parent: this });
+        // The host key check waits on this: a refusal stops the run before any step or detach.
+        this.stoppedMessage = pulumi.all([this.wakeTarget, stopped.ids, volumeLeft?.ids ?? [], instance.urn])
+            .apply(([target, stoppedIds, withVolume, urn]) => {
+            if (withVolume.length > 0) {
+                throw new pulumi.ResourceError(cacheVolumeRemovalMessage(target.instanceId, urn), this, true);
+            }
             if (stoppedIds.length === 0) {
                 return "";
             }
-            const message = stoppedHostMessage(target);
+            const message = stoppedHostMessage(target, settings.spot);
             pulumi.log.warn(message, this);
             return message;
         });

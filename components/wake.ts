@@ -58,9 +58,32 @@ export function wakePolicyDocument(instanceArns: readonly string[]): WakePolicyD
     };
 }
 
-/** Why `pulumi up` stops before it touches a stopped host, and how to go on. */
-export function stoppedHostMessage(target: WakeTarget): string {
-    return `EC2 reports the build host's instance ${target.instanceId} stopping or stopped (the idle power-off stops it, or someone did), ` +
-        "so no host step can reach it; nothing on it is changed. Wake it, then run pulumi up again:\n" +
-        `    ${wakeCommand([target])}`;
+/**
+ * Why `pulumi up` stops before it touches a stopped host, and how to go on. A `spot` host may have
+ * been stopped by EC2 for an interruption: only EC2 starts such an instance again, when capacity
+ * returns (EC2's "Stop interrupted Spot Instances"), so the wake command cannot.
+ */
+export function stoppedHostMessage(target: WakeTarget, spot: boolean = false): string {
+    const opening = `EC2 reports the build host's instance ${target.instanceId} stopping or stopped ` +
+        `(the idle power-off stops it${spot ? ", EC2 stops this spot instance at an interruption" : ""}, or someone did), ` +
+        "so no host step can reach it; nothing on it is changed.";
+    const wake = `ake it, then run pulumi up again:\n    ${wakeCommand([target])}`;
+    if (!spot) {
+        return `${opening} W${wake}`;
+    }
+    return `${opening} Ask EC2 why it stopped:\n    aws ec2 describe-instances --region ${regionOf(target.instanceArn)} ` +
+        `--instance-ids ${target.instanceId} --query 'Reservations[].Instances[].StateReason.Code' --output text\n` +
+        "Server.SpotInstanceShutdown is an interruption: only EC2 starts the instance again, when capacity returns, and the wake " +
+        "command fails until then; run pulumi up again once the instance runs. Otherwise (Client.UserInitiatedShutdown: " +
+        `the idle power-off, or someone), w${wake}`;
+}
+
+/**
+ * An existing server that powers itself off stays off: nothing in the stack can start it. Said at
+ * every preview rather than refused, since its owner may have a way (a hypervisor, Wake-on-LAN).
+ */
+export function existingHostIdleStopWarning(idleStopMinutes: number): string {
+    return `idleStopMinutes ${idleStopMinutes}: this existing server powers itself off after ${idleStopMinutes} idle minutes, and nothing ` +
+        "in this stack starts it again: start it by your own means (its hypervisor, Wake-on-LAN, a BMC), or set its idleStopMinutes to 0 " +
+        "(a fleet node: pulumi config set --path 'nodes[N].idleStopMinutes' 0)";
 }

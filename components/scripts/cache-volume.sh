@@ -181,6 +181,7 @@ move_existing_data() {
   fi
   stop_docker
   MOVED_BYTES="$(du -sb "${DATA_ROOT}" | cut -f1)"
+  # GNU cp -a keeps hard links, owners and every xattr (overlay2's trusted.overlay.* too, as root).
   if ! cp -a "${DATA_ROOT}/." "${STAGING}/"; then
     # The volume was empty: emptied again, it is the same next time; the data root was not touched.
     find "${STAGING}" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} +

@@ -19,6 +19,9 @@
 #   OpenSSH 9.8 "sshd-session: <user>@pts/0"): members' doors and the administrator's alike.
 # Idle time counts from the last check that found the host busy (kept under /run, so a boot starts
 # the clock again) or the latest build's completion, whichever is later.
+# Before the power-off the check closes the door to new logins (/run/nologin, which sshd's
+# pam_nologin honours for every user but root, and systemd removes at boot), then looks again: a
+# session or build that began after the first look keeps the host on, and the door opens again.
 #
 # Runs as root, script on stdin: sudo -n env NAME='value' ... bash -s
 #
@@ -49,6 +52,7 @@ readonly TIMER=buildx-host-idle-stop.timer
 readonly SERVICE_FILE="/etc/systemd/system/${SERVICE}"
 readonly TIMER_FILE="/etc/systemd/system/${TIMER}"
 readonly IDLE_STATE_FILE=/run/buildx-host/idle-stop.last-busy
+readonly NOLOGIN_FILE=/run/nologin
 
 CHANGED=false
 ACTION=""
@@ -65,10 +69,35 @@ build_records() {
   timeout 30 docker exec "${BUILDKIT_CONTAINER}" buildctl debug histories --format '{{json .}}' </dev/null
 }
 
+# Looks at the host now. Sets BUSY (what keeps it busy: running builds and open sessions; empty
+# when nothing does), BUSY_UNKNOWN (why it cannot tell, which keeps the host on too) and COMPLETED
+# (the latest build's completion, epoch seconds).
+look() {
+  local records="" running="" sessions
+  BUSY=""
+  BUSY_UNKNOWN=""
+  COMPLETED=0
+  sessions="$(open_session_users | sort | uniq -c | awk '{ printf "%s%s%s", sep, $2, ($1 > 1 ? " (" $1 ")" : ""); sep = ", " }')"
+  if ! docker info >/dev/null 2>&1 </dev/null; then
+    BUSY_UNKNOWN="Docker does not answer, so whether a build runs is unknown"
+    return 0
+  fi
+  if [[ "$(docker inspect -f '{{.State.Running}}' "${BUILDKIT_CONTAINER}" 2>/dev/null </dev/null)" == true ]]; then
+    if ! records="$(build_records 2>&1)"; then
+      BUSY_UNKNOWN="BuildKit in ${BUILDKIT_CONTAINER} does not answer, so whether a build runs is unknown: ${records##*$'\n'}"
+      return 0
+    fi
+    running="$(jq -rs '[.[].record | select(.CompletedAt == null) | .Ref] | join(", ")' <<<"${records}")"
+    COMPLETED="$(jq -s '[.[].record.CompletedAt.seconds // 0] | max // 0' <<<"${records}")"
+  fi
+  BUSY="${running:+running builds: ${running}}"
+  BUSY+="${sessions:+${BUSY:+; }open SSH sessions: ${sessions}}"
+}
+
 # One check: prints its decision and the reason (the journal keeps it), and powers off when the
-# host has been idle for IDLE_STOP_SECONDS.
+# host has been idle for IDLE_STOP_SECONDS and still is with new logins refused.
 idle_check() {
-  local now last_active records="" running="" completed=0 sessions busy idle
+  local now last_active idle
   now="$(date +%s)"
   mkdir -p "${IDLE_STATE_FILE%/*}"
   last_active="$(cat "${IDLE_STATE_FILE}" 2>/dev/null || true)"
@@ -76,34 +105,28 @@ idle_check() {
     last_active="${now}"
     echo "${now}" >"${IDLE_STATE_FILE}"
   fi
-  sessions="$(open_session_users | sort | uniq -c | awk '{ printf "%s%s%s", sep, $2, ($1 > 1 ? " (" $1 ")" : ""); sep = ", " }')"
-  if ! docker info >/dev/null 2>&1 </dev/null; then
-    echo "stay on: Docker does not answer, so whether a build runs is unknown"
+  look
+  if [[ -n "${BUSY_UNKNOWN}${BUSY}" ]]; then
+    echo "stay on: ${BUSY_UNKNOWN:-busy: ${BUSY}}"
     echo "${now}" >"${IDLE_STATE_FILE}"
     return 0
   fi
-  if [[ "$(docker inspect -f '{{.State.Running}}' "${BUILDKIT_CONTAINER}" 2>/dev/null </dev/null)" == true ]]; then
-    if ! records="$(build_records 2>&1)"; then
-      echo "stay on: BuildKit in ${BUILDKIT_CONTAINER} does not answer, so whether a build runs is unknown: ${records##*$'\n'}"
-      echo "${now}" >"${IDLE_STATE_FILE}"
-      return 0
-    fi
-    running="$(jq -rs '[.[].record | select(.CompletedAt == null) | .Ref] | join(", ")' <<<"${records}")"
-    completed="$(jq -s '[.[].record.CompletedAt.seconds // 0] | max // 0' <<<"${records}")"
-  fi
-  busy="${running:+running builds: ${running}}"
-  busy+="${sessions:+${busy:+; }open SSH sessions: ${sessions}}"
-  if [[ -n "${busy}" ]]; then
-    echo "stay on: busy: ${busy}"
-    echo "${now}" >"${IDLE_STATE_FILE}"
-    return 0
-  fi
-  ((completed < last_active)) || last_active="${completed}"
+  ((COMPLETED < last_active)) || last_active="${COMPLETED}"
   idle=$((now - last_active))
   if ((idle < IDLE_STOP_SECONDS)); then
     echo "stay on: idle ${idle}s of ${IDLE_STOP_SECONDS}s: no running build, no open SSH session"
     return 0
   fi
+  # Whatever ends this check but the power-off opens the door again.
+  trap 'rm -f "${NOLOGIN_FILE}"' EXIT
+  echo "powering off: idle for ${IDLE_STOP_SECONDS}s, so it refuses new logins and looks again" >"${NOLOGIN_FILE}"
+  look
+  if [[ -n "${BUSY_UNKNOWN}${BUSY}" ]]; then
+    echo "stay on: ${BUSY_UNKNOWN:-busy: ${BUSY}} (seen at the second look, with logins refused; allowed again)"
+    echo "${now}" >"${IDLE_STATE_FILE}"
+    return 0
+  fi
+  trap - EXIT
   echo "power off: idle ${idle}s of ${IDLE_STOP_SECONDS}s: no running build, no open SSH session since $(date -u -d "@${last_active}" +%FT%TZ)"
   systemctl --no-block poweroff
 }
@@ -118,8 +141,8 @@ validate_input() {
 
 render_checker() {
   printf '#!/bin/bash\n# Written by buildx-host (idle-stop.sh); changes here are overwritten.\nset -euo pipefail\n'
-  declare -p IDLE_STATE_FILE
-  declare -f open_session_users build_records idle_check
+  declare -p IDLE_STATE_FILE NOLOGIN_FILE
+  declare -f open_session_users build_records look idle_check
   printf 'idle_check\n'
 }
 

@@ -1,11 +1,11 @@
 import { EVERY_HOST_STEPS, STEP_NAMES } from "../../components/steps";
-import { installMocks, isSecret, RecordedResource, settle, valueOf } from "./mocks";
+import { installMocks, isSecret, RecordedResource, valueOf } from "./mocks";
 
 const recorder = installMocks();
 
 // Imported after the mocks are installed, as a Pulumi program would be run under them.
-import { BuildFleet } from "../../components/build-fleet";
-import { parseConfig, RawConfig } from "../../components/config";
+import { RawConfig } from "../../components/config";
+import { deployFleet } from "./deploy-fleet";
 import type { Workflow } from "../../components/endpoint";
 import * as yaml from "js-yaml";
 
@@ -14,16 +14,7 @@ const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFMtBhKmsF4b3EnJanPlsngcyY
 const PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nbG9naW4ta2V5\n-----END OPENSSH PRIVATE KEY-----\n";
 const ALICE = "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICMuitBm3Na3mokQbnQlnPS+q4yZBeoCIqm3SvbczITp alice@laptop";
 
-/** Registers a BuildFleet; `privateKey` is every node's (required in existing mode). */
-async function deploy(name: string, raw: RawConfig, privateKey?: string) {
-    const registeredBefore = recorder.resources.length;
-    const stack = parseConfig(raw);
-    const fleet = new BuildFleet(name, { stack, privateKeys: stack.nodes.map(() => privateKey), tags: { Project: "buildx-host" } });
-    await Promise.all(fleet.hosts.map(host => valueOf(host.versions)));
-    await settle();
-    const mine = recorder.resources.slice(registeredBefore).filter(r => r.name.startsWith(name));
-    return { fleet, resources: mine, named: (n: string) => mine.find(r => r.name === n)! };
-}
+const deploy = (name: string, raw: RawConfig, privateKey?: string) => deployFleet(recorder, name, raw, privateKey);
 
 describe("a stack without nodes", () => {
     let deployed: Awaited<ReturnType<typeof deploy>>;

@@ -4,13 +4,14 @@ import * as yaml from "js-yaml";
 
 import { installMocks, isSecret, SECRET_SIGNATURE_KEY, settle, valueOf } from "./mocks";
 
-const recorder = installMocks();
+const mockOptions = { cacheVolumeAttached: false };
+const recorder = installMocks(mockOptions);
 
 // Imported after the mocks are installed, as a Pulumi program would be run under them.
 import { BuildHost } from "../../components/build-host";
 import { DEFAULTS, RawConfig } from "../../components/config";
 import { hostConfig } from "../config-problems";
-import { CANONICAL_OWNER_ID, cloudInitUserData } from "../../components/ec2-host";
+import { CACHE_VOLUME_DEVICE_NAME, cacheVolumeRemovalMessage, CANONICAL_OWNER_ID, cloudInitUserData } from "../../components/ec2-host";
 import { Workflow } from "../../components/endpoint";
 import { BUILDKIT_VERSION } from "../../components/host-facts";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
@@ -36,6 +37,19 @@ async function deploy(name: string, raw: RawConfig, secrets: { loginPrivateKey?:
 /** Whether a wire value is a Pulumi secret. */
 function wireSecret(value: any): boolean {
     return value !== null && typeof value === "object" && SECRET_SIGNATURE_KEY in value;
+}
+
+/**
+ * The error an output fails with. Every promise the output holds is handled here: an apply that
+ * throws rejects them all, and one left unhandled would end the test run (as it fails a program).
+ */
+async function rejectionOf(output: pulumi.Output<unknown>): Promise<Error> {
+    const held = output as unknown as { promise(): Promise<unknown>; isKnown: Promise<boolean>; isSecret: Promise<boolean>;
+        allResources?: () => Promise<unknown> };
+    for (const promise of [held.isKnown, held.isSecret, held.allResources?.()]) {
+        promise?.catch(() => undefined);
+    }
+    return held.promise().then(() => { throw new Error("the output did not fail"); }, (error: Error) => error);
 }
 
 /** The host's step commands in the order they run: every step it has, optional ones included. */
@@ -301,6 +315,34 @@ describe("ec2 mode variants", () => {
         expect(recorder.invokes.slice(before).map(i => i.token)).not.toContain("aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings");
         expect(ofType("aws:ec2/instance:Instance")[0].inputs.subnetId).toBeUndefined();
         expect(ofType("command:remote:Command").find(c => c.name === "nocache-buildx-builder-run")!.inputs.delete).toContain("BUILDER_KEEP_CACHE='false'");
+    });
+
+    test("cacheVolumeSizeGb back to 0 while the instance has its volume: refused before any step or detach, with the --replace to run", async () => {
+        // The Ec2Host alone: its stoppedMessage is what the host key check, the first thing to touch the host, waits on.
+        const { Ec2Host } = await import("../../components/ec2-host");
+        const ec2Host = (name: string, raw: RawConfig) => {
+            const config = hostConfig(raw);
+            return new Ec2Host(name, { settings: config.mode === "ec2" ? config.ec2 : fail("ec2 mode"), tags: {} });
+        };
+        const CIDRS = { allowedSshCidrs: "[\"10.20.0.0/16\"]" };
+        mockOptions.cacheVolumeAttached = true;
+        try {
+            const before = recorder.invokes.length;
+            expect(await valueOf(ec2Host("kept", { ...CIDRS, cacheVolumeSizeGb: "50" }).stoppedMessage)).toBe("");
+            // With a cache volume configured, nothing is looked up for a volume left over.
+            expect(recorder.invokes.slice(before).filter(i => i.token === "aws:ec2/getInstances:getInstances")).toHaveLength(1);
+            const removed = ec2Host("uncache", CIDRS);
+            const refusal = await rejectionOf(removed.stoppedMessage);
+            expect(refusal).toBeInstanceOf(pulumi.ResourceError);
+            const urn = /--replace '(urn:pulumi:[^']+::uncache-instance)'/.exec(refusal.message)?.[1];
+            expect(refusal.message).toBe(cacheVolumeRemovalMessage("uncache-instance-id", urn!));
+            const lookup = recorder.invokes.filter(i => i.token === "aws:ec2/getInstances:getInstances").pop()!;
+            expect(lookup.inputs.filters).toEqual([{ name: "instance-id", values: ["uncache-instance-id"] },
+                { name: "block-device-mapping.device-name", values: [CACHE_VOLUME_DEVICE_NAME] }]);
+        } finally {
+            mockOptions.cacheVolumeAttached = false;
+        }
+        expect(cacheVolumeRemovalMessage("i-0abc", "urn:x")).toMatch(/^cacheVolumeSizeGb is 0, .* Nothing was changed\. .*\n    pulumi up --replace 'urn:x'\n/s);
     });
 
     test("a given login key is used instead of a generated one", async () => {

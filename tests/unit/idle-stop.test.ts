@@ -4,23 +4,25 @@
  * commands, the wake policy and the workflows' wake steps, and what a stopped host does to a run.
  */
 import { spawnSync } from "child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 
-import { installMocks, settle, valueOf } from "./mocks";
+import * as pulumi from "@pulumi/pulumi";
+
+import { installMocks, valueOf } from "./mocks";
 
 const mockOptions = { stoppedInstances: false };
 const recorder = installMocks(mockOptions);
 
 // Imported after the mocks are installed, as a Pulumi program would be run under them.
-import { BuildFleet } from "../../components/build-fleet";
 import { parseConfig, RawConfig } from "../../components/config";
+import { deployFleet } from "./deploy-fleet";
 import { HOST_KEY_PROBE_PATH } from "../../components/host-key-check";
 import { AWS_CREDENTIALS_ACTION, Workflow, WAKE_ROLE_VARIABLE } from "../../components/endpoint";
 import { iamPolicy, PROGRAM_POLICIES_ARN } from "../../components/iam-policy";
 import { COMMON_LIBRARY_PATH, HOST_FACTS_PATH, hostStepDefinitions, SCRIPTS_DIR, sha256, stepFingerprints } from "../../components/steps";
-import { stoppedHostMessage, wakeCommand, wakePolicyDocument } from "../../components/wake";
+import { existingHostIdleStopWarning, stoppedHostMessage, wakeCommand, wakePolicyDocument } from "../../components/wake";
 import { configProblems, hostConfig } from "../config-problems";
 import * as yaml from "js-yaml";
 
@@ -30,16 +32,7 @@ const EC2: RawConfig = { allowedSshCidrs: CIDRS, team: JSON.stringify([ALICE]) }
 const NODES = [{ name: "amd64", instanceType: "c7i.xlarge" }, { name: "graviton", instanceType: "c7g.xlarge", idleStopMinutes: 0 }];
 const TARGET = { instanceId: "i-0123456789abcdef0", instanceArn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0" };
 
-/** Registers a BuildFleet; `privateKey` is every node's (required in existing mode). */
-async function deploy(name: string, raw: RawConfig, privateKey?: string) {
-    const registeredBefore = recorder.resources.length;
-    const stack = parseConfig(raw);
-    const fleet = new BuildFleet(name, { stack, privateKeys: stack.nodes.map(() => privateKey), tags: { Project: "buildx-host" } });
-    await Promise.all(fleet.hosts.map(host => valueOf(host.versions)));
-    await settle();
-    const mine = recorder.resources.slice(registeredBefore).filter(r => r.name.startsWith(name));
-    return { fleet, resources: mine, ofType: (type: string) => mine.filter(r => r.type === type) };
-}
+const deploy = (name: string, raw: RawConfig, privateKey?: string) => deployFleet(recorder, name, raw, privateKey);
 
 const workflowOf = (text: string) => yaml.load(text) as Workflow;
 
@@ -93,15 +86,25 @@ describe("the installed idle check", () => {
             "IDLE_STOP_MINUTES=1 validate_input", "render_checker"].join("\n"),
         encoding: "utf8",
     });
-    const checker = rendered.stdout.replace("/run/buildx-host/idle-stop.last-busy", stateFile);
+    const nologin = path.join(dir, "nologin");
+    const psCalls = path.join(dir, "ps-calls");
+    const checker = rendered.stdout.replace("/run/buildx-host/idle-stop.last-busy", stateFile).replace('"/run/nologin"', `"${nologin}"`);
+    if (checker.includes("/run/")) {
+        // Run as root, the check would refuse this machine's logins.
+        throw new Error("the rendered check still names a path under /run: give it this test's stand-in");
+    }
     const stubs: Record<string, string> = {
-        ps: 'printf "%s\\n" "${STUB_PS:-}"',
+        // STUB_PS_LATER: what ps says from its second call on (the check's second look).
+        ps: `echo >> ${psCalls}; if [ -n "\${STUB_PS_LATER:-}" ] && [ "$(wc -l < ${psCalls})" -gt 1 ]; then ` +
+            'printf "%s\\n" "$STUB_PS_LATER"; else printf "%s\\n" "${STUB_PS:-}"; fi',
         date: `if [ "$1" = +%s ]; then echo ${NOW}; else exec /bin/date "$@"; fi`,
         docker: [
             'case "$1" in',
             '  info) exit "${STUB_DOCKER_DOWN:-0}" ;;',
             '  inspect) echo "${STUB_BUILDER_RUNNING:-true}" ;;',
-            '  exec) [ -z "${STUB_BUILDKIT_DOWN:-}" ] || { echo "connection refused" >&2; exit 1; }; printf "%s" "${STUB_RECORDS:-}" ;;',
+            '  exec) [ -z "${STUB_BUILDKIT_DOWN:-}" ] || { echo "connection refused" >&2; exit 1; }',
+            `        if [ -n "\${STUB_RECORDS_LATER:-}" ] && [ "$(wc -l < ${psCalls})" -gt 1 ]; then printf "%s" "$STUB_RECORDS_LATER"; ` +
+                'else printf "%s" "${STUB_RECORDS:-}"; fi ;;',
             "esac",
         ].join("\n"),
         systemctl: `echo "systemctl $*" >> ${path.join(dir, "systemctl.log")}`,
@@ -112,7 +115,7 @@ describe("the installed idle check", () => {
 
     /** Runs one check with `env`, the last busy time `lastBusy` seconds ago (none: unset); its decision and what it ran. */
     function check(env: Record<string, string>, lastBusy?: number) {
-        spawnSync("rm", ["-f", stateFile, path.join(dir, "systemctl.log")]);
+        spawnSync("rm", ["-f", stateFile, path.join(dir, "systemctl.log"), psCalls, nologin]);
         if (lastBusy !== undefined) {
             writeFileSync(stateFile, `${NOW - lastBusy}\n`);
         }
@@ -128,7 +131,7 @@ describe("the installed idle check", () => {
             }
         })();
         return { status: result.status, decision: result.stdout.trim(), stderr: result.stderr,
-            lastBusy: Number(readFileSync(stateFile, "utf8")), ran };
+            lastBusy: Number(readFileSync(stateFile, "utf8")), ran, loginsRefused: existsSync(nologin) };
     }
     const record = (ref: string, completed?: number) =>
         JSON.stringify({ type: completed === undefined ? undefined : 1, record: { Ref: ref, CreatedAt: { seconds: NOW - 500 },
@@ -168,6 +171,22 @@ describe("the installed idle check", () => {
         const since = new Date((NOW - 61) * 1000).toISOString().replace(".000", "");
         expect(decision).toBe(`power off: idle 61s of 60s: no running build, no open SSH session since ${since}`);
         expect(ran).toBe("systemctl --no-block poweroff\n");
+    });
+
+    test("before the power-off it refuses new logins and looks again: a session begun meanwhile keeps the host on, logins allowed again", () => {
+        expect(check({ STUB_PS_LATER: "sshd-session: alice@notty" }, 61)).toMatchObject({
+            decision: "stay on: busy: open SSH sessions: alice (seen at the second look, with logins refused; allowed again)",
+            lastBusy: NOW, ran: "", loginsRefused: false });
+        // Powering off, the door stays closed (pam_nologin: /run/nologin) until the boot, when systemd removes it.
+        expect(check({}, 61)).toMatchObject({ decision: expect.stringMatching(/^power off: /), loginsRefused: true });
+        expect(readFileSync(nologin, "utf8")).toBe("powering off: idle for 60s, so it refuses new logins and looks again\n");
+    });
+
+    test("a second look that fails opens the door again and powers nothing off", () => {
+        // Records that jq cannot read at the second look (ps is called once per look, first).
+        const result = check({ STUB_RECORDS_LATER: "{not json" }, 61);
+        expect(result.status).not.toBe(0);
+        expect(result).toMatchObject({ ran: "", loginsRefused: false });
     });
 
     test("a builder container that is not running runs no build", () => {
@@ -288,7 +307,8 @@ describe("pulumi up against a stopped host", () => {
         expect(running.PROBE_RUN_WITH).toBe(sha256(JSON.stringify({ fingerprint: first, hostId: "awake-ec2-instance-id" })));
         expect(stopped.PROBE_RUN_WITH)
             .toBe(sha256(JSON.stringify({ fingerprint: first, hostId: target.instanceId, stopped: stoppedHostMessage(target) })));
-        const lookup = recorder.invokes.filter(i => i.token === "aws:ec2/getInstances:getInstances").pop()!;
+        const lookup = recorder.invokes.filter(i => i.token === "aws:ec2/getInstances:getInstances")
+            .filter(i => i.inputs.filters.length === 1).pop()!;
         expect(lookup.inputs).toEqual({
             filters: [{ name: "instance-id", values: [target.instanceId] }], instanceStateNames: ["stopping", "stopped"] });
 
@@ -301,7 +321,23 @@ describe("pulumi up against a stopped host", () => {
         expect(stoppedHostMessage(target)).toContain(`Wake it, then run pulumi up again:\n    ${wakeCommand([target])}`);
     });
 
-    test("an existing host powers off too, but has no instance to read or wake: its check's inputs are as before", async () => {
+    test("a stopped spot host's message tells an interruption, which only EC2 ends, from a power-off the wake command ends", async () => {
+        mockOptions.stoppedInstances = true;
+        const stopped = probeOf(await deploy("spotty", { ...EC2, spot: "true" })).environment;
+        mockOptions.stoppedInstances = false;
+        const target = { instanceId: "spotty-ec2-instance-id", instanceArn: "arn:aws:ec2:eu-west-1:123456789012:instance/spotty-ec2-instance-id" };
+        const message = stoppedHostMessage(target, true);
+        expect(stopped.PROBE_HOST_STOPPED).toBe(message);
+        expect(message).not.toBe(stoppedHostMessage(target));
+        expect(message).toContain(`aws ec2 describe-instances --region eu-west-1 --instance-ids ${target.instanceId} ` +
+            "--query 'Reservations[].Instances[].StateReason.Code' --output text\n");
+        expect(message).toContain("Server.SpotInstanceShutdown is an interruption: only EC2 starts the instance again");
+        expect(message).toMatch(new RegExp(`Client\\.UserInitiatedShutdown: .*, wake it, then run pulumi up again:\n    ${
+            wakeCommand([target]).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+    });
+
+    test("an existing host powers off too, but has no instance to read or wake: its check's inputs are as before, and a warning says so", async () => {
+        const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
         const existing = await deploy("exist", {
             hostMode: "existing", existingHostAddress: "build1.example.com", existingHostUser: "builder", idleStopMinutes: "30",
             existingHostPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nbG9naW4ta2V5\n-----END OPENSSH PRIVATE KEY-----\n",
@@ -310,5 +346,8 @@ describe("pulumi up against a stopped host", () => {
         expect(Object.keys(probeOf(existing).environment)).not.toContain("PROBE_HOST_STOPPED");
         expect(existing.ofType("command:remote:Command").map(r => r.name)).toContain("exist-idle-stop-run");
         expect(existing.fleet.wakePolicyArn).toBeUndefined();
+        expect(warn.mock.calls.map(([message]) => message)).toEqual([existingHostIdleStopWarning(30)]);
+        expect(existingHostIdleStopWarning(30)).toMatch(/^idleStopMinutes 30: this existing server powers itself off .* nothing in this stack starts it/);
+        warn.mockRestore();
     });
 });

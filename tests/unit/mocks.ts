@@ -85,8 +85,11 @@ export function unwrapSecrets(value: any): any {
     return value;
 }
 
-/** Mock options: `stoppedInstances`, EC2 reports every instance stopped (the idle power-off's work). */
-export function installMocks(options: { readonly stoppedInstances?: boolean } = {}): Recorder {
+/**
+ * Mock options: `stoppedInstances`, EC2 reports every instance stopped (the idle power-off's work);
+ * `cacheVolumeAttached`, every instance has a volume at the cache volume's device name.
+ */
+export function installMocks(options: { readonly stoppedInstances?: boolean; readonly cacheVolumeAttached?: boolean } = {}): Recorder {
     const resources: RecordedResource[] = [];
     const invokes: Recorder["invokes"] = [];
     pulumi.runtime.setMocks({
@@ -139,8 +142,11 @@ export function installMocks(options: { readonly stoppedInstances?: boolean } = 
                         : { id: `subnet-default-${args.inputs.availabilityZone}`, vpcId: args.inputs.vpcId, availabilityZone: args.inputs.availabilityZone };
                 case "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
                     return { locations: ["eu-west-1c", "eu-west-1a", "eu-west-1b"], locationTypes: ["availability-zone"], instanceTypes: [] };
-                case "aws:ec2/getInstances:getInstances":
-                    return { ids: options.stoppedInstances ? args.inputs.filters[0].values : [] };
+                case "aws:ec2/getInstances:getInstances": {
+                    const byDevice = args.inputs.filters.some((f: { name: string }) => f.name === "block-device-mapping.device-name");
+                    const found = byDevice ? options.cacheVolumeAttached : options.stoppedInstances;
+                    return { ids: found ? args.inputs.filters[0].values : [] };
+                }
                 case "tls:index/getPublicKey:getPublicKey":
                     return { publicKeyOpenssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIgivenkey\n" };
                 default:

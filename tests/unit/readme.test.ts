@@ -16,10 +16,10 @@ import {
 } from "../../components/endpoint";
 import { gcLimitBytes, ROOT_VOLUME_ROOM_GIB } from "../../components/config/buildkit-gc";
 import { SINGLE_HOST_KEYS } from "../../components/config/existing-host";
-import { SPOT_MARKET_OPTIONS } from "../../components/ec2-host";
+import { cacheVolumeRemovalMessage, SPOT_MARKET_OPTIONS } from "../../components/ec2-host";
 import { BUILDKIT_IMAGE, EBS_DEVICE_LINK_PREFIX, IDLE_CHECK_SECONDS } from "../../components/host-facts";
 import { EVERY_HOST_STEPS } from "../../components/steps";
-import { stoppedHostMessage } from "../../components/wake";
+import { existingHostIdleStopWarning, stoppedHostMessage } from "../../components/wake";
 
 const ROOT = path.join(__dirname, "..", "..");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
@@ -429,7 +429,9 @@ describe("Cost and durability: idle power-off", () => {
         for (const words of ["stay on: busy: running builds: ", "stay on: busy: open SSH sessions: ", "stay on: idle ", "power off: idle "]) {
             expect({ words, inReadme: idle.includes(`\`${words}`) }).toEqual({ words, inReadme: true });
         }
-        for (const words of ["stay on: busy: ${busy}", "running builds: ${running}", "open SSH sessions: ${sessions}",
+        expect(idle).toContain("`… (seen at the second look, with\n  logins refused; allowed again)`");
+        for (const words of ["stay on: ${BUSY_UNKNOWN:-busy: ${BUSY}}", "running builds: ${running}", "open SSH sessions: ${sessions}",
+            "(seen at the second look, with logins refused; allowed again)",
             "stay on: idle ${idle}s of ${IDLE_STOP_SECONDS}s: no running build, no open SSH session",
             "power off: idle ${idle}s of ${IDLE_STOP_SECONDS}s: no running build, no open SSH session since "]) {
             expect({ words, inScript: checkScript.includes(words) }).toEqual({ words, inScript: true });
@@ -448,6 +450,16 @@ describe("Cost and durability: idle power-off", () => {
         expect(statement.Action).toBe("sts:AssumeRoleWithWebIdentity");
         expect(statement.Condition.StringEquals["token.actions.githubusercontent.com:aud"]).toBe("sts.amazonaws.com");
         expect(statement.Condition.StringLike["token.actions.githubusercontent.com:sub"]).toMatch(/^repo:<owner>\/<repo>:/);
+    });
+
+    test("quotes the existing server's warning and the spot host's lookup as the program words them", () => {
+        const [opening] = existingHostIdleStopWarning(30).split(" after ");
+        expect(idle.replace(/\n +/g, " ")).toContain(`(\`${opening} …\`)`);
+        const target = { instanceId: "i-0123456789abcdef0", instanceArn: "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0" };
+        expect(stoppedHostMessage(target, true)).toContain("StateReason.Code");
+        expect(stoppedHostMessage(target, true)).toContain("Server.SpotInstanceShutdown is an interruption");
+        expect(idle).toContain("`aws ec2 describe-instances … StateReason.Code`");
+        expect(idle).toContain("(`Server.SpotInstanceShutdown`)");
     });
 
     test("quotes the stopped host's message as the program words it", () => {
@@ -483,6 +495,14 @@ describe("Cost and durability: the cache volume", () => {
         const nodeOutput: keyof FleetNodeOutputs = "cacheVolumeId";
         expect(cacheVolume).toContain(`jq -r '.[].${nodeOutput} // empty'`);
         expect(cacheVolume).toContain("`pulumi stack output cacheVolumeId`");
+    });
+
+    test("turning it off quotes the preview's refusal as the program words it", () => {
+        const message = cacheVolumeRemovalMessage("i-…", "urn:pulumi:…::aws:ec2/instance:Instance::…");
+        const [opening] = message.split(": removed in place");
+        expect(cacheVolume.replace(/\n +/g, " ")).toContain(`\`${opening}: …\``);
+        expect(message).toContain("\n    pulumi up --replace 'urn:pulumi:…::aws:ec2/instance:Instance::…'\n");
+        expect(cacheVolume).toContain("`pulumi up --replace 'urn:pulumi:…::aws:ec2/instance:Instance::…'`");
     });
 
     test("the defaults it states are the program's", () => {

@@ -246,19 +246,32 @@ export interface WakeHosts {
 
 /**
  * The steps that wake stopped hosts before the attach: credentials for the role the repository
- * variable names (GitHub's OIDC token, no stored AWS key), then start the instances and wait until
- * each member door answers. buildx gives up on a node after about 20 s, far less than a boot: the
- * attach must come after the host answers, not while it boots.
+ * variable names (GitHub's OIDC token, no stored AWS key), then start each instance and wait until
+ * its member door answers. buildx gives up on a node after about 20 s, far less than a boot: the
+ * attach must come after the host answers, not while it boots. A node that does not start (a spot
+ * node stopped by an interruption, which only EC2 starts again) or does not answer stops the job,
+ * unless `fallback` is "emulate": then it is left to the fleet check, which leaves it out.
  */
-function wakeSteps(wake: WakeHosts, member: string): WorkflowStep[] {
-    const ids = wake.hosts.map(host => host.instanceId).join(" ");
+function wakeSteps(wake: WakeHosts, member: string, fallback: FleetFallback): WorkflowStep[] {
+    const giveUp = (why: string) => fallback === "emulate"
+        ? `{ echo "::warning::${why}; the fleet check leaves it out"; ${why.startsWith("could not") ? "continue" : "break"}; }`
+        : `{ echo "::error::${why}"; exit 1; }`;
     const script = [
-        `aws ec2 start-instances --instance-ids ${ids} >/dev/null`,
-        `aws ec2 wait instance-running --instance-ids ${ids}`,
-        `for door in ${wake.hosts.map(host => sshEndpoint(host.parts, member)).join(" ")}; do`,
+        'ids=""',
+        'doors=""',
+        `for node in ${wake.hosts.map(host => `'${host.instanceId} ${sshEndpoint(host.parts, member)}'`).join(" ")}; do`,
+        '  id="${node%% *}"',
+        '  door="${node#* }"',
+        `  aws ec2 start-instances --instance-ids "$id" >/dev/null || ${giveUp("could not start $id ($door): a spot node stopped by an interruption starts only when EC2 has capacity again")}`,
+        '  ids="$ids $id"',
+        '  doors="$doors $door"',
+        "done",
+        // Word splitting of the lists is meant: instance ids and ssh:// URLs have no spaces.
+        '[ -z "$ids" ] || aws ec2 wait instance-running --instance-ids $ids',
+        "for door in $doors; do",
         `  deadline=$((SECONDS + ${WAKE_DOOR_WAIT_SECONDS}))`,
         '  until ssh -o ConnectTimeout=5 -o BatchMode=yes "$door" </dev/null >/dev/null 2>&1; do',
-        `    [ "$SECONDS" -lt "$deadline" ] || { echo "::error::$door did not answer within ${WAKE_DOOR_WAIT_SECONDS} s of the wake"; exit 1; }`,
+        `    [ "$SECONDS" -lt "$deadline" ] || ${giveUp(`$door did not answer within ${WAKE_DOOR_WAIT_SECONDS} s of the wake`)}`,
         "    sleep 5",
         "  done",
         "done",
@@ -326,7 +339,8 @@ function attachStep(title: string, inputs: Readonly<Record<string, string>>): Wo
  * after the key is gone.
  */
 function workflow(title: string, trust: WorkflowStep, attach: readonly WorkflowStep[], builderName: string,
-                  platforms: readonly string[], runner: GithubRunner, member: string, wake: WakeHosts | undefined): string {
+                  platforms: readonly string[], runner: GithubRunner, member: string, wake: WakeHosts | undefined,
+                  fallback: FleetFallback): string {
     return toYaml({
         name: title,
         on: ["push", "workflow_dispatch"],
@@ -338,7 +352,7 @@ function workflow(title: string, trust: WorkflowStep, attach: readonly WorkflowS
                 steps: [
                     { name: "Check out the repository", uses: CHECKOUT_ACTION, with: { "persist-credentials": false } },
                     trust,
-                    ...wake === undefined ? [] : wakeSteps(wake, member),
+                    ...wake === undefined ? [] : wakeSteps(wake, member, fallback),
                     ...attach,
                     {
                         name: "Log in to the registry",
@@ -363,7 +377,7 @@ export function githubActionsWorkflow(parts: EndpointParts, member: string, plat
                                       wake?: WakeHosts): string {
     return workflow("Build and push on the shared buildx host", trustStep("Trust the buildx host", [parts]),
         [attachStep("Attach buildx to the shared builder", { endpoint: sshEndpoint(parts, member) })], parts.builderName, platforms, runner,
-        member, wake);
+        member, wake, "fail");
 }
 
 /** The id of a fleet workflow's attach-script step, whose outputs are setup-buildx-action's inputs. */
@@ -387,7 +401,7 @@ export function fleetGithubActionsWorkflow(nodes: readonly FleetNodeEndpoint[], 
         ...nodes.length === 1 ? {} : { append: input("append") },
     });
     return workflow("Build and push on the shared buildx fleet", trustStep("Trust the buildx fleet", nodes.map(node => node.parts)),
-        [check, attach], nodes[0].parts.builderName, nodes.flatMap(node => node.platforms), runner, member, wake);
+        [check, attach], nodes[0].parts.builderName, nodes.flatMap(node => node.platforms), runner, member, wake, fallback);
 }
 
 /** Where CI can run for these hosts: GitHub's own runners only when every host takes SSH from anywhere. */

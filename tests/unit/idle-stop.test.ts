@@ -259,10 +259,50 @@ describe("a fleet whose amd64 node powers off when idle", () => {
         const credentials = steps.find(step => step.uses === AWS_CREDENTIALS_ACTION)!;
         expect(credentials.with).toEqual({ "role-to-assume": `\${{ vars.${WAKE_ROLE_VARIABLE} }}`, "aws-region": "eu-west-1" });
         const wake = steps[names.indexOf(credentials.name) + 1];
-        expect(wake.run).toContain("aws ec2 start-instances --instance-ids idle-amd64-ec2-instance-id >/dev/null\n");
-        expect(wake.run).toContain("for door in ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com; do\n");
+        expect(wake.run).toContain("for node in 'idle-amd64-ec2-instance-id ssh://alice@ec2-198-51-100-7.eu-west-1.compute.amazonaws.com'; do\n");
+        expect(wake.run).toContain('aws ec2 start-instances --instance-ids "$id" >/dev/null || { echo "::error::could not start $id ($door)');
         expect(names.indexOf("Trust the buildx fleet")).toBeLessThan(names.indexOf(credentials.name));
         expect(names.indexOf(wake.name)).toBeLessThan(names.indexOf("Check the fleet's nodes"));
+    });
+});
+
+describe("the wake step of a fleet whose nodes both power off, when one does not start", () => {
+    /**
+     * Runs the wake step of alice's workflow as GitHub does (bash -e), with stubs for aws and ssh:
+     * the graviton node's instance does not start, as a spot node stopped by an interruption.
+     */
+    async function runWake(fleetFallback: string) {
+        const nodes = JSON.stringify(NODES.map(({ name, instanceType }) => ({ name, instanceType })));
+        const deployed = await deploy(`wake-${fleetFallback}`, { ...EC2, idleStopMinutes: "30", fleetFallback, nodes });
+        const steps = workflowOf((await valueOf(deployed.fleet.teamGithubActionsWorkflows!)).alice).jobs.build.steps;
+        const wake = steps.find(step => step.name === "Wake the build hosts and wait for their doors")!;
+        const dir = mkdtempSync(path.join(tmpdir(), "wake-step-"));
+        const calls = path.join(dir, "calls");
+        writeFileSync(path.join(dir, "aws"), `#!/bin/bash\necho "aws $*" >> ${calls}\n` +
+            'case "$*" in *start-instances*graviton*) echo "An error occurred (IncorrectSpotRequestState)" >&2; exit 254 ;; esac\n', { mode: 0o755 });
+        writeFileSync(path.join(dir, "ssh"), `#!/bin/bash\necho "ssh $*" >> ${calls}\n`, { mode: 0o755 });
+        const result = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", wake.run!],
+            { env: { PATH: `${dir}:/usr/bin:/bin` }, encoding: "utf8" });
+        const ran = existsSync(calls) ? readFileSync(calls, "utf8").trim().split("\n") : [];
+        return { status: result.status, stdout: result.stdout, ran, id: (node: string) => `wake-${fleetFallback}-${node}-ec2-instance-id` };
+    }
+
+    test("emulate: it warns and leaves that node to the fleet check; the other node is started and waited for", async () => {
+        const { status, stdout, ran, id } = await runWake("emulate");
+        expect(status).toBe(0);
+        expect(stdout).toMatch(new RegExp(`^::warning::could not start ${id("graviton")} \\(ssh://alice@[^)]+\\): a spot node stopped by an ` +
+            "interruption starts only when EC2 has capacity again; the fleet check leaves it out$", "m"));
+        expect(ran.filter(call => !call.includes("start-instances"))).toEqual([
+            `aws ec2 wait instance-running --instance-ids ${id("amd64")}`,
+            expect.stringMatching(/^ssh -o ConnectTimeout=5 -o BatchMode=yes ssh:\/\/alice@/),
+        ]);
+    });
+
+    test("fail (the default): it stops the job at the wake, naming the node", async () => {
+        const { status, stdout, ran, id } = await runWake("fail");
+        expect(status).toBe(1);
+        expect(stdout).toMatch(new RegExp(`^::error::could not start ${id("graviton")} \\(ssh://alice@`, "m"));
+        expect(ran.some(call => call.startsWith("ssh "))).toBe(false);
     });
 });
 

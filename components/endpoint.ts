@@ -253,8 +253,9 @@ export interface WakeHosts {
  * unless `fallback` is "emulate": then it is left to the fleet check, which leaves it out.
  */
 function wakeSteps(wake: WakeHosts, member: string, fallback: FleetFallback): WorkflowStep[] {
-    const giveUp = (why: string) => fallback === "emulate"
-        ? `{ echo "::warning::${why}; the fleet check leaves it out"; ${why.startsWith("could not") ? "continue" : "break"}; }`
+    // `next`: how an emulating job goes on past this node, out of the loop it is in.
+    const giveUp = (why: string, next: "continue" | "break") => fallback === "emulate"
+        ? `{ echo "::warning::${why}; the fleet check leaves it out"; ${next}; }`
         : `{ echo "::error::${why}"; exit 1; }`;
     const script = [
         'ids=""',
@@ -262,7 +263,7 @@ function wakeSteps(wake: WakeHosts, member: string, fallback: FleetFallback): Wo
         `for node in ${wake.hosts.map(host => `'${host.instanceId} ${sshEndpoint(host.parts, member)}'`).join(" ")}; do`,
         '  id="${node%% *}"',
         '  door="${node#* }"',
-        `  aws ec2 start-instances --instance-ids "$id" >/dev/null || ${giveUp("could not start $id ($door): a spot node stopped by an interruption starts only when EC2 has capacity again")}`,
+        `  aws ec2 start-instances --instance-ids "$id" >/dev/null || ${giveUp("could not start $id ($door): a spot node stopped by an interruption starts only when EC2 has capacity again", "continue")}`,
         '  ids="$ids $id"',
         '  doors="$doors $door"',
         "done",
@@ -271,7 +272,7 @@ function wakeSteps(wake: WakeHosts, member: string, fallback: FleetFallback): Wo
         "for door in $doors; do",
         `  deadline=$((SECONDS + ${WAKE_DOOR_WAIT_SECONDS}))`,
         '  until ssh -o ConnectTimeout=5 -o BatchMode=yes "$door" </dev/null >/dev/null 2>&1; do',
-        `    [ "$SECONDS" -lt "$deadline" ] || ${giveUp(`$door did not answer within ${WAKE_DOOR_WAIT_SECONDS} s of the wake`)}`,
+        `    [ "$SECONDS" -lt "$deadline" ] || ${giveUp(`$door did not answer within ${WAKE_DOOR_WAIT_SECONDS} s of the wake`, "break")}`,
         "    sleep 5",
         "  done",
         "done",

@@ -67,15 +67,15 @@ export function stoppedHostMessage(target: WakeTarget, spot: boolean = false): s
     const opening = `EC2 reports the build host's instance ${target.instanceId} stopping or stopped ` +
         `(the idle power-off stops it${spot ? ", EC2 stops this spot instance at an interruption" : ""}, or someone did), ` +
         "so no host step can reach it; nothing on it is changed.";
-    const wake = `ake it, then run pulumi up again:\n    ${wakeCommand([target])}`;
+    const wakeIt = `it, then run pulumi up again:\n    ${wakeCommand([target])}`;
     if (!spot) {
-        return `${opening} W${wake}`;
+        return `${opening} Wake ${wakeIt}`;
     }
     return `${opening} Ask EC2 why it stopped:\n    aws ec2 describe-instances --region ${regionOf(target.instanceArn)} ` +
         `--instance-ids ${target.instanceId} --query 'Reservations[].Instances[].StateReason.Code' --output text\n` +
         "Server.SpotInstanceShutdown is an interruption: only EC2 starts the instance again, when capacity returns, and the wake " +
         "command fails until then; run pulumi up again once the instance runs. Otherwise (Client.UserInitiatedShutdown: " +
-        `the idle power-off, or someone), w${wake}`;
+        `the idle power-off, or someone), wake ${wakeIt}`;
 }
 
 /**
